@@ -1,0 +1,620 @@
+"""Safetensors-only checkpoints for training runs.
+
+Checkpoints are the one file format a run reads back from disk that someone
+else may have touched (copied between machines, downloaded, half-written by a
+crash).  Pickle-based formats (``torch.save`` / ``torch.load``) execute code
+while loading, so this module only ever reads and writes safetensors, and it
+validates every header itself, with bounded memory, before the safetensors
+library sees the file.  Every problem surfaces as a one-line
+:class:`CheckpointError` that names the file and the cause.
+
+Writes are atomic (temporary file, fsync, rename, directory fsync), so a crash
+mid-save leaves the previous checkpoint intact and never a file that
+:func:`find_latest` would pick.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import re
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, BinaryIO, Union
+
+import safetensors.torch
+import torch
+from torch import nn
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_HEADER_BYTES",
+    "CheckpointError",
+    "checkpoint_name",
+    "save_checkpoint",
+    "read_checkpoint",
+    "find_latest",
+    "module_state",
+    "load_module_state",
+    "optimizer_state",
+    "load_optimizer_state",
+    "require_keys",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Bumped whenever the layout of what a run stores changes incompatibly.
+FORMAT_VERSION = "1"
+
+#: A header larger than this is refused before any of it is read, so a
+#: hostile length prefix cannot make us allocate unbounded memory.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+# Bytes per element for every dtype we accept; anything else is refused both
+# when saving (so a run cannot write what it could not read back) and reading.
+_ITEMSIZE: dict[str, int] = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+_TORCH_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+_NAME_RE = re.compile(r"ckpt-(\d+)\.safetensors")
+_MAX_LISTED = 5  # how many offending keys an error message names
+
+# The rename goes through this name so tests can simulate a crash between
+# writing the temporary file and publishing it.
+_replace: Callable[[PathLike, PathLike], None] = os.replace
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used.
+
+    ``str(err)`` is ONE line: ``'<path>: <cause>'`` plus, where useful, what
+    to do, so it reads well in logs and in a CLI's final error line.
+    """
+
+
+def _error(path: PathLike, cause: str) -> CheckpointError:
+    """Build a CheckpointError whose message is guaranteed to be one line."""
+    message = f"{os.fspath(path)}: {cause}"
+    return CheckpointError(message.replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def _listing(keys: list[str]) -> str:
+    """Name the first few keys; long lists would drown the actual cause."""
+    shown = ", ".join(keys[:_MAX_LISTED])
+    more = len(keys) - _MAX_LISTED
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def checkpoint_name(step: int) -> str:
+    """File name for ``step``; zero padded so lexical order is step order."""
+    if step < 0:
+        raise ValueError(f"step must be non-negative, got {step}")
+    return f"ckpt-{step:09d}.safetensors"
+
+
+# --------------------------------------------------------------------------
+# Writing
+
+
+def _prepare_tensor(name: str, value: Any) -> torch.Tensor:
+    """Detached, contiguous CPU copy that owns its storage.
+
+    The copy matters: safetensors refuses tensors that share storage (tied
+    weights, views), and it needs contiguous memory.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"tensor name must be str, got {type(name).__name__}")
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"value for {name!r} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in _TORCH_DTYPES:
+        raise TypeError(f"tensor {name!r} has unsupported dtype {value.dtype}")
+    return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+
+
+def _fsync_dir(folder: pathlib.Path) -> None:
+    """Persist the rename itself; best effort where directories cannot be synced."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+) -> None:
+    """Atomically write ``tensors`` and ``metadata`` to ``path``.
+
+    Either the complete new file appears under ``path`` or, if anything fails,
+    whatever was there before is left untouched and no temporary file stays.
+    """
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata must map str to str; entry {key!r} has {type(value).__name__}")
+    header_meta = {**metadata, "format_version": FORMAT_VERSION}
+    prepared = {name: _prepare_tensor(name, value) for name, value in tensors.items()}
+
+    final = pathlib.Path(path)
+    # Same folder as the target so the rename stays on one filesystem; the
+    # leading dot and .tmp suffix keep it out of find_latest's pattern.
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        safetensors.torch.save_file(prepared, tmp, metadata=header_meta)
+        # save_file closes the file without syncing; force the bytes to disk
+        # before the rename makes them the checkpoint (writable handle because
+        # some platforms refuse to sync read-only ones).
+        with open(tmp, "r+b") as handle:
+            os.fsync(handle.fileno())
+        _replace(tmp, final)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(final.parent)
+
+
+# --------------------------------------------------------------------------
+# Header validation
+
+
+def _looks_like_pickle(prefix: bytes) -> bool:
+    """Whether the first bytes are a pickle stream or torch.save's zip.
+
+    A genuine safetensors header length can share those first bytes, but its
+    header then starts with '{' at offset 8, which neither format has there.
+    """
+    pickle_magic = len(prefix) >= 2 and prefix[0] == 0x80 and 2 <= prefix[1] <= 5
+    zip_magic = prefix[:4] == b"PK\x03\x04"
+    if not (pickle_magic or zip_magic):
+        return False
+    return len(prefix) < 9 or prefix[8:9] != b"{"
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass in Python but not a valid size in a header.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON object hook: a repeated key could mean different things to different parsers."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate entry {key!r}")
+        result[key] = value
+    return result
+
+
+def _parse_header(path: PathLike, raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _error(path, "header is not valid JSON (not UTF-8)") from None
+    try:
+        header = json.loads(text, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:
+        cause = str(exc) if "duplicate" in str(exc) else "not parsable"
+        raise _error(path, f"header is not valid JSON ({cause})") from None
+    if not isinstance(header, dict):
+        raise _error(path, "header is not valid JSON (not an object)")
+    return header
+
+
+def _check_metadata(path: PathLike, header: dict[str, Any]) -> dict[str, str]:
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict):
+        raise _error(path, "metadata is not a JSON object")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise _error(path, f"metadata value for {key!r} is not a string")
+    version = metadata.get("format_version")
+    if version is None:
+        raise _error(path, "not a ganrun checkpoint (no format_version)")
+    if version != FORMAT_VERSION:
+        raise _error(
+            path,
+            f"written by an incompatible version (format_version {version!r}, "
+            f"this code reads {FORMAT_VERSION!r})",
+        )
+    return metadata
+
+
+def _check_entries(path: PathLike, header: dict[str, Any]) -> int:
+    """Validate every tensor entry and return the length the data region must have."""
+    spans: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise _error(path, f"tensor {name!r} entry must have exactly dtype, shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
+            raise _error(path, f"tensor {name!r} has unsupported dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise _error(path, f"tensor {name!r} shape is not a list of non-negative integers")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_int(o) and o >= 0 for o in offsets)
+            or offsets[0] > offsets[1]
+        ):
+            raise _error(path, f"tensor {name!r} data_offsets must be [begin, end] with 0 <= begin <= end")
+        begin, end = offsets
+        # Python ints do not overflow, so a hostile shape cannot wrap around.
+        expected = math.prod(shape) * _ITEMSIZE[dtype]
+        if end - begin != expected:
+            raise _error(
+                path,
+                f"tensor {name!r} spans {end - begin} bytes but dtype {dtype} and shape {shape} need {expected}",
+            )
+        spans.append((begin, end, name))
+
+    # Tensors must tile the data region exactly: overlaps would alias data,
+    # gaps would hide bytes nobody accounts for.
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin < position:
+            raise _error(path, f"tensor {name!r} overlaps the data of another tensor (offsets {begin}..{end})")
+        if begin > position:
+            raise _error(path, f"gap of {begin - position} bytes before tensor {name!r}")
+        position = end
+    return position
+
+
+def _validate(path: PathLike, handle: BinaryIO) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check an open file's structure reading only its header.
+
+    Returns the header and its metadata.  Nothing here allocates more than the
+    header, which is itself capped at MAX_HEADER_BYTES.
+    """
+    size = os.fstat(handle.fileno()).st_size
+    prefix = handle.read(9)
+    if _looks_like_pickle(prefix):
+        raise _error(
+            path,
+            "looks like a pickle/torch.save file; refused because unpickling can run code "
+            "(convert it to safetensors only if you trust where it came from)",
+        )
+    if size < 8:
+        raise _error(path, f"truncated ({size} bytes, a checkpoint has at least 8)")
+    (header_len,) = struct.unpack("<Q", prefix[:8])
+    if header_len > MAX_HEADER_BYTES:
+        raise _error(path, f"header length {header_len} exceeds the 100 MB limit")
+    if 8 + header_len > size:
+        raise _error(path, f"truncated (header claims {header_len} bytes, file has {size - 8} after the length)")
+    handle.seek(8)
+    raw = handle.read(header_len)
+    if len(raw) != header_len:
+        raise _error(path, "truncated (file shrank while being read)")
+
+    header = _parse_header(path, raw)
+    metadata = _check_metadata(path, header)
+    data_len = _check_entries(path, header)
+    available = size - 8 - header_len
+    if available > data_len:
+        raise _error(path, f"{available - data_len} trailing bytes after the tensor data")
+    if available < data_len:
+        raise _error(path, f"truncated (tensor data needs {data_len} bytes, file has {available})")
+    return header, metadata
+
+
+def _open(path: PathLike) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise _error(path, "file not found") from None
+    except IsADirectoryError:
+        raise _error(path, "is a directory, not a checkpoint file") from None
+    except OSError as exc:
+        raise _error(path, f"cannot open ({exc.strerror or exc})") from None
+
+
+def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a checkpoint's tensors (on CPU) and metadata, refusing anything suspect.
+
+    The whole structure is validated before the safetensors library is
+    involved, so a hostile file fails here with a specific cause.
+    """
+    with _open(path) as handle:
+        _, metadata = _validate(path, handle)
+        # Same open file as validated, so a concurrent replace cannot swap in
+        # different content; the size is the one we just checked.
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(0)
+        data = handle.read(size + 1)
+    if len(data) != size:
+        raise _error(path, "file changed while being read; retry")
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as exc:  # the library's own error types vary by version
+        raise _error(path, f"safetensors could not load the file ({exc})") from None
+    return tensors, dict(metadata)
+
+
+def _header_ok(path: pathlib.Path) -> bool:
+    try:
+        with _open(path) as handle:
+            _validate(path, handle)
+    except (CheckpointError, OSError):
+        return False
+    return True
+
+
+def find_latest(run_dir: PathLike) -> pathlib.Path | None:
+    """Newest usable checkpoint in ``run_dir``, or None.
+
+    Newest means highest step in the file name; a file whose header does not
+    validate (partial copy, corruption) is skipped in favour of an older one.
+    """
+    folder = pathlib.Path(run_dir)
+    if not folder.is_dir():
+        return None
+    candidates: list[tuple[int, str, pathlib.Path]] = []
+    for entry in folder.glob("ckpt-*.safetensors"):
+        match = _NAME_RE.fullmatch(entry.name)
+        if match and entry.is_file():
+            candidates.append((int(match.group(1)), entry.name, entry))
+    for _, _, entry in sorted(candidates, reverse=True):
+        if _header_ok(entry):
+            return entry
+    return None
+
+
+def require_keys(
+    tensors: Mapping[str, torch.Tensor], keys: Iterable[str], *, path: PathLike, what: str
+) -> None:
+    """Fail with a clear message when an expected tensor is absent."""
+    for key in keys:
+        if key not in tensors:
+            raise _error(path, f"missing {what} entry {key!r}")
+
+
+# --------------------------------------------------------------------------
+# Modules
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The user's module beneath DDP/DataParallel and torch.compile wrappers.
+
+    The wrappers add ``module.`` / ``_orig_mod.`` to every key; unwrapping
+    keeps keys identical whether or not a run used them.
+    """
+    while True:
+        if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            module = module.module
+            continue
+        inner = getattr(module, "_orig_mod", None)
+        if isinstance(inner, nn.Module):
+            module = inner
+            continue
+        return module
+
+
+def _check_prefix(prefix: str) -> None:
+    # An empty prefix would make "every key in the file" count as this
+    # module's, breaking the unexpected-key check.
+    if not prefix:
+        raise ValueError("prefix must be a non-empty string")
+
+
+def module_state(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of ``module`` as CPU copies keyed ``prefix.name``."""
+    _check_prefix(prefix)
+    result: dict[str, torch.Tensor] = {}
+    for key, value in _unwrap(module).state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"state entry {key!r} is not a tensor; extra state is not supported")
+        result[f"{prefix}.{key}"] = value.detach().cpu().clone()
+    return result
+
+
+def load_module_state(
+    module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str, *, path: PathLike
+) -> None:
+    """Copy ``prefix.*`` tensors into ``module`` strictly.
+
+    Every parameter and buffer must be present with the right shape and no
+    extra entries may exist under the prefix; values are copied into the
+    existing tensors, which keep their dtype and device.
+    """
+    _check_prefix(prefix)
+    target = _unwrap(module)
+    expected = target.state_dict()
+    missing = [f"{prefix}.{key}" for key in expected if f"{prefix}.{key}" not in tensors]
+    if missing:
+        raise _error(
+            path,
+            f"missing tensors {_listing(missing)} (file is from a different model configuration?)",
+        )
+    wanted = {f"{prefix}.{key}" for key in expected}
+    extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in wanted)
+    if extra:
+        raise _error(
+            path,
+            f"unexpected tensors {_listing(extra)} (file is from a different model configuration?)",
+        )
+    incoming: dict[str, torch.Tensor] = {}
+    for key, current in expected.items():
+        value = tensors[f"{prefix}.{key}"]
+        if value.shape != current.shape:
+            raise _error(
+                path,
+                f"tensor '{prefix}.{key}' has shape {list(value.shape)} in the file "
+                f"but the model expects {list(current.shape)}",
+            )
+        incoming[key] = value
+    try:
+        target.load_state_dict(incoming, strict=True)
+    except RuntimeError as exc:
+        raise _error(path, f"cannot load {prefix!r}: {' '.join(str(exc).split())}") from None
+
+
+# --------------------------------------------------------------------------
+# Optimizers
+#
+# opt.state_dict() is nested Python data with tensors inside.  Tensors go to
+# the checkpoint under stable names; everything else becomes JSON in which
+# each non-JSON value is tagged (tuples stay tuples, dicts keep their shape,
+# tensors become references), so the decoded state_dict compares equal to the
+# original.
+
+
+def _encode(value: Any, name: str, out: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        out[name] = value.detach().cpu().clone()
+        return {"tensor": name}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(v, f"{name}.{i}", out) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, f"{name}.{i}", out) for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": {k: _encode(v, f"{name}.{k}", out) for k, v in value.items()}}
+    raise TypeError(f"optimizer state value at {name!r} has unsupported type {type(value).__name__}")
+
+
+def _decode(value: Any, tensors: Mapping[str, torch.Tensor], path: PathLike) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors, path) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        raise _error(path, "optimizer state JSON has an unrecognised entry")
+    [(tag, inner)] = value.items()
+    if tag == "tensor" and isinstance(inner, str):
+        require_keys(tensors, [inner], path=path, what="optimizer")
+        # torch keeps tensors it is given as optimizer state and updates them
+        # in place; a copy stops that from leaking into the caller's dict.
+        return tensors[inner].clone()
+    if tag == "tuple" and isinstance(inner, list):
+        return tuple(_decode(v, tensors, path) for v in inner)
+    if tag == "dict" and isinstance(inner, dict):
+        return {k: _decode(v, tensors, path) for k, v in inner.items()}
+    raise _error(path, f"optimizer state JSON has an unrecognised entry {tag!r}")
+
+
+def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], str]:
+    """Split ``opt.state_dict()`` into tensors and a JSON string.
+
+    Per-parameter tensors are named ``prefix.state.<param index>.<key>``
+    (e.g. Adam's ``step``, ``exp_avg``); store the JSON in the checkpoint
+    metadata and pass both back to :func:`load_optimizer_state`.
+    """
+    _check_prefix(prefix)
+    full = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    state = [
+        [index, {key: _encode(v, f"{prefix}.state.{index}.{key}", tensors) for key, v in entry.items()}]
+        for index, entry in full["state"].items()
+    ]
+    groups = [
+        {key: _encode(v, f"{prefix}.param_groups.{g}.{key}", tensors) for key, v in group.items()}
+        for g, group in enumerate(full["param_groups"])
+    ]
+    # allow_nan keeps values such as an infinite max_grad_norm round-trippable.
+    meta = json.dumps({"state": state, "param_groups": groups}, allow_nan=True, separators=(",", ":"))
+    return tensors, meta
+
+
+def load_optimizer_state(
+    opt: torch.optim.Optimizer,
+    tensors: Mapping[str, torch.Tensor],
+    prefix: str,
+    meta_json: str,
+    *,
+    path: PathLike,
+) -> None:
+    """Restore state saved by :func:`optimizer_state` into ``opt``.
+
+    The optimizer must have the same parameter-group layout as when saved;
+    torch itself moves state onto each parameter's device and dtype.
+    """
+    _check_prefix(prefix)
+    try:
+        meta = json.loads(meta_json)
+    except (TypeError, ValueError, RecursionError):
+        raise _error(path, f"optimizer state for {prefix!r} is not valid JSON") from None
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("state"), list)
+        or not isinstance(meta.get("param_groups"), list)
+        or not all(isinstance(g, dict) for g in meta["param_groups"])
+    ):
+        raise _error(path, f"optimizer state for {prefix!r} has an unexpected structure")
+
+    groups = [{k: _decode(v, tensors, path) for k, v in g.items()} for g in meta["param_groups"]]
+    for group in groups:
+        params = group.get("params")
+        if not isinstance(params, list) or not all(_is_int(i) for i in params):
+            raise _error(path, f"optimizer state for {prefix!r} has an unexpected structure")
+    saved_sizes = [len(g["params"]) for g in groups]
+    current_sizes = [len(g["params"]) for g in opt.param_groups]
+    if saved_sizes != current_sizes:
+        raise _error(
+            path,
+            f"optimizer layout differs: file has parameter groups of sizes {saved_sizes}, "
+            f"optimizer has {current_sizes}",
+        )
+    known_indices = {i for g in groups for i in g["params"]}
+    state: dict[int, dict[str, Any]] = {}
+    for item in meta["state"]:
+        if not (isinstance(item, list) and len(item) == 2 and _is_int(item[0]) and isinstance(item[1], dict)):
+            raise _error(path, f"optimizer state for {prefix!r} has an unexpected structure")
+        index, entry = item
+        if index not in known_indices:
+            raise _error(path, f"optimizer layout differs: state for unknown parameter index {index}")
+        state[index] = {k: _decode(v, tensors, path) for k, v in entry.items()}
+
+    referenced: set[str] = set()
+    _collect_refs(meta, referenced)
+    extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in referenced)
+    if extra:
+        raise _error(path, f"unexpected optimizer tensors {_listing(extra)}")
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise _error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
+
+
+def _collect_refs(value: Any, out: set[str]) -> None:
+    """All tensor names the JSON refers to, to spot stray tensors in the file."""
+    if isinstance(value, list):
+        for v in value:
+            _collect_refs(v, out)
+    elif isinstance(value, dict):
+        if set(value) == {"tensor"} and isinstance(value["tensor"], str):
+            out.add(value["tensor"])
+        else:
+            for v in value.values():
+                _collect_refs(v, out)

@@ -1,0 +1,99 @@
+"""The training configuration: one dataclass, merged from defaults, plugins, TOML and flags.
+
+Precedence, lowest first: the field defaults below, ``ganrun_config_defaults`` from the
+active plugins, the ``--config`` TOML file, then flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"            # registered dataset name
+    data_dir: str | None = None        # folder for datasets that read files
+    image_size: int | None = None      # resize to this square size (None: the dataset's own)
+    model: str | None = None           # registered model name (None: dcgan28 for 28 px, else dcgan64)
+    gan_loss: str = "nonsaturating"    # registered adversarial loss
+    noise_dim: int = 100               # width of the incompressible noise z
+    noise: str = "normal"              # z ~ N(0, 1) ("normal") or U(-1, 1) ("uniform")
+    steps: int = 2000                  # total optimisation steps (each one D step and one G step)
+    batch_size: int = 64               # per process
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5                 # Adam beta1; 0.5 is the DCGAN/InfoGAN choice
+    beta2: float = 0.999
+    seed: int = 0                      # fixes init, data order and latent sampling
+    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    out: str | None = None             # run folder (None: runs/<dataset>-<time>)
+    save_every: int = 500              # checkpoint period in steps (and always at the end)
+    sample_every: int = 500            # picture period in steps (and always at the end)
+    log_every: int = 50                # metrics period in steps
+    keep_checkpoints: int = 3          # newest checkpoints kept on disk (0 keeps all)
+    amp: bool = False                  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False              # torch.compile the networks (CUDA; slow to start)
+    progress: bool = True              # show a progress bar
+    extra: dict[str, Any] = field(default_factory=dict)  # plugin options, by option name
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+CORE_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra")
+
+# Keys that may differ between a checkpoint and the run that resumes it: they change how
+# long or how visibly a run goes on, not what it computes.
+MUTABLE_ON_RESUME = frozenset(
+    {"steps", "save_every", "sample_every", "log_every", "keep_checkpoints",
+     "device", "out", "amp", "compile", "progress"}
+)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config; errors carry the file name. Tables flatten into plugin keys."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def split_known(values: dict[str, Any], plugin_keys: set[str], source: str) -> tuple[dict, dict]:
+    """Split a flat key/value dict into core fields and plugin options; refuse unknown keys."""
+    core = {k: v for k, v in values.items() if k in CORE_KEYS}
+    extra = {k: v for k, v in values.items() if k in plugin_keys}
+    unknown = sorted(set(values) - set(core) - set(extra))
+    if unknown:
+        known = ", ".join(sorted(set(CORE_KEYS) | plugin_keys))
+        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {known}")
+    return core, extra
+
+
+def resume_differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    """Lines ``key: saved -> wanted`` for each setting a resume may not change."""
+    diffs = []
+    a, b = dataclasses.asdict(saved), dataclasses.asdict(wanted)
+    for key in CORE_KEYS:
+        if key not in MUTABLE_ON_RESUME and a[key] != b[key]:
+            diffs.append(f"{key}: {a[key]!r} -> {b[key]!r}")
+    for key in sorted(set(a["extra"]) | set(b["extra"])):
+        if a["extra"].get(key) != b["extra"].get(key):
+            diffs.append(f"{key}: {a['extra'].get(key)!r} -> {b['extra'].get(key)!r}")
+    return diffs

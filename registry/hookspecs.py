@@ -1,0 +1,248 @@
+"""The hook contract of ``ganrun``: the reference documentation for plugin authors.
+
+Every extension point of the trainer is one of the functions below. A plugin is any
+object (usually a module) with functions of the same names decorated with
+``registry.hookimpl``; it only needs to implement the hooks it cares about, and it may
+accept a subset of each hook's arguments (pluggy passes arguments by name).
+
+Hooks are grouped by the phase in which the host calls them. ``ganrun_*`` names are
+stable API; the CHANGELOG records every change to them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import click
+
+    from registry.trainer import StepContext, Trainer
+
+hookspec = pluggy.HookspecMarker("ganrun")
+
+# --------------------------------------------------------------------------------------
+# Registration: called once when a plugin manager is built, for every active plugin.
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def ganrun_register_latent_codes(register: Callable[[str, type], None]) -> None:
+    """Register latent-code types by name.
+
+    Called once per plugin while the host builds its registries. Call
+    ``register(name, code_type)`` for each type, where ``code_type`` is a class (usually a
+    subclass of ``infogan_plugin.LatentCode``) that the code-type consumer instantiates
+    from a ``--code name:N,key=value`` spec. Registering a name that another plugin
+    already registered is an error that names both plugins. Return value is ignored.
+    """
+
+
+@hookspec
+def ganrun_register_q_losses(register: Callable[[str, Any], None]) -> None:
+    """Register Q losses by name.
+
+    Called once per plugin while the host builds its registries. Call
+    ``register(name, loss)`` where ``loss`` turns the auxiliary head's output for one code
+    into ``-log Q(c|x)`` per sample (see ``infogan_plugin.QLoss``). Duplicate names are an
+    error naming both plugins. Return value is ignored.
+    """
+
+
+@hookspec
+def ganrun_register_datasets(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register datasets by name.
+
+    Called once per plugin while the host builds its registries. Call
+    ``register(name, factory)`` where ``factory(*, data_dir, image_size)`` returns a
+    ``registry.datasets.ImageDataset`` (uint8 images, optional labels and factors).
+    ``data_dir`` is ``None`` unless the user passed ``--data-dir``; a factory that needs
+    one raises ``registry.datasets.DatasetError`` saying so. Return value is ignored.
+    """
+
+
+@hookspec
+def ganrun_register_models(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register generator/discriminator architectures by name.
+
+    Called once per plugin while the host builds its registries. Call
+    ``register(name, factory)`` where ``factory(*, latent_dim, channels, image_size)``
+    returns a ``(generator, discriminator)`` pair of ``torch.nn.Module``:
+
+    - ``generator(g_input)`` maps ``(B, latent_dim)`` to images ``(B, C, H, W)`` in [-1, 1];
+    - ``discriminator(x)`` returns ``(logits, features)``: real/fake logits ``(B,)`` and the
+      trunk features ``(B, F)`` those logits were computed from, so auxiliary heads read
+      the same pass. The discriminator exposes ``feature_dim`` (``F``).
+
+    A factory raises ``ValueError`` for an image size or channel count it cannot serve.
+    """
+
+
+@hookspec
+def ganrun_register_gan_losses(register: Callable[[str, Any], None]) -> None:
+    """Register adversarial losses by name (``--gan-loss``).
+
+    Call ``register(name, loss)`` where ``loss`` has two pure functions,
+    ``loss.d(real_logits, fake_logits)`` and ``loss.g(fake_logits)``, each returning a
+    scalar tensor. Built-ins: ``nonsaturating`` (the default) and ``hinge``.
+    """
+
+
+@hookspec
+def ganrun_register_commands(register: Callable[[Any], None]) -> None:
+    """Register extra ``ganrun`` sub-commands.
+
+    Call ``register(command)`` with a ``click.Command``. The command is available when
+    its plugin is active (``ganrun --plugin NAME COMMAND``). Names must not clash with
+    the built-in commands or another plugin's.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Configuration: called while the ``train`` command is built and its options merged.
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def ganrun_train_options() -> list[click.Option]:
+    """Return extra ``click.Option`` objects for ``ganrun train``.
+
+    Called when the ``train`` command is built. Each option's value lands in
+    ``config.extra[option.name]`` and may also be set in the TOML config under the same
+    key. Give options ``default=None`` and put the real default in
+    ``ganrun_config_defaults`` so the TOML file can override it.
+    """
+
+
+@hookspec
+def ganrun_config_defaults() -> dict[str, Any]:
+    """Return default values for configuration keys.
+
+    Called before the TOML file and command-line flags are applied, so users always win.
+    Keys are ``TrainConfig`` field names (e.g. ``{"model": "dcgan28", "lr_g": 1e-3}``) or
+    the names of this plugin's own options. When several plugins set the same key, the
+    one registered last wins.
+    """
+
+
+@hookspec
+def ganrun_configure(config: Any) -> None:
+    """Validate or adjust the merged configuration, in place.
+
+    Called once after defaults, the TOML file and command-line flags are merged, before
+    anything is built. Raise ``click.BadParameter`` (or ``ValueError``) with a message
+    naming the option to refuse bad input; the CLI shows it as a usage error.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Building: called once per run, before the first step (also on resume).
+# --------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def ganrun_latent_sampler(config: Any) -> Any:
+    """Return the object that makes the generator's input, or ``None`` to pass.
+
+    The first non-None result wins; if every plugin passes, the host samples plain noise
+    of ``config.noise_dim`` dimensions. The object must have an ``input_dim`` attribute
+    (the generator's input width) and a method
+    ``sample(n, *, generator, device) -> (g_input (n, input_dim), latent)`` that draws
+    only from ``generator``. ``latent`` is opaque to the host and handed back to the
+    loss hooks as ``ctx.latent``.
+    """
+
+
+@hookspec
+def ganrun_build_modules(config: Any, models: dict[str, Any], sampler: Any) -> dict[str, tuple[Any, str]] | None:
+    """Return extra modules to train, as ``{name: (module, optimizer_group)}``.
+
+    Called after the generator ``models["G"]`` and discriminator ``models["D"]`` are
+    built. ``optimizer_group`` is ``"D"`` or ``"G"``: the module's parameters join that
+    network's optimizer (an auxiliary head on D's trunk belongs to ``"D"``). The host moves
+    the modules to the device, saves them in checkpoints under ``model.<name>`` and wraps
+    them for data-parallel training. Names must be unique across plugins.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Training step: called on every step. Never synchronise with the GPU here (no
+# ``.item()``, ``.tolist()`` or printing tensors); log with ``ctx.log`` instead.
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def ganrun_d_loss_terms(ctx: StepContext) -> dict[str, Any] | None:
+    """Return extra loss terms for the discriminator step, as ``{name: scalar tensor}``.
+
+    Called on every step after D has been run on the real batch and on the detached
+    fakes. ``ctx.real`` and ``ctx.fake`` hold ``logits`` and trunk ``features``;
+    ``ctx.latent`` is what the sampler returned; ``ctx.modules`` the live modules. The
+    terms are added to D's loss (they train every module in the ``"D"`` group) and each
+    is logged as ``d/<name>``.
+    """
+
+
+@hookspec
+def ganrun_g_loss_terms(ctx: StepContext) -> dict[str, Any] | None:
+    """Return extra loss terms for the generator step, as ``{name: scalar tensor}``.
+
+    Called on every step after D has been run on the (non-detached) fakes; D-group
+    parameters are frozen during this step, so the terms train the generator only.
+    ``ctx.real`` is ``None``. Each term is added to G's loss and logged as ``g/<name>``.
+    """
+
+
+@hookspec
+def ganrun_step_end(trainer: Trainer, step: int) -> None:
+    """Observe the end of a step (``step`` counts completed steps, from 1).
+
+    Called after both optimiser steps. Keep it cheap and free of host syncs; use
+    ``ganrun_log`` for work that needs numbers on the host.
+    """
+
+
+@hookspec
+def ganrun_log(trainer: Trainer, step: int, metrics: dict[str, float]) -> dict[str, str] | None:
+    """Observe metrics at a log step, after they were read from the device.
+
+    Called every ``--log-every`` steps with the averages since the previous log step
+    (``metrics`` maps names to floats). Return a small ``{label: text}`` dict to show in
+    the progress bar, or ``None``.
+    """
+
+
+@hookspec
+def ganrun_sample(trainer: Trainer, step: int, run_dir: Any) -> None:
+    """Write pictures for step ``step`` into ``run_dir`` (rank 0 only).
+
+    Called every ``--sample-every`` steps and at the end of training, after the host has
+    written its own ``samples/step-XXXXXXXXX.png`` grid. Models are in eval mode and
+    gradients are disabled during the call.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints: called when a checkpoint is written or restored.
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def ganrun_checkpoint_state(trainer: Trainer) -> dict[str, Any] | None:
+    """Return extra tensors to store in the checkpoint, as ``{key: tensor}``.
+
+    Modules returned by ``ganrun_build_modules`` are saved by the host already; use this
+    for state that is not a module (a running statistic, a generator state). The host
+    stores each key under ``plugin.<key>``; keys must be unique across plugins.
+    """
+
+
+@hookspec
+def ganrun_load_checkpoint_state(trainer: Trainer, tensors: dict[str, Any]) -> None:
+    """Restore what ``ganrun_checkpoint_state`` saved.
+
+    Called on resume with every tensor stored under ``plugin.`` (the prefix removed).
+    Raise ``registry.checkpoint.CheckpointError`` if an entry this plugin needs is
+    missing: missing state is never skipped silently.
+    """

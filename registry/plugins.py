@@ -1,0 +1,254 @@
+"""Plugin discovery and the name registries that plugins fill.
+
+``get_plugin_manager()`` builds a fresh manager (no module-level state, so tests and
+embedded users can hold several); ``activate()`` loads plugins named on the command line
+by entry-point name or dotted module path; ``Registries.collect()`` runs the
+registration hooks and remembers which plugin registered each name.
+
+Set ``GANRUN_TRACE=1`` to print every hook call to stderr while debugging a plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from registry import hookspecs
+
+hookimpl = pluggy.HookimplMarker("ganrun")
+
+ENTRY_POINT_GROUP = "ganrun"
+# Plugins that ship with the framework and are always active. They go through the same
+# hooks as third-party plugins; nothing else in the host knows their contents.
+DEFAULT_PLUGINS = ("registry.builtins",)
+
+REGISTRY_KINDS = {
+    "latent_codes": ("ganrun_register_latent_codes", "latent code type"),
+    "q_losses": ("ganrun_register_q_losses", "Q loss"),
+    "datasets": ("ganrun_register_datasets", "dataset"),
+    "models": ("ganrun_register_models", "model"),
+    "gan_losses": ("ganrun_register_gan_losses", "GAN loss"),
+}
+
+
+class PluginError(Exception):
+    """A plugin that cannot be used: the message names it and says why."""
+
+
+class UnknownNameError(KeyError):
+    """A name that no active plugin registered; the message lists the known ones."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = ""):
+        self.kind, self.name = kind, name
+        known = sorted(known)
+        listed = ", ".join(known) if known else "none registered"
+        message = f"unknown {kind} {name!r}; known: {listed}"
+        super().__init__(message + (f" ({hint})" if hint else ""))
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class DuplicateNameError(PluginError):
+    """Two plugins registered the same name."""
+
+
+def get_plugin_manager(*, defaults: bool = True) -> pluggy.PluginManager:
+    """A new plugin manager with the ganrun hookspecs and the default plugins."""
+    pm = pluggy.PluginManager("ganrun")
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("GANRUN_TRACE"):
+        pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
+        pm.enable_tracing()
+    if defaults:
+        for module_name in DEFAULT_PLUGINS:
+            pm.register(importlib.import_module(module_name), name=module_name)
+    return pm
+
+
+@dataclass
+class InstalledPlugin:
+    """One entry point of group ``ganrun``, loaded or not."""
+
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+
+
+def installed_plugins() -> dict[str, InstalledPlugin]:
+    """Entry points in group ``ganrun``, by name, without importing them."""
+    found: dict[str, InstalledPlugin] = {}
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        found[ep.name] = InstalledPlugin(
+            name=ep.name,
+            value=ep.value,
+            distribution=dist.metadata["Name"] if dist is not None else None,
+            version=dist.version if dist is not None else None,
+        )
+    return found
+
+
+def _import_plugin(name: str) -> tuple[Any, str | None]:
+    """Load plugin ``name``: an entry point of group ``ganrun``, else a dotted module path."""
+    installed = {ep.name: ep for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
+    try:
+        if name in installed:
+            ep = installed[name]
+            dist = getattr(ep, "dist", None)
+            return ep.load(), (dist.version if dist is not None else None)
+        if "." in name or name.isidentifier():
+            try:
+                return importlib.import_module(name), None
+            except ModuleNotFoundError as exc:
+                if exc.name != name:  # the plugin exists but one of its imports is missing
+                    raise
+                known = ", ".join(sorted(installed)) or "none installed"
+                raise PluginError(
+                    f"plugin {name!r} is neither an installed plugin (installed: {known}) "
+                    f"nor an importable module; pip install the package that provides it"
+                ) from None
+        raise PluginError(f"plugin name {name!r} is not an entry-point name or a module path")
+    except PluginError:
+        raise
+    except Exception as exc:  # anything a broken plugin raises while importing
+        raise PluginError(f"plugin {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
+
+
+def activate(pm: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str | None]:
+    """Import and register the named plugins; return ``{name: version}``.
+
+    Raises ``PluginError`` naming the plugin when it cannot be imported, implements a hook
+    that does not exist, or gives a hook an argument the spec does not know.
+    """
+    versions: dict[str, str | None] = {}
+    for name in names:
+        if pm.has_plugin(name) or name in versions:
+            continue
+        plugin, version = _import_plugin(name)
+        if pm.is_registered(plugin):  # same module under another name (entry point + path)
+            versions[name] = version
+            continue
+        try:
+            pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            pm.unregister(name=name)
+            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+        versions[name] = version
+    return versions
+
+
+def hooks_of(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Names of the ganrun hooks that ``plugin`` implements."""
+    callers = pm.get_hookcallers(plugin) or []
+    return sorted(caller.name for caller in callers)
+
+
+@dataclass
+class Entry:
+    value: Any
+    plugin: str
+
+
+@dataclass
+class Registry:
+    """Objects registered under a name, with the plugin that registered each."""
+
+    kind: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def add(self, name: str, value: Any, plugin: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {plugin!r} registered a {self.kind} with an invalid name {name!r}")
+        if name in self.entries:
+            other = self.entries[name].plugin
+            raise DuplicateNameError(
+                f"{self.kind} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}; "
+                f"deactivate one of them"
+            )
+        self.entries[name] = Entry(value, plugin)
+
+    def get(self, name: str) -> Any:
+        if name not in self.entries:
+            raise UnknownNameError(self.kind, name, self.entries)
+        return self.entries[name].value
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def by_plugin(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for name, entry in sorted(self.entries.items()):
+            grouped.setdefault(entry.plugin, []).append(name)
+        return grouped
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
+
+def _call_each(pm: pluggy.PluginManager, hook_name: str, make_register: Callable[[str], Callable]) -> None:
+    """Call each implementation of a registration hook with a ``register`` bound to its plugin.
+
+    Calling implementations one by one (rather than through ``pm.hook``) is what lets the
+    host record which plugin registered each name.
+    """
+    caller = getattr(pm.hook, hook_name)
+    for impl in reversed(caller.get_hookimpls()):  # registration order
+        impl.function(make_register(impl.plugin_name))
+
+
+@dataclass
+class Registries:
+    """Every name registry, filled from the active plugins."""
+
+    latent_codes: Registry
+    q_losses: Registry
+    datasets: Registry
+    models: Registry
+    gan_losses: Registry
+    commands: Registry
+
+    @classmethod
+    def collect(cls, pm: pluggy.PluginManager) -> "Registries":
+        filled: dict[str, Registry] = {}
+        for attr, (hook_name, kind) in REGISTRY_KINDS.items():
+            reg = Registry(kind)
+            _call_each(pm, hook_name, lambda plugin, reg=reg: (lambda name, value: reg.add(name, value, plugin)))
+            filled[attr] = reg
+        commands = Registry("command")
+        _call_each(
+            pm,
+            "ganrun_register_commands",
+            lambda plugin: (lambda command: commands.add(command.name, command, plugin)),
+        )
+        return cls(commands=commands, **filled)
+
+
+@dataclass
+class Host:
+    """A plugin manager with its active plugins loaded and registries collected."""
+
+    pm: pluggy.PluginManager
+    registries: Registries
+    plugins: dict[str, str | None]  # active non-default plugins -> version
+
+    @classmethod
+    def create(cls, names: Iterable[str] = ()) -> "Host":
+        pm = get_plugin_manager()
+        versions = activate(pm, names)
+        return cls(pm=pm, registries=Registries.collect(pm), plugins=versions)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook

@@ -1,0 +1,96 @@
+"""Hungarian assignment against brute force, and cluster accuracy."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from infogan_plugin.metrics import cluster_accuracy, hungarian, mutual_information_bound
+
+
+def brute_force_min_cost(cost: np.ndarray) -> float:
+    """Best total over every injective assignment of the smaller side."""
+    if cost.shape[0] > cost.shape[1]:
+        cost = cost.T
+    n, m = cost.shape
+    return min(cost[np.arange(n), list(cols)].sum() for cols in itertools.permutations(range(m), n))
+
+
+def check_assignment(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+    n_pairs = min(cost.shape)
+    assert len(rows) == len(cols) == n_pairs
+    assert len(set(rows.tolist())) == n_pairs and len(set(cols.tolist())) == n_pairs
+    assert (np.diff(rows) > 0).all(), "rows come back sorted"
+    assert cost[rows, cols].sum() == pytest.approx(brute_force_min_cost(cost), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hungarian_matches_brute_force_square(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # alternate continuous costs and small integers (many ties)
+    cost = rng.normal(size=(6, 6)) if seed % 2 else rng.integers(0, 4, size=(6, 6)).astype(float)
+    check_assignment(cost, *hungarian(cost))
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (6, 4), (1, 5), (5, 1), (3, 3)])
+def test_hungarian_rectangular(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    cost = rng.uniform(-5, 5, size=shape)
+    check_assignment(cost, *hungarian(cost))
+
+
+def test_hungarian_accepts_tensors_and_known_case() -> None:
+    cost = torch.tensor([[4.0, 1.0, 3.0], [2.0, 0.0, 5.0], [3.0, 2.0, 2.0]])
+    rows, cols = hungarian(cost)
+    assert rows.tolist() == [0, 1, 2] and cols.tolist() == [1, 0, 2]  # total 5
+    empty_rows, empty_cols = hungarian(np.zeros((0, 3)))
+    assert len(empty_rows) == len(empty_cols) == 0
+    with pytest.raises(ValueError, match="2-D"):
+        hungarian(np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        hungarian(np.array([[np.nan, 1.0], [1.0, 0.0]]))
+
+
+def test_hungarian_larger_is_optimal_against_perturbation() -> None:
+    # 40x40 is beyond brute force: check that a planted assignment with a clear margin is found
+    rng = np.random.default_rng(0)
+    n = 40
+    perm = rng.permutation(n)
+    cost = rng.uniform(1.0, 2.0, size=(n, n))
+    cost[np.arange(n), perm] = 0.0
+    rows, cols = hungarian(cost)
+    assert cols.tolist() == perm.tolist()
+
+
+def test_cluster_accuracy_permuted_labels() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(10, (500,), generator=g)
+    perm = torch.randperm(10, generator=g)
+    pred = perm[labels] + 100  # arbitrary cluster ids
+    accuracy, mapping = cluster_accuracy(pred, labels)
+    assert accuracy == 1.0
+    assert mapping == {int(perm[label]) + 100: label for label in range(10)}
+
+
+def test_cluster_accuracy_with_errors_and_unequal_counts() -> None:
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    pred = torch.tensor([5, 5, 5, 7, 7, 7, 7, 9])  # cluster 5 -> 0, 7 -> 1, 9 unmatched
+    accuracy, mapping = cluster_accuracy(pred, labels)
+    assert accuracy == pytest.approx(6 / 8)
+    assert mapping == {5: 0, 7: 1}
+    # fewer clusters than labels: one label is left without a cluster
+    accuracy, mapping = cluster_accuracy(torch.zeros(6, dtype=torch.long), torch.tensor([0, 0, 0, 1, 2, 2]))
+    assert accuracy == pytest.approx(3 / 6) and mapping == {0: 0}
+    with pytest.raises(ValueError, match="shapes"):
+        cluster_accuracy(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="empty"):
+        cluster_accuracy(torch.zeros(0), torch.zeros(0))
+
+
+def test_mutual_information_bound() -> None:
+    assert mutual_information_bound(nll_mean=0.0, entropy=math.log(10)) == pytest.approx(math.log(10))
+    assert mutual_information_bound(nll_mean=math.log(10), entropy=math.log(10)) == pytest.approx(0.0)

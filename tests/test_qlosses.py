@@ -1,0 +1,132 @@
+"""Q losses: agreement with torch.distributions, clamping, dtype, descriptor behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from infogan_plugin.codes import Categorical, Gaussian, Uniform
+from infogan_plugin.qlosses import (
+    MAX_LOG_STD,
+    MIN_LOG_STD,
+    CategoricalCE,
+    GaussianNLL,
+    GaussianNLLFixed,
+    categorical_nll,
+    gaussian_nll,
+    gaussian_nll_fixed,
+)
+
+B, D, K = 16, 3, 10
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def test_categorical_nll_is_negative_log_softmax_of_true_class(gen: torch.Generator) -> None:
+    logits = torch.randn(B, K, generator=gen) * 3
+    classes = torch.randint(K, (B,), generator=gen)
+    onehot = torch.nn.functional.one_hot(classes, K).float()
+    expected = -torch.log_softmax(logits, dim=1).gather(1, classes[:, None]).squeeze(1)
+    got = categorical_nll(logits, onehot)
+    assert got.shape == (B,)
+    torch.testing.assert_close(got, expected)
+
+
+def test_gaussian_nll_matches_normal_log_prob(gen: torch.Generator) -> None:
+    mean, c = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
+    log_std = torch.empty(B, D).uniform_(MIN_LOG_STD + 0.5, MAX_LOG_STD - 0.5, generator=gen)
+    expected = -Normal(mean, log_std.exp()).log_prob(c).sum(dim=1)
+    got = gaussian_nll(mean, log_std, c)
+    assert got.shape == (B,)
+    torch.testing.assert_close(got, expected)
+
+
+def test_gaussian_nll_clamps_log_std(gen: torch.Generator) -> None:
+    mean, c = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
+    low = torch.full((B, D), MIN_LOG_STD - 4.0, requires_grad=True)
+    high = torch.full((B, D), MAX_LOG_STD + 4.0, requires_grad=True)
+    torch.testing.assert_close(gaussian_nll(mean, low, c), -Normal(mean, math.exp(MIN_LOG_STD)).log_prob(c).sum(1))
+    torch.testing.assert_close(gaussian_nll(mean, high, c), -Normal(mean, math.exp(MAX_LOG_STD)).log_prob(c).sum(1))
+    (gaussian_nll(mean, low, c).sum() + gaussian_nll(mean, high, c).sum()).backward()
+    assert torch.count_nonzero(low.grad) == 0 and torch.count_nonzero(high.grad) == 0
+    # the range is configurable per call
+    narrow = gaussian_nll(mean, torch.zeros(B, D), c, min_log_std=0.5, max_log_std=1.0)
+    torch.testing.assert_close(narrow, -Normal(mean, math.exp(0.5)).log_prob(c).sum(1))
+
+
+@pytest.mark.parametrize("std", [1.0, 0.3, 2.5])
+def test_gaussian_nll_fixed_matches_normal_and_formula(gen: torch.Generator, std: float) -> None:
+    mean, c = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
+    got = gaussian_nll_fixed(mean, c, std=std)
+    torch.testing.assert_close(got, -Normal(mean, std).log_prob(c).sum(dim=1))
+    formula = ((c - mean) ** 2 / (2 * std**2)).sum(1) + D * (math.log(std) + 0.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(got, formula)
+    with pytest.raises(ValueError, match="std"):
+        gaussian_nll_fixed(mean, c, std=0.0)
+
+
+def test_losses_return_fp32_for_bf16_inputs(gen: torch.Generator) -> None:
+    logits = torch.randn(B, K, generator=gen).bfloat16()
+    onehot = torch.nn.functional.one_hot(torch.arange(B) % K, K).bfloat16()
+    mean, log_std, c = (torch.randn(B, D, generator=gen).bfloat16() for _ in range(3))
+    results = {
+        "categorical": (categorical_nll(logits, onehot), categorical_nll(logits.float(), onehot.float())),
+        "gaussian": (gaussian_nll(mean, log_std, c), gaussian_nll(mean.float(), log_std.float(), c.float())),
+        "fixed": (gaussian_nll_fixed(mean, c, std=0.1), gaussian_nll_fixed(mean.float(), c.float(), std=0.1)),
+    }
+    for name, (got, reference) in results.items():
+        assert got.dtype == torch.float32, name
+        torch.testing.assert_close(got, reference, msg=name)  # computed from upcast inputs, not in bf16
+
+
+def test_num_outputs_and_mismatch_errors() -> None:
+    assert CategoricalCE().num_outputs(Categorical(k=7)) == 7
+    assert GaussianNLL().num_outputs(Uniform(dim=3)) == 6  # mean and log_std per dim
+    assert GaussianNLLFixed().num_outputs(Gaussian(dim=2)) == 2
+    with pytest.raises(ValueError, match="categorical_ce.*uniform"):
+        CategoricalCE().num_outputs(Uniform())
+    with pytest.raises(ValueError, match="gaussian_nll.*categorical"):
+        GaussianNLL().num_outputs(Categorical(k=3))
+    with pytest.raises(ValueError, match="gaussian_nll_fixed.*categorical"):
+        GaussianNLLFixed().num_outputs(Categorical(k=3))
+
+
+def test_descriptor_nll_uses_mean_then_log_std_layout(gen: torch.Generator) -> None:
+    mean, log_std, c = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
+    q_out = torch.cat([mean, log_std], dim=1)
+    loss = GaussianNLL()
+    torch.testing.assert_close(loss.nll(q_out, c), gaussian_nll(mean, log_std, c))
+    torch.testing.assert_close(loss.predict(q_out), mean)
+    torch.testing.assert_close(loss.stats(q_out)["q_std"], log_std.clamp(MIN_LOG_STD, MAX_LOG_STD).exp().mean())
+    assert not loss.stats(q_out.requires_grad_())["q_std"].requires_grad
+
+
+def test_fixed_and_categorical_descriptors(gen: torch.Generator) -> None:
+    mean, c = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
+    fixed = GaussianNLLFixed(std=0.5)
+    torch.testing.assert_close(fixed.nll(mean, c), gaussian_nll_fixed(mean, c, std=0.5))
+    torch.testing.assert_close(fixed.predict(mean), mean)
+    assert fixed.stats(mean)["q_std"].item() == pytest.approx(0.5)
+
+    logits = torch.randn(B, K, generator=gen)
+    onehot = torch.nn.functional.one_hot(torch.randint(K, (B,), generator=gen), K).float()
+    ce = CategoricalCE()
+    torch.testing.assert_close(ce.nll(logits, onehot), categorical_nll(logits, onehot))
+    assert torch.equal(ce.predict(logits), torch.nn.functional.one_hot(logits.argmax(1), K).float())
+    assert ce.stats(logits) == {}
+
+
+def test_descriptor_validation_and_describe() -> None:
+    with pytest.raises(ValueError, match="std"):
+        GaussianNLLFixed(std=-1.0)
+    with pytest.raises(ValueError, match="min_log_std"):
+        GaussianNLL(min_log_std=1.0, max_log_std=0.0)
+    assert GaussianNLLFixed(std=0.5).describe() == {"name": "gaussian_nll_fixed", "std": 0.5}
+    assert GaussianNLL().describe() == {"name": "gaussian_nll", "min_log_std": MIN_LOG_STD, "max_log_std": MAX_LOG_STD}
+    assert CategoricalCE().describe() == {"name": "categorical_ce"}
