@@ -423,7 +423,7 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
 
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys)
     try:
-        host.hook.ganrun_configure(config=config)
+        host.hook.ganrun_configure(config=config, registries=host.registries)
     except click.ClickException:
         raise
     except ValueError as exc:

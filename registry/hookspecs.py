@@ -127,11 +127,12 @@ def ganrun_config_defaults() -> dict[str, Any]:
 
 
 @hookspec
-def ganrun_configure(config: Any) -> None:
+def ganrun_configure(config: Any, registries: Any) -> None:
     """Validate or adjust the merged configuration, in place.
 
     Called once after defaults, the TOML file and command-line flags are merged, before
-    anything is built. Raise ``click.BadParameter`` (or ``ValueError``) with a message
+    anything is built. ``registries`` (a ``registry.plugins.Registries``) lets a plugin
+    check names against what the active plugins registered. Raise ``click.BadParameter`` (or ``ValueError``) with a message
     naming the option to refuse bad input; the CLI shows it as a usage error.
     """
 
@@ -142,9 +143,10 @@ def ganrun_configure(config: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def ganrun_latent_sampler(config: Any) -> Any:
+def ganrun_latent_sampler(config: Any, registries: Any) -> Any:
     """Return the object that makes the generator's input, or ``None`` to pass.
 
+    ``registries`` holds the named latent codes and Q losses of the active plugins.
     The first non-None result wins; if every plugin passes, the host samples plain noise
     of ``config.noise_dim`` dimensions. The object must have an ``input_dim`` attribute
     (the generator's input width) and a method
@@ -208,8 +210,9 @@ def ganrun_log(trainer: Trainer, step: int, metrics: dict[str, float]) -> dict[s
     """Observe metrics at a log step, after they were read from the device.
 
     Called every ``--log-every`` steps with the averages since the previous log step
-    (``metrics`` maps names to floats). Return a small ``{label: text}`` dict to show in
-    the progress bar, or ``None``.
+    (``metrics`` maps names to floats). A plugin may add derived entries to ``metrics``
+    (they are written to ``metrics.jsonl``, which happens after this hook). Return a small
+    ``{label: text}`` dict to show in the progress bar, or ``None``.
     """
 
 

@@ -141,7 +141,7 @@ class Trainer:
         self.batches = EpochSampler(len(self.dataset), config.batch_size, seed=config.seed,
                                     rank=self.dist.rank, world_size=self.dist.world_size)
 
-        self.sampler = host.hook.ganrun_latent_sampler(config=config) or NoiseSampler(config.noise_dim, config.noise)
+        self.sampler = host.hook.ganrun_latent_sampler(config=config, registries=reg) or NoiseSampler(config.noise_dim, config.noise)
         self.model_name = config.model or ("dcgan28" if self.dataset.image_size == 28 else "dcgan64")
         factory = reg.models.get(self.model_name)
         torch.manual_seed(seed_for(config.seed, "init"))  # identical init on every rank
@@ -409,9 +409,31 @@ class Trainer:
         for old in files[:-keep]:
             old.unlink(missing_ok=True)
 
-    def restore(self, path: Path) -> None:
-        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state."""
+    @classmethod
+    def from_checkpoint(cls, path: Path, host: Host, *, device: str | None = None) -> "Trainer":
+        """A trainer restored from a checkpoint file or a run folder's newest one, for
+        evaluation and pictures (the run's logs are left untouched)."""
+        path = Path(path)
+        if path.is_dir():
+            found = ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path)
+            if found is None:
+                raise ckpt.CheckpointError(f"{path}: no complete checkpoint in this run folder")
+            path = found
         tensors, meta = ckpt.read_checkpoint(path)
+        try:
+            config = TrainConfig.from_dict(json.loads(meta["config"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ckpt.CheckpointError(f"{path}: configuration metadata is missing or malformed ({exc})") from None
+        if device is not None:
+            config.device = device
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        trainer = cls(config, host, run_dir)
+        trainer.restore(path, loaded=(tensors, meta), truncate_logs=False)
+        return trainer
+
+    def restore(self, path: Path, *, loaded: tuple[dict, dict] | None = None, truncate_logs: bool = True) -> None:
+        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state."""
+        tensors, meta = loaded if loaded is not None else ckpt.read_checkpoint(path)
         for name, module in self.modules.items():
             ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
         for name, opt in self.optimizers.items():
@@ -436,7 +458,7 @@ class Trainer:
             self.step = int(meta["step"])
         except (KeyError, ValueError):
             raise ckpt.CheckpointError(f"{path}: metadata 'step' is missing or not an integer") from None
-        if self.dist.is_main:
+        if truncate_logs and self.dist.is_main:
             _truncate_after(self.run_dir, self.step)
 
 

@@ -1,0 +1,41 @@
+"""InfoGAN (Chen et al. 2016) for ganrun, and as pieces for any GAN training loop.
+
+Embedding API: build a ``LatentSpec`` from code types, sample ``(g_input, codes)``, put a
+``QHead`` on your discriminator's features, and add ``spec.information_loss`` to both
+updates. Names in ``__all__`` are stable; the CHANGELOG records changes to them.
+"""
+
+from infogan_plugin.codes import Categorical, ContinuousCode, Gaussian, LatentCode, Uniform
+from infogan_plugin.head import QHead
+from infogan_plugin.latent import CodeSlot, LatentSpec, parse_code_spec
+from infogan_plugin.metrics import cluster_accuracy, hungarian
+from infogan_plugin.qlosses import (
+    CategoricalCE,
+    GaussianNLL,
+    GaussianNLLFixed,
+    QLoss,
+    categorical_nll,
+    gaussian_nll,
+    gaussian_nll_fixed,
+)
+
+__all__ = [
+    "Categorical",
+    "CategoricalCE",
+    "CodeSlot",
+    "ContinuousCode",
+    "Gaussian",
+    "GaussianNLL",
+    "GaussianNLLFixed",
+    "LatentCode",
+    "LatentSpec",
+    "QHead",
+    "QLoss",
+    "Uniform",
+    "categorical_nll",
+    "cluster_accuracy",
+    "gaussian_nll",
+    "gaussian_nll_fixed",
+    "hungarian",
+    "parse_code_spec",
+]

@@ -1,0 +1,254 @@
+"""Latent code types for InfoGAN (Chen et al. 2016).
+
+A latent code c is the structured part of the generator input that InfoGAN makes
+recoverable from G(z, c) by maximising a variational lower bound on I(c; G(z, c)).
+Each code type here knows how to sample itself, how wide it is in G's input, its
+entropy H(c) (needed for the bound L_I = H(c) - E[-log Q(c|x)]), which values to
+sweep in a traversal figure, and which Q loss / lambda the paper pairs with it.
+
+Codes are frozen keyword-only dataclasses so that a new type is one short
+subclass (fields + ``sample``/``entropy``/``traversal_values``), e.g.::
+
+    @dataclass(frozen=True, kw_only=True)
+    class Bernoulli(LatentCode):
+        type_name = "bernoulli"
+        default_q_loss = "bernoulli_bce"
+        default_lambda = 1.0
+        discrete = True
+        p: float = 0.5
+
+        def sample(self, n, *, generator, device):
+            probs = torch.full((n, self.dim), self.p, device=device)
+            return torch.bernoulli(probs, generator=generator)
+
+        def entropy(self):
+            return -self.dim * (self.p * math.log(self.p) + (1 - self.p) * math.log1p(-self.p))
+
+        def traversal_values(self, *, steps=5):
+            return torch.tensor([[0.0], [1.0]])
+
+Traversal convention: ``traversal_values`` returns the values of ONE code
+dimension, shape ``(V, input_width // dim)``. For a categorical code (dim 1) that
+is ``eye(k)``; for a continuous code it is a ``(V, 1)`` column. The caller writes
+those values into the columns of the dimension being swept and keeps every other
+input fixed, so multi-dimensional codes are traversed one dimension at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DEFAULT_TRAVERSAL_STEPS", "LatentCode", "ContinuousCode", "Categorical", "Uniform", "Gaussian"]
+
+DEFAULT_TRAVERSAL_STEPS = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatentCode:
+    """Base class of all latent code types.
+
+    Subclasses set the class variables and implement ``sample``, ``entropy`` and
+    ``traversal_values``; ``describe``/``from_description`` come for free from the
+    dataclass fields.
+    """
+
+    type_name: ClassVar[str]  # name used in ``describe()`` and in the code-type registry
+    default_q_loss: ClassVar[str]  # registry name of the Q loss the paper pairs with this type
+    default_lambda: ClassVar[float]  # paper: 1.0 for discrete codes, 0.1 for continuous ones
+    discrete: ClassVar[bool]
+
+    dim: int = 1  # number of independent code dimensions
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise ValueError(f"{type(self).__name__}: dim must be an integer >= 1, got {self.dim!r}")
+
+    @property
+    def input_width(self) -> int:
+        """Columns this code occupies in G's input (one per dimension unless overridden)."""
+        return self.dim
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+        """Draw ``(n, input_width)`` float32 values using only ``generator``.
+
+        Using an explicit generator (on ``device``) keeps runs reproducible and
+        independent of whatever else consumes the global RNG.
+        """
+        raise NotImplementedError
+
+    def entropy(self) -> float:
+        """H(c) in nats, summed over dimensions (differential entropy for continuous codes)."""
+        raise NotImplementedError
+
+    def traversal_values(self, *, steps: int = DEFAULT_TRAVERSAL_STEPS) -> torch.Tensor:
+        """Values of ONE code dimension to sweep: ``(V, input_width // dim)`` float32 on CPU.
+
+        ``steps`` sets V for continuous codes; discrete codes enumerate all of
+        their values and ignore it.
+        """
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able record of this code, stored in checkpoints to pin the input layout."""
+        return {"type": self.type_name, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_spec(cls, size: int | None, options: Mapping[str, str]) -> list[LatentCode]:
+        """Codes for a command-line spec ``TYPE[:N][,key=value...]``.
+
+        By default ``N`` (default 1) independent one-dimensional codes, so ``uniform:2``
+        gives two codes that are weighted, measured and traversed separately, like the
+        paper's c2 and c3. Option values are converted to the field's declared type.
+        """
+        return [cls(**_convert_options(cls, options)) for _ in range(1 if size is None else size)]
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> LatentCode:
+        """Rebuild a code from ``describe()`` output (derived fields such as a categorical's dim are skipped)."""
+        if description.get("type") != cls.type_name:
+            raise ValueError(f"{cls.__name__}: description type {description.get('type')!r} != {cls.type_name!r}")
+        init_names = {f.name for f in dataclasses.fields(cls) if f.init}
+        return cls(**{key: value for key, value in description.items() if key in init_names})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Categorical(LatentCode):
+    """One categorical code with ``k`` equiprobable classes, fed to G as a one-hot vector."""
+
+    type_name: ClassVar[str] = "categorical"
+    default_q_loss: ClassVar[str] = "categorical_ce"
+    default_lambda: ClassVar[float] = 1.0
+    discrete: ClassVar[bool] = True
+
+    k: int
+    dim: int = field(default=1, init=False)  # a categorical is a single code dimension
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.k, int) or self.k < 2:
+            raise ValueError(f"Categorical: k must be an integer >= 2, got {self.k!r}")
+
+    @property
+    def input_width(self) -> int:
+        return self.k
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+        classes = torch.randint(self.k, (n,), generator=generator, device=device)  # (n,)
+        return F.one_hot(classes, self.k).to(torch.float32)  # (n, k)
+
+    def entropy(self) -> float:
+        return math.log(self.k)
+
+    def traversal_values(self, *, steps: int = DEFAULT_TRAVERSAL_STEPS) -> torch.Tensor:
+        return torch.eye(self.k, dtype=torch.float32)  # (k, k): every class once
+
+    @classmethod
+    def from_spec(cls, size: int | None, options: Mapping[str, str]) -> list[LatentCode]:
+        """``categorical:K`` is ONE code with K classes (K is required)."""
+        if size is None:
+            raise ValueError("categorical code needs its number of classes, e.g. categorical:10")
+        return [cls(k=size, **_convert_options(cls, options))]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContinuousCode(LatentCode):
+    """Shared traversal logic for real-valued codes: one column per dimension."""
+
+    default_lambda: ClassVar[float] = 0.1
+    discrete: ClassVar[bool] = False
+
+    def traversal_range(self) -> tuple[float, float]:
+        """(start, end) of a traversal; the paper sweeps beyond the training range to test extrapolation."""
+        raise NotImplementedError
+
+    def traversal_values(self, *, steps: int = DEFAULT_TRAVERSAL_STEPS) -> torch.Tensor:
+        if steps < 2:
+            raise ValueError(f"{type(self).__name__}: steps must be >= 2, got {steps!r}")
+        start, end = self.traversal_range()
+        return torch.linspace(start, end, steps, dtype=torch.float32).unsqueeze(1)  # (V, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Uniform(ContinuousCode):
+    """Independent U(low, high) dimensions.
+
+    The reference MNIST model pairs these with a fixed-std Gaussian Q, hence the
+    default loss.
+    """
+
+    type_name: ClassVar[str] = "uniform"
+    default_q_loss: ClassVar[str] = "gaussian_nll_fixed"
+
+    low: float = -1.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+            raise ValueError(f"Uniform: need finite low < high, got low={self.low!r}, high={self.high!r}")
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+        unit = torch.rand((n, self.dim), generator=generator, device=device, dtype=torch.float32)
+        return unit * (self.high - self.low) + self.low  # (n, dim)
+
+    def entropy(self) -> float:
+        return self.dim * math.log(self.high - self.low)
+
+    def traversal_range(self) -> tuple[float, float]:
+        # centre +/- the full width: -2..2 for U(-1, 1), as in the paper's figures
+        centre = 0.5 * (self.low + self.high)
+        width = self.high - self.low
+        return centre - width, centre + width
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gaussian(ContinuousCode):
+    """Independent N(mean, std^2) dimensions, recovered by a Q with learned std."""
+
+    type_name: ClassVar[str] = "gaussian"
+    default_q_loss: ClassVar[str] = "gaussian_nll"
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not math.isfinite(self.mean):
+            raise ValueError(f"Gaussian: mean must be finite, got mean={self.mean!r}")
+        if not math.isfinite(self.std) or self.std <= 0:
+            raise ValueError(f"Gaussian: std must be finite and > 0, got std={self.std!r}")
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+        unit = torch.randn((n, self.dim), generator=generator, device=device, dtype=torch.float32)
+        return unit * self.std + self.mean  # (n, dim)
+
+    def entropy(self) -> float:
+        return self.dim * 0.5 * math.log(2.0 * math.pi * math.e * self.std**2)
+
+    def traversal_range(self) -> tuple[float, float]:
+        return self.mean - 2.0 * self.std, self.mean + 2.0 * self.std
+
+
+_CONVERTERS = {"float": float, "int": int, "str": str}
+
+
+def _convert_options(cls: type[LatentCode], options: Mapping[str, str]) -> dict[str, Any]:
+    """Turn raw ``key=value`` strings into constructor arguments, naming bad keys and values."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "dim"}
+    converted: dict[str, Any] = {}
+    for key, raw in options.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ValueError(f"{cls.type_name} code has no option {key!r}; options: {known}")
+        convert = _CONVERTERS.get(str(fields[key].type), float)
+        try:
+            converted[key] = convert(raw)
+        except ValueError:
+            raise ValueError(f"{cls.type_name} code option {key}={raw!r} is not a valid {fields[key].type}") from None
+    return converted

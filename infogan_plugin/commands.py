@@ -1,0 +1,78 @@
+"""``ganrun --plugin infogan eval RUN`` and ``... traverse RUN``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from registry.checkpoint import CheckpointError
+
+
+def _load(ctx: click.Context, run: Path, device: str | None):
+    from registry.trainer import Trainer
+
+    host = ctx.obj.host()
+    try:
+        return Trainer.from_checkpoint(run, host, device=device)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(f"{run}: cannot rebuild the run ({exc})") from None
+
+
+_run_arg = click.argument("run", type=click.Path(exists=True, path_type=Path))
+_device_opt = click.option("--device", default="cpu", show_default=True, help="Device to evaluate on.")
+
+
+@click.command("traverse")
+@_run_arg
+@_device_opt
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the PNGs (default: RUN/traversals).")
+@click.pass_context
+def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | None) -> None:
+    """Write latent traversal grids (one per code) from a run's newest checkpoint.
+
+    Each row keeps the noise and the other codes fixed; the columns sweep the code over
+    its values: every class of a categorical code, -2..2 for a U(-1, 1) code (beyond the
+    training range, as in the paper's figures).
+    """
+    from infogan_plugin.spec import traversal_grids
+
+    trainer = _load(ctx, run, device)
+    out = out or trainer.run_dir / "traversals"
+    for path in traversal_grids(trainer, out, trainer.step):
+        click.echo(str(path))
+
+
+@click.command("eval")
+@_run_arg
+@_device_opt
+@click.option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
+@click.pass_context
+def eval_command(ctx: click.Context, run: Path, device: str, samples: int) -> None:
+    """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
+    classification accuracy of each categorical code. Writes RUN/eval.json."""
+    from infogan_plugin.evaluate import classification_accuracy, information_bounds
+
+    if samples < 1:
+        raise click.BadParameter(f"must be positive, got {samples}", param_hint="--samples")
+    trainer = _load(ctx, run, device)
+    result = {
+        "step": trainer.step,
+        "dataset": trainer.config.dataset,
+        "information": information_bounds(trainer, n=samples),
+        "classification": classification_accuracy(trainer),
+    }
+    path = trainer.run_dir / "eval.json"
+    tmp = path.with_name(f".eval.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, path)
+    for name, info in result["information"].items():
+        click.echo(f"{name}: L_I {info['L_I']:.3f} nats of H {info['H']:.3f} ({info['ratio']:.1%})")
+    for name, acc in result["classification"].items():
+        click.echo(f"{name}: unsupervised accuracy {acc['accuracy']:.2%}")
+    click.echo(f"wrote {path}")

@@ -1,0 +1,267 @@
+"""The InfoGAN latent specification: incompressible noise z followed by the codes c.
+
+G's input is ``[z | c_1 | c_2 | ...]`` and Q's output is ``[q_1 | q_2 | ...]``, one
+chunk per code slot sized by that slot's Q loss. ``LatentSpec`` owns this layout:
+sampling, splitting Q's output, the weighted information loss and its bounds, and
+traversal grids.
+
+Multi-dimensional continuous codes: a command-line ``uniform:2`` is meant to become
+TWO slots of dim 1 (named, weighted and plotted separately, as in the paper's c2/c3).
+A code constructed with ``dim > 1`` still works everywhere; ``traversal_inputs``
+then sweeps one of its dimensions, chosen by ``dim_index``.
+
+Nothing here reads tensor values back to the host, so sampling and the loss never
+stall an accelerator.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import torch
+from einops import rearrange, repeat
+
+from infogan_plugin.codes import DEFAULT_TRAVERSAL_STEPS, LatentCode
+from infogan_plugin.qlosses import QLoss
+
+__all__ = ["CodeSlot", "LatentSpec", "NoiseKind", "parse_code_spec"]
+
+NoiseKind = Literal["uniform", "normal"]
+NoiseSampler = Callable[[int, int, torch.Generator, "torch.device | str"], torch.Tensor]
+
+
+def _uniform_noise(n: int, dim: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    # z ~ U(-1, 1), as in the reference implementation
+    return torch.rand((n, dim), generator=generator, device=device, dtype=torch.float32) * 2.0 - 1.0
+
+
+def _normal_noise(n: int, dim: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    return torch.randn((n, dim), generator=generator, device=device, dtype=torch.float32)
+
+
+_NOISE_SAMPLERS: dict[str, NoiseSampler] = {"uniform": _uniform_noise, "normal": _normal_noise}
+
+
+@dataclass(frozen=True)
+class CodeSlot:
+    """One named code in G's input together with the Q loss that recovers it and its weight."""
+
+    name: str
+    code: LatentCode
+    q_loss: QLoss
+    lam: float  # lambda in L = L_GAN - lambda * L_I
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError(f"CodeSlot: name must be non-empty, got {self.name!r}")
+        if not (math.isfinite(self.lam) and self.lam >= 0):
+            raise ValueError(f"CodeSlot {self.name!r}: lam must be finite and >= 0, got {self.lam!r}")
+        self.q_loss.num_outputs(self.code)  # fail at construction if the loss cannot model the code
+
+
+class LatentSpec:
+    """Layout of G's input (z then codes in slot order) and of Q's output."""
+
+    def __init__(self, *, noise_dim: int, slots: Sequence[CodeSlot], noise: NoiseKind = "uniform") -> None:
+        if noise_dim < 0:
+            raise ValueError(f"LatentSpec: noise_dim must be >= 0, got {noise_dim!r}")
+        if noise not in _NOISE_SAMPLERS:
+            raise ValueError(f"LatentSpec: noise must be one of {sorted(_NOISE_SAMPLERS)}, got {noise!r}")
+        if not slots:
+            raise ValueError("LatentSpec: slots must contain at least one code")
+        names = [slot.name for slot in slots]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"LatentSpec: slot names must be unique, repeated: {duplicates}")
+
+        self.noise_dim = noise_dim
+        self.noise: NoiseKind = noise
+        self.slots: tuple[CodeSlot, ...] = tuple(slots)
+        self._noise_sampler = _NOISE_SAMPLERS[noise]
+
+        self._input_widths = [slot.code.input_width for slot in self.slots]
+        self._q_sizes = [slot.q_loss.num_outputs(slot.code) for slot in self.slots]
+        # column where each slot starts in G's input / Q's output
+        self._input_offsets = [noise_dim + sum(self._input_widths[:i]) for i in range(len(self.slots))]
+        self._q_offsets = [sum(self._q_sizes[:i]) for i in range(len(self.slots))]
+        self.input_dim: int = noise_dim + sum(self._input_widths)
+        self.q_dim: int = sum(self._q_sizes)
+
+    def __repr__(self) -> str:
+        return f"LatentSpec(noise_dim={self.noise_dim}, noise={self.noise!r}, slots={list(self.slots)!r})"
+
+    def index(self, name: str) -> int:
+        """Slot index of the code called ``name``."""
+        for i, slot in enumerate(self.slots):
+            if slot.name == name:
+                return i
+        raise KeyError(f"no code slot named {name!r}; slots: {[slot.name for slot in self.slots]}")
+
+    def sample(
+        self, n: int, *, generator: torch.Generator, device: torch.device | str
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """G input ``(n, input_dim)`` and the per-slot code values ``(n, input_width_i)``.
+
+        Draws z first, then each code in slot order, all from ``generator``.
+        """
+        z = self._noise_sampler(n, self.noise_dim, generator, device)
+        codes = [slot.code.sample(n, generator=generator, device=device) for slot in self.slots]
+        return torch.cat([z, *codes], dim=1), codes
+
+    def split_input(self, g_input: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Inverse of the concatenation in ``sample``: ``(B, input_dim)`` -> z, [codes] (views)."""
+        self._check_width(g_input, self.input_dim, "G input")
+        z, *codes = g_input.split([self.noise_dim, *self._input_widths], dim=1)
+        return z, codes
+
+    def split_q(self, q_out: torch.Tensor) -> list[torch.Tensor]:
+        """Q's output ``(B, q_dim)`` -> per-slot chunks ``(B, num_outputs_i)`` (views)."""
+        self._check_width(q_out, self.q_dim, "Q output")
+        return list(q_out.split(self._q_sizes, dim=1))
+
+    def information_loss(
+        self,
+        q_out: torch.Tensor,
+        codes: Sequence[torch.Tensor],
+        *,
+        weights: Sequence[float] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted mutual-information loss ``sum_i w_i * mean_b NLL_i`` (fp32 scalar).
+
+        Returns it with ``{slot name: mean NLL}``; those per-slot tensors keep their
+        graph so the caller decides whether to detach them for logging. ``weights``
+        default to each slot's ``lam`` (pass e.g. all-ones to train Q alone).
+        """
+        chunks = self.split_q(q_out)
+        if len(codes) != len(self.slots):
+            raise ValueError(f"information_loss: expected {len(self.slots)} code tensors, got {len(codes)}")
+        weights = [slot.lam for slot in self.slots] if weights is None else list(weights)
+        if len(weights) != len(self.slots):
+            raise ValueError(f"information_loss: expected {len(self.slots)} weights, got {len(weights)}")
+
+        nll_means: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), dtype=torch.float32, device=q_out.device)
+        for slot, chunk, code, weight in zip(self.slots, chunks, codes, weights):
+            nll_mean = slot.q_loss.nll(chunk, code).mean()
+            nll_means[slot.name] = nll_mean
+            total = total + weight * nll_mean
+        return total, nll_means
+
+    def entropies(self) -> dict[str, float]:
+        """H(c_i) in nats per slot."""
+        return {slot.name: slot.code.entropy() for slot in self.slots}
+
+    def lower_bounds(self, nll_means: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Variational bound L_I = H(c) - E[-log Q(c|x)] <= I(c; G(z, c)) per slot, in nats."""
+        entropies = self.entropies()
+        unknown = sorted(set(nll_means) - set(entropies))
+        if unknown:
+            raise KeyError(f"lower_bounds: unknown slot names {unknown}; slots: {sorted(entropies)}")
+        return {name: entropies[name] - nll for name, nll in nll_means.items()}
+
+    def traversal_inputs(
+        self,
+        slot_index: int,
+        *,
+        n_rows: int,
+        generator: torch.Generator,
+        device: torch.device | str,
+        base: torch.Tensor | None = None,
+        dim_index: int = 0,
+        steps: int = DEFAULT_TRAVERSAL_STEPS,
+    ) -> torch.Tensor:
+        """G inputs for a traversal grid, ``(n_rows * V, input_dim)`` in row-major order.
+
+        Each row keeps z and all other codes fixed (drawn once per row from
+        ``generator``, or taken from ``base`` ``(n_rows, input_dim)``) and sweeps
+        dimension ``dim_index`` of slot ``slot_index`` over its traversal values.
+        """
+        if not 0 <= slot_index < len(self.slots):
+            raise ValueError(f"traversal_inputs: slot_index must be in [0, {len(self.slots)}), got {slot_index!r}")
+        code = self.slots[slot_index].code
+        if not 0 <= dim_index < code.dim:
+            raise ValueError(f"traversal_inputs: dim_index must be in [0, {code.dim}), got {dim_index!r}")
+        values = code.traversal_values(steps=steps).to(device)  # (V, w): one code dimension
+        width = values.shape[1]
+        start = self._input_offsets[slot_index] + dim_index * width
+
+        if base is None:
+            base = self.sample(n_rows, generator=generator, device=device)[0]
+        elif tuple(base.shape) != (n_rows, self.input_dim):
+            raise ValueError(
+                f"traversal_inputs: base must have shape ({n_rows}, {self.input_dim}), got {tuple(base.shape)}"
+            )
+        grid = repeat(base.to(device=device, dtype=torch.float32), "r d -> r v d", v=values.shape[0]).clone()
+        grid[:, :, start : start + width] = values  # broadcast over rows
+        return rearrange(grid, "r v d -> (r v) d")
+
+    def describe(self) -> list[dict[str, Any]]:
+        """JSON-able code layout for checkpoints: one entry per slot, in G-input order.
+
+        ``input_columns``/``q_columns`` are [start, stop) so a loader can check that
+        a checkpoint's G input and Q output line up with the spec it rebuilt.
+        """
+        return [
+            {
+                "name": slot.name,
+                "code": slot.code.describe(),
+                "q_loss": slot.q_loss.describe(),
+                "lambda": slot.lam,
+                "input_columns": [in_start, in_start + in_width],
+                "q_columns": [q_start, q_start + q_size],
+            }
+            for slot, in_start, in_width, q_start, q_size in zip(
+                self.slots, self._input_offsets, self._input_widths, self._q_offsets, self._q_sizes
+            )
+        ]
+
+    @staticmethod
+    def _check_width(tensor: torch.Tensor, expected: int, what: str) -> None:
+        if tensor.dim() != 2 or tensor.shape[1] != expected:
+            raise ValueError(f"{what} must have shape (B, {expected}), got {tuple(tensor.shape)}")
+
+
+_SPEC_FORM = "TYPE[:N][,key=value...]"
+_TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SIZE_RE = re.compile(r"[0-9]+")
+
+
+def parse_code_spec(text: str) -> tuple[str, int | None, dict[str, str]]:
+    """Parse a command-line code spec such as ``uniform:2,low=-1,high=1,lambda=0.05``.
+
+    Returns ``(type name, size or None, {option: raw string})``. What the size means
+    (classes for a categorical, dimensions for a continuous code) and how options
+    are converted is up to the caller, which knows the code type.
+    """
+
+    def fail(reason: str) -> ValueError:
+        return ValueError(f"invalid code spec {text!r}: {reason}; expected {_SPEC_FORM}, e.g. 'categorical:10'")
+
+    head, *option_parts = [part.strip() for part in text.split(",")]
+    if not head:
+        raise fail("missing code type")
+    type_name, has_size, size_text = (part.strip() for part in head.partition(":"))
+    if not _TYPE_RE.fullmatch(type_name):
+        raise fail(f"code type {type_name!r} is not a name")
+    size: int | None = None
+    if has_size:
+        if not _SIZE_RE.fullmatch(size_text):
+            raise fail(f"size {size_text!r} is not a whole number")
+        size = int(size_text)
+        if size < 1:
+            raise fail(f"size must be >= 1, got {size}")
+
+    options: dict[str, str] = {}
+    for part in option_parts:
+        key, has_eq, value = (piece.strip() for piece in part.partition("="))
+        if not has_eq:
+            raise fail(f"option {part!r} has no '='")
+        if not key or not value:
+            raise fail(f"option {part!r} needs both a key and a value")
+        if key in options:
+            raise fail(f"option {key!r} given more than once")
+        options[key] = value
+    return type_name, size, options
