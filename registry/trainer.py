@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from registry import checkpoint as ckpt
-from registry import distributed
+from registry import distributed, perf
 from registry.config import TrainConfig
 from registry.datasets import EpochSampler, ImageDataset, to_training_tensor
 from registry.images import save_grid
@@ -127,6 +127,8 @@ class Trainer:
         self.dist = dist or distributed.DistInfo()
         self.device = resolve_device(config.device, self.dist.local_rank)
         distributed.init(self.dist, self.device)
+        if self.device.type == "cpu":
+            perf.tune_allocator()
         self.step = 0
         self.amp = config.amp and self.device.type == "cuda"
 
