@@ -5,8 +5,10 @@ Public API for plugin authors and for projects that embed pieces of it. Names li
 """
 
 from registry.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from registry.checkpoint import load_module_state, load_optimizer_state, module_state, optimizer_state
 from registry.config import TrainConfig
 from registry.plugins import Host, PluginError, UnknownNameError, get_plugin_manager, hookimpl
+from registry.state import load_training_state, save_training_state
 
 __all__ = [
     "CheckpointError",
@@ -18,4 +20,11 @@ __all__ = [
     "hookimpl",
     "read_checkpoint",
     "save_checkpoint",
+    # embedding: save and restore a hand-written loop's modules and optimizers
+    "load_module_state",
+    "load_optimizer_state",
+    "load_training_state",
+    "module_state",
+    "optimizer_state",
+    "save_training_state",
 ]

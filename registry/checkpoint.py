@@ -173,6 +173,11 @@ def save_checkpoint(
         # some platforms refuse to sync read-only ones).
         with open(tmp, "r+b") as handle:
             os.fsync(handle.fileno())
+        # save_file creates the file 0600; give checkpoints the permissions of any other
+        # file the user creates (the umask decides), like the PNGs and logs beside them.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         _replace(tmp, final)
     except BaseException:
         try:

@@ -249,7 +249,9 @@ def make_train_command(session: Session) -> click.Command:
     except click.ClickException as exc:
         broken = exc
 
-        @click.command("train", help="Train a GAN (unavailable: a plugin failed to load).")
+        # Accept any options so the plugin error, not "no such option", is what the user sees.
+        @click.command("train", help="Train a GAN (unavailable: a plugin failed to load).",
+                       context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
         def unavailable() -> None:
             raise broken
 

@@ -106,7 +106,8 @@ def _import_plugin(name: str) -> tuple[Any, str | None]:
             return ep.load(), (dist.version if dist is not None else None)
         if "." in name or name.isidentifier():
             try:
-                return importlib.import_module(name), None
+                module = importlib.import_module(name)
+                return module, getattr(module, "__version__", None)
             except ModuleNotFoundError as exc:
                 if exc.name != name:  # the plugin exists but one of its imports is missing
                     raise
