@@ -5,7 +5,7 @@ It is registered like any third-party plugin, through the same hooks.
 
 from __future__ import annotations
 
-from registry import datasets, losses, models
+from registry import datasets, losses, models, shapes
 from registry.plugins import hookimpl
 
 
@@ -14,6 +14,7 @@ def ganrun_register_datasets(register):
     register("digits", datasets.load_digits)
     register("mnist-idx", datasets.load_mnist_idx)
     register("image-folder", datasets.load_image_folder)
+    register("shapes", shapes.load_shapes)
 
 
 @hookimpl

@@ -112,7 +112,7 @@ def _command_hint(name: str) -> str:
 def build_cli() -> click.Group:
     @click.group(cls=GanrunGroup, invoke_without_command=True,
                  context_settings={"help_option_names": ["-h", "--help"]})
-    @click.option("--plugin", "-p", multiple=True, metavar="NAME",
+    @click.option("--plugin", "-p", multiple=True, metavar="NAME", is_eager=True,  # read before --help
                   help="Activate a plugin: an installed entry-point name (see 'ganrun plugins') or a "
                        "dotted module path. Repeatable.")
     @click.version_option(package_name="ganrun", prog_name="ganrun")
@@ -347,6 +347,8 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
                 merged[key] = value
             elif key in plugin_keys:
                 extra[key] = value
+    if resume_path is not None:
+        merged["out"] = None  # continue where the checkpoint is now (the run may have moved)
     for key, value in explicit.items():
         if key in CORE_KEYS:
             merged[key] = value
@@ -387,16 +389,19 @@ def _validate(config: TrainConfig, host: Host) -> None:
             raise click.BadParameter(str(exc), param_hint="--model") from None
 
 
-def _prepare_run_dir(config: TrainConfig, resume_path: Path | None, overwrite: bool, main: bool) -> Path:
+def _choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
+    """``--out``, else the resumed run's folder, else ``runs/<dataset>-<time>``."""
     if config.out is None:
         if resume_path is not None:
             parent = resume_path.parent
             config.out = str(parent.parent if parent.name == "checkpoints" else parent)
         else:
             config.out = os.path.join("runs", f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir = Path(config.out)
-    if not main:
-        return run_dir
+    return Path(config.out)
+
+
+def _check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> None:
+    """Refuse an unusable run folder before anything is built; changes nothing on disk."""
     if run_dir.exists() and not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} exists and is not a folder", param_hint="--out")
     has_run = run_dir.is_dir() and any(run_dir.iterdir())
@@ -408,6 +413,11 @@ def _prepare_run_dir(config: TrainConfig, resume_path: Path | None, overwrite: b
         if not ((run_dir / "config.json").exists() or (run_dir / "checkpoints").is_dir()):
             raise click.BadParameter(f"{run_dir} is not a ganrun run folder; refusing to delete it",
                                      param_hint="--out")
+
+
+def _prepare_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> None:
+    """Start over if asked (only once the new run has been built), create and probe the folder."""
+    if overwrite and resume_path is None and run_dir.is_dir() and any(run_dir.iterdir()):
         shutil.rmtree(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -416,7 +426,6 @@ def _prepare_run_dir(config: TrainConfig, resume_path: Path | None, overwrite: b
         probe.unlink()
     except OSError as exc:
         raise click.BadParameter(f"cannot write to {run_dir}: {exc.strerror}", param_hint="--out") from None
-    return run_dir
 
 
 def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str, Any],
@@ -432,15 +441,20 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
         raise click.UsageError(str(exc)) from None
     _validate(config, host)
     info = distributed.from_environment()
-    run_dir = _prepare_run_dir(config, resume_path, values.get("overwrite", False), info.is_main)
+    overwrite = values.get("overwrite", False)
+    run_dir = _choose_run_dir(config, resume_path)
+    if info.is_main:
+        _check_run_dir(run_dir, resume_path, overwrite)
     try:
-        trainer = Trainer(config, host, run_dir, dist=info)
+        trainer = Trainer(config, host, run_dir, dist=info)  # writes nothing yet
     except DatasetError as exc:
         raise click.BadParameter(str(exc), param_hint="--data-dir / --dataset") from None
     except UnknownNameError as exc:
         raise click.BadParameter(str(exc), param_hint=_option_for(str(exc)) or None) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if info.is_main:
+        _prepare_run_dir(run_dir, resume_path, overwrite)
     try:
         if resume_path is not None:
             trainer.restore(resume_path)

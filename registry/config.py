@@ -64,7 +64,8 @@ MUTABLE_ON_RESUME = frozenset(
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML config; errors carry the file name. Tables flatten into plugin keys."""
+    """Read a flat TOML config (``key = value`` lines; tables are refused as unknown keys);
+    errors carry the file name."""
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

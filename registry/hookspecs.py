@@ -83,7 +83,8 @@ def ganrun_register_models(register: Callable[[str, Callable[..., Any]], None]) 
 def ganrun_register_gan_losses(register: Callable[[str, Any], None]) -> None:
     """Register adversarial losses by name (``--gan-loss``).
 
-    Call ``register(name, loss)`` where ``loss`` has two pure functions,
+    Called once per plugin while the host builds its registries; the return value is
+    ignored. Call ``register(name, loss)`` where ``loss`` has two pure functions,
     ``loss.d(real_logits, fake_logits)`` and ``loss.g(fake_logits)``, each returning a
     scalar tensor. Built-ins: ``nonsaturating`` (the default) and ``hinge``.
     """
@@ -93,7 +94,8 @@ def ganrun_register_gan_losses(register: Callable[[str, Any], None]) -> None:
 def ganrun_register_commands(register: Callable[[Any], None]) -> None:
     """Register extra ``ganrun`` sub-commands.
 
-    Call ``register(command)`` with a ``click.Command``. The command is available when
+    Called once per plugin while the host builds its registries; the return value is
+    ignored. Call ``register(command)`` with a ``click.Command``. The command is available when
     its plugin is active (``ganrun --plugin NAME COMMAND``). Names must not clash with
     the built-in commands or another plugin's.
     """

@@ -24,6 +24,7 @@ from registry import hookspecs
 hookimpl = pluggy.HookimplMarker("ganrun")
 
 ENTRY_POINT_GROUP = "ganrun"
+RESERVED_COMMANDS = ("train", "plugins")  # built-in commands no plugin may replace
 # Plugins that ship with the framework and are always active. They go through the same
 # hooks as third-party plugins; nothing else in the host knows their contents.
 DEFAULT_PLUGINS = ("registry.builtins",)
@@ -205,7 +206,7 @@ def _call_each(pm: pluggy.PluginManager, hook_name: str, make_register: Callable
     host record which plugin registered each name.
     """
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order, so a duplicate blames the later plugin
         impl.function(make_register(impl.plugin_name))
 
 
@@ -228,11 +229,15 @@ class Registries:
             _call_each(pm, hook_name, lambda plugin, reg=reg: (lambda name, value: reg.add(name, value, plugin)))
             filled[attr] = reg
         commands = Registry("command")
+        for name in RESERVED_COMMANDS:
+            commands.add(name, None, "ganrun")
         _call_each(
             pm,
             "ganrun_register_commands",
             lambda plugin: (lambda command: commands.add(command.name, command, plugin)),
         )
+        for name in RESERVED_COMMANDS:
+            del commands.entries[name]
         return cls(commands=commands, **filled)
 
 

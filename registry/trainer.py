@@ -404,11 +404,14 @@ class Trainer:
         return path
 
     def _prune_checkpoints(self) -> None:
+        """Keep the newest ``keep_checkpoints`` of this run's timeline (steps up to now), so the
+        file just written is never the one deleted, whatever else lies in the folder."""
         keep = self.config.keep_checkpoints
         if keep <= 0:
             return
-        files = sorted((self.run_dir / "checkpoints").glob("ckpt-*.safetensors"))
-        for old in files[:-keep]:
+        ours = sorted((step, path) for path in (self.run_dir / "checkpoints").glob("ckpt-*.safetensors")
+                      if (step := _step_of(path)) is not None and step <= self.step)
+        for _, old in ours[:-keep]:
             old.unlink(missing_ok=True)
 
     @classmethod
@@ -481,9 +484,25 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _step_of(path: Path) -> int | None:
+    try:
+        return int(path.name.split(".")[0].split("-")[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def _truncate_after(run_dir: Path, step: int) -> None:
     """Drop metric lines and host pictures from steps after ``step`` (a resumed run redoes
-    them), so logs never repeat a step number."""
+    them), so logs never repeat a step number. Checkpoints from after ``step`` belong to an
+    abandoned timeline: they move to ``checkpoints/superseded/`` (kept, but never picked by
+    ``--resume RUN``)."""
+    later = [p for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors")
+             if (s := _step_of(p)) is not None and s > step]
+    if later:
+        aside = run_dir / "checkpoints" / "superseded"
+        aside.mkdir(exist_ok=True)
+        for path in later:
+            os.replace(path, aside / path.name)
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         kept = []
