@@ -52,14 +52,27 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 @_run_arg
 @_device_opt
 @click.option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
+@click.option("--disentanglement/--no-disentanglement", default=True, show_default=True,
+              help="On a run trained on the shapes dataset, also compute MIG, the FactorVAE score, DCI "
+                   "disentanglement and SAP of Q's code estimates.")
+@click.option("--metrics-samples", default=10_000, show_default=True,
+              help="Size of the disentanglement metrics: training points of MIG, DCI and SAP, variance "
+                   "points and training votes of FactorVAE; test sets and evaluation votes get half, and "
+                   "each vote encodes 64 images (about 96 x N images in all). 10000 is disentanglement_lib's "
+                   "setting; use a few hundred for a quick look.")
+@click.option("--metrics-seed", default=0, show_default=True, help="Seed of the ground-truth samples the metrics draw.")
 @click.pass_context
-def eval_command(ctx: click.Context, run: Path, device: str, samples: int) -> None:
+def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disentanglement: bool,
+                 metrics_samples: int, metrics_seed: int) -> None:
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
-    classification accuracy of each categorical code. Writes RUN/eval.json."""
-    from infogan_plugin.evaluate import classification_accuracy, information_bounds
+    classification accuracy of each categorical code. On the shapes dataset, also the
+    disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json."""
+    from infogan_plugin.evaluate import classification_accuracy, disentanglement_metrics, information_bounds
 
     if samples < 1:
         raise click.BadParameter(f"must be positive, got {samples}", param_hint="--samples")
+    if metrics_samples < 2:
+        raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
     trainer = _load(ctx, run, device)
     result = {
         "step": trainer.step,
@@ -67,6 +80,8 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int) -> No
         "information": information_bounds(trainer, n=samples),
         "classification": classification_accuracy(trainer),
     }
+    if disentanglement and trainer.config.dataset == "shapes":
+        result["disentanglement"] = disentanglement_metrics(trainer, num_samples=metrics_samples, seed=metrics_seed)
     path = trainer.run_dir / "eval.json"
     tmp = path.with_name(f".eval.json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2))
@@ -75,4 +90,10 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int) -> No
         click.echo(f"{name}: L_I {info['L_I']:.3f} nats of H {info['H']:.3f} ({info['ratio']:.1%})")
     for name, acc in result["classification"].items():
         click.echo(f"{name}: unsupervised accuracy {acc['accuracy']:.2%}")
+    if "disentanglement" in result:
+        dis = result["disentanglement"]
+        shown = ", ".join(f"{label} {dis[key]['score']:.3f} ({dis[key]['seconds']:.1f} s)"
+                          for key, label in (("mig", "MIG"), ("factor_vae", "FactorVAE"),
+                                             ("dci", "DCI"), ("sap", "SAP")))
+        click.echo(f"disentanglement of {', '.join(dis['encoder'])} ({metrics_samples} samples): {shown}")
     click.echo(f"wrote {path}")

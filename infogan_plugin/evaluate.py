@@ -1,12 +1,15 @@
-"""InfoGAN metrics on a trained run: the information bound per code and unsupervised
-classification accuracy of each categorical code (Q's argmax matched to labels)."""
+"""InfoGAN metrics on a trained run: the information bound per code, unsupervised
+classification accuracy of each categorical code (Q's argmax matched to labels) and, for
+runs on the ``shapes`` dataset, disentanglement metrics of Q's code estimates."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
 
+from infogan_plugin.codes import Categorical
 from infogan_plugin.latent import LatentSpec
 from infogan_plugin.metrics import cluster_accuracy
 
@@ -34,12 +37,12 @@ def classification_accuracy(trainer: Any) -> dict[str, dict[str, Any]]:
     the best one-to-one matching of code values to labels (Hungarian algorithm)."""
     spec: LatentSpec = trainer.sampler
     labels = trainer.dataset.labels
-    if labels is None:
-        return {}
+    if labels is None or not any(slot.code.discrete for slot in spec.slots):
+        return {}  # nothing to score: skip Q's pass over the whole dataset
     q_out = q_outputs(trainer, trainer.data)
     results = {}
     for slot, chunk in zip(spec.slots, spec.split_q(q_out)):
-        if not slot.code.discrete:
+        if not isinstance(slot.code, Categorical):  # a Bernoulli code is discrete but not a clustering
             continue
         predicted = slot.q_loss.predict(chunk).argmax(dim=1).cpu()
         accuracy, mapping = cluster_accuracy(predicted, labels.cpu())
@@ -70,4 +73,77 @@ def information_bounds(trainer: Any, *, n: int = 10_000, seed: int = 1234, batch
         h = entropies[name]
         l_i = h - total / n
         out[name] = {"L_I": l_i, "H": h, "ratio": l_i / h if h > 0 else float("nan")}
+    return out
+
+
+def q_encoder(trainer: Any, *, batch_size: int = 500):
+    """The representation the disentanglement metrics score: Q's point estimate of every code.
+
+    Returns ``encode(images uint8 (N, C, H, W)) -> (N, d)`` float32 on the CPU: images are
+    resized to the run's size if needed, scaled to [-1, 1] like the training data, passed
+    through D's trunk and Q, and each slot's ``q_loss.predict`` is concatenated in slot order;
+    a categorical code contributes one dimension, the index of its most likely class.
+    """
+    from registry.datasets import _resize_uint8
+
+    spec: LatentSpec = trainer.sampler
+    size = trainer.dataset.image_size
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != size:
+            images = _resize_uint8(images.cpu(), size)
+        x = images.to(trainer.device).to(torch.float32).div_(127.5).sub_(1.0)
+        q_out = q_outputs(trainer, x, batch_size=batch_size)
+        columns = []
+        for slot, chunk in zip(spec.slots, spec.split_q(q_out)):
+            estimate = slot.q_loss.predict(chunk)
+            if slot.code.discrete:
+                estimate = estimate.argmax(dim=1, keepdim=True).to(torch.float32)
+            columns.append(estimate)
+        return torch.cat(columns, dim=1).cpu()
+
+    return encode
+
+
+def encoder_layout(trainer: Any) -> list[str]:
+    """Names of the representation's dimensions: the slot name, ``[j]`` for dimension ``j``
+    of a multi-dimensional code, ``[argmax]`` for a categorical one."""
+    names = []
+    for slot in trainer.sampler.slots:
+        if slot.code.discrete:
+            names.append(f"{slot.name}[argmax]")
+        elif slot.code.input_width == 1:
+            names.append(slot.name)
+        else:
+            names.extend(f"{slot.name}[{j}]" for j in range(slot.code.input_width))
+    return names
+
+
+def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: int = 0,
+                            batch_size: int = 1000) -> dict[str, Any]:
+    """MIG, FactorVAE score, DCI disentanglement and SAP of Q's code estimates on a run
+    trained on the ``shapes`` dataset, with ground truth drawn from the full factor grid
+    (rendered on the run's device). Sizes are disentanglement_lib's scaled by
+    ``num_samples / 10,000`` (see ``infogan_plugin.disentanglement.evaluate_all``)."""
+    from infogan_plugin.disentanglement import evaluate_all
+    from registry import shapes
+
+    if trainer.config.dataset != "shapes":
+        raise ValueError(f"disentanglement metrics need the 'shapes' dataset, this run used {trainer.config.dataset!r}")
+    device = trainer.device
+
+    def render(factors: torch.Tensor) -> torch.Tensor:
+        return shapes.render(factors.to(device))
+
+    started = time.perf_counter()
+    results = evaluate_all(q_encoder(trainer), shapes.factor_sizes(), shapes.sample_factors, render,
+                           seed=seed, num_samples=num_samples, batch_size=batch_size)
+    out: dict[str, Any] = {
+        "encoder": encoder_layout(trainer),
+        "factors": list(shapes.FACTOR_NAMES),
+        "num_samples": num_samples,
+        "seed": seed,
+    }
+    out.update({name: result.to_json() for name, result in results.items()})
+    out["seconds"] = time.perf_counter() - started
     return out

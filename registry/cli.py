@@ -268,6 +268,9 @@ def make_train_command(session: Session) -> click.Command:
                      help="TOML file setting any of these options by name (flags override it)."),
         click.Option(["--resume"], type=click.Path(path_type=Path), default=None,
                      help="Continue from a checkpoint file, or a run folder's newest complete checkpoint."),
+        click.Option(["--auto-resume"], is_flag=True, default=False,
+                     help="Resume from the newest complete checkpoint in --out if there is one, else start "
+                          "fresh: one command line for first start and restarts (torchrun --max-restarts)."),
         click.Option(["--overwrite"], is_flag=True, default=False,
                      help="Start over in an existing run folder, deleting its checkpoints and logs."),
     ]
@@ -328,6 +331,11 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
     explicit = {**file_values, **cli_values}
 
     resume_path = _resolve_resume(values["resume"]) if values.get("resume") is not None else None
+    if values.get("auto_resume") and resume_path is None:
+        out = explicit.get("out")
+        if out is None:
+            raise click.BadParameter("needs --out (the run folder to continue)", param_hint="--auto-resume")
+        resume_path = ckpt.find_latest(Path(out) / "checkpoints")
     if resume_path is not None:
         try:
             _, meta = ckpt.read_checkpoint(resume_path)
@@ -455,6 +463,7 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
         raise click.UsageError(str(exc)) from None
     if info.is_main:
         _prepare_run_dir(run_dir, resume_path, overwrite)
+    clean = False
     try:
         if resume_path is not None:
             trainer.restore(resume_path)
@@ -463,6 +472,7 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
         elif info.is_main:
             click.echo(f"training in {run_dir}", err=True)
         last = trainer.fit()
+        clean = True
     except ckpt.CheckpointError as exc:
         raise click.ClickException(str(exc)) from None
     except DivergenceError as exc:
@@ -472,7 +482,7 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
         click.echo(f"{exc}{where}; continue with: ganrun ... train --resume {run_dir}", err=True)
         sys.exit(128 + exc.signum)
     finally:
-        distributed.destroy(info)
+        distributed.destroy(info, clean=clean)
     if info.is_main:
         shown = {k: round(v, 4) for k, v in trainer.last_metrics.items()}
         click.echo(f"done: {trainer.step} steps; last checkpoint {last}", err=True)

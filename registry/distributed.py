@@ -40,8 +40,29 @@ def init(info: DistInfo, device: torch.device) -> None:
     if not info.enabled or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=10), **kwargs)
+    timeout = datetime.timedelta(minutes=10)
+    kwargs: dict = {"device_id": device} if device.type == "cuda" else {}
+    store = _attempt_store(info, timeout)
+    if store is not None:
+        kwargs.update(store=store, rank=info.rank, world_size=info.world_size)
+    dist.init_process_group(backend=backend, timeout=timeout, **kwargs)
+
+
+def _attempt_store(info: DistInfo, timeout: datetime.timedelta):
+    """A rendezvous store namespaced by torchrun's restart count, or None outside torchrun.
+
+    After ``torchrun --max-restarts`` restarts a job, the workers of the new attempt share
+    the agent's store with the old attempt's keys; gloo could read a dead worker's address
+    from it and fail with "connectFullMesh ... Connection refused". A prefix per attempt
+    keeps each attempt's rendezvous to itself.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or "MASTER_ADDR" not in os.environ:
+        return None
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), info.world_size,
+                         is_master=info.rank == 0 and not agent_hosts_store, timeout=timeout)
+    return dist.PrefixStore(f"ganrun/attempt-{attempt}", base)
 
 
 def barrier(info: DistInfo) -> None:
@@ -60,6 +81,14 @@ def gather_bytes(info: DistInfo, state: torch.Tensor) -> list[torch.Tensor]:
     return [t.cpu() for t in out]
 
 
-def destroy(info: DistInfo) -> None:
+def destroy(info: DistInfo, *, clean: bool = True) -> None:
+    """Leave the process group. After a clean run every rank meets at a barrier first, so no
+    rank tears down its transport while a peer still talks to it (gloo aborts the process
+    with "terminate called without an active exception" when that happens)."""
     if info.enabled and dist.is_initialized():
+        if clean:
+            try:
+                dist.barrier()
+            except RuntimeError:
+                pass
         dist.destroy_process_group()

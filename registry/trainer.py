@@ -272,7 +272,12 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=0.5)
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        # A graceful stop checkpoints at the end of the current step. Under torchrun the ranks
+        # could receive the signal in different steps and would deadlock in the save's
+        # collectives (or wait on a dead peer), so there the default handlers stay: the job
+        # ends at once and --auto-resume continues from the newest periodic checkpoint.
+        signals = () if self.dist.enabled else (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.getsignal(s) for s in signals}
         for s in previous:
             signal.signal(s, self._on_signal)
         try:

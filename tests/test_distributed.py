@@ -22,10 +22,11 @@ TRAIN = ["-m", "registry", "--plugin", "infogan", "--plugin", "rank_dump", "trai
          "--code", "categorical:3", "--code", "uniform:1", "--code", "gaussian:1"]
 
 
-def launch(out: Path, dump: Path, *extra: str) -> subprocess.CompletedProcess:
+def launch(out: Path, dump: Path, *extra: str, torchrun_args: tuple[str, ...] = (),
+           env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
-           "RANK_DUMP_DIR": str(dump), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*TORCHRUN, *TRAIN, "--out", str(out), *extra], env=env,
+           "RANK_DUMP_DIR": str(dump), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    result = subprocess.run([*TORCHRUN, *torchrun_args, *TRAIN, "--out", str(out), *extra], env=env,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -74,3 +75,15 @@ def test_resume_under_torchrun_is_exact(runs):
     assert_same(straight, split)
     steps = [int(line.split(",")[0].split(":")[1]) for line in (root / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
+
+
+def test_max_restarts_continue_from_the_newest_complete_checkpoint(runs):
+    """A worker killed at step 5 is restarted by torchrun; --auto-resume continues from step 4
+    and ends bit-identical to the uninterrupted run."""
+    root, _ = runs
+    result = launch(root / "restarted", root / "dump-restarted", "--steps", "6", "--auto-resume",
+                    torchrun_args=("--max-restarts=1",), env_extra={"KILL_RANK_AT": "1:5"})
+    assert "from step 4" in result.stderr
+    straight, _ = read_checkpoint(root / "straight" / "checkpoints" / "ckpt-000000006.safetensors")
+    restarted, _ = read_checkpoint(root / "restarted" / "checkpoints" / "ckpt-000000006.safetensors")
+    assert_same(straight, restarted)
