@@ -190,7 +190,7 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
 
 # Help text per core option; the default shown is the effective one for the active plugins.
 CORE_HELP = {
-    "dataset": "Dataset name (registered by a plugin; built-ins: digits, mnist-idx, image-folder).",
+    "dataset": "Dataset name (registered by a plugin; built-ins: digits, shapes, mnist-idx, image-folder).",
     "data_dir": "Folder the dataset reads from (mnist-idx, image-folder, ...).",
     "image_size": "Resize images to this square size (default: the dataset's own).",
     "model": "Architecture name (default: dcgan28 for 28 px images, dcgan64 otherwise).",
