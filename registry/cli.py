@@ -210,7 +210,7 @@ CORE_HELP = {
     "sample_every": "Write sample pictures every N steps (and at the end).",
     "log_every": "Write metrics every N steps.",
     "keep_checkpoints": "Keep only the newest N checkpoints (0 keeps all).",
-    "amp": "bf16 autocast on CUDA (the Q and GAN losses stay fp32).",
+    "amp": "bf16 autocast on CUDA and on CPUs with native bf16 (the Q and GAN losses stay fp32).",
     "compile": "torch.compile the networks.",
     "progress": "Show a progress bar.",
 }

@@ -36,8 +36,8 @@ class TrainConfig:
     sample_every: int = 500            # picture period in steps (and always at the end)
     log_every: int = 50                # metrics period in steps
     keep_checkpoints: int = 3          # newest checkpoints kept on disk (0 keeps all)
-    amp: bool = False                  # bf16 autocast on CUDA (ignored on CPU)
-    compile: bool = False              # torch.compile the networks (CUDA; slow to start)
+    amp: bool = False                  # bf16 autocast on CUDA and on CPUs with native bf16
+    compile: bool = False              # torch.compile the networks (pays off on CUDA; slow to start)
     progress: bool = True              # show a progress bar
     extra: dict[str, Any] = field(default_factory=dict)  # plugin options, by option name
 

@@ -36,6 +36,16 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(M_MMAP_THRESHOLD, _KEEP_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, 2 * _KEEP_BYTES) == 1
+    ok = mallopt(M_MMAP_THRESHOLD, _KEEP_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
     _done = ok
     return ok
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU runs bf16 natively through oneDNN (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -39,6 +39,15 @@ def host() -> Host:
     return Host.create(["infogan"])
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: many small ops stay fast even when other jobs load the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _trainer(host: Host, tmp_path, info_lambda: float | None) -> Trainer:
     cfg = TrainConfig(noise_dim=NOISE_DIM, noise="uniform", lr_g=1e-3, lr_d=2e-4, batch_size=BATCH,
                       device="cpu", progress=False,
@@ -80,8 +89,9 @@ def _close(name: str, got: torch.Tensor, want: torch.Tensor, scale: float, rtol:
 def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
     torch.manual_seed(1234)
     trainer = _trainer(host, tmp_path, info_lambda)
-    probe = info_lambda == 0.0
-    lam_cat, lam_cont = (0.0, 0.0) if probe else (1.0, 0.1)
+    probe = info_lambda == 0.0  # every lambda 0: Q still learns (weight 1) on detached features, G gets no term
+    weights = (1.0, 0.1)  # paper: 1 for the categorical code, 0.1 for the continuous ones
+    d_weights = (1.0, 1.0) if probe else weights
     cfg = trainer.config
 
     # Plain copies of the initial weights, and what the trainer will draw.
@@ -126,7 +136,7 @@ def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
     d_real, _ = D(real_x)
     d_fake, feats = D(fake.detach())
     q_out = Q(feats.detach() if probe else feats)
-    info_d = _info(q_out, cls, c2, c3, 1.0 if probe else lam_cat, 1.0 if probe else lam_cont)
+    info_d = _info(q_out, cls, c2, c3, *d_weights)
     adv_d = _bce(d_real, 1.0) + _bce(d_fake, 0.0)
     for m in (G, D, Q):
         m.zero_grad(set_to_none=True)
@@ -141,7 +151,7 @@ def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
         m.zero_grad(set_to_none=True)
     d_g, feats_g = D(fake)
     adv_g = _bce(d_g, 1.0)
-    info_g = None if probe else _info(Q(feats_g), cls, c2, c3, lam_cat, lam_cont)  # no G-side term at lambda 0
+    info_g = None if probe else _info(Q(feats_g), cls, c2, c3, *weights)
     (adv_g if probe else adv_g + info_g).backward()
     plain_g_grads = [p.grad.clone() for p in G.parameters()]
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), foreach=False)
@@ -206,3 +216,16 @@ def _check_update(name, got, want, grad_got, grad_want, lr) -> None:
     bad = (got - want).abs() > tol
     assert not bad.any(), (f"{name}: {int(bad.sum())} of {want.numel()} weights differ, "
                            f"max {(got - want).abs()[bad].max().item():.3g}")
+
+
+def test_train_step_under_bf16_autocast(host, tmp_path):
+    """The step under bf16 autocast (what ``--amp`` turns on), forced on whatever this CPU is:
+    the Q head runs inside the autocast region and the losses come out finite fp32."""
+    trainer = _trainer(host, tmp_path, None)
+    trainer.amp = True
+    trainer._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    trainer.train_step()
+    trainer.step += 1
+    losses = {name: value.item() for name, value in trainer._sums.items() if name.endswith(("adv", "info"))}
+    assert set(losses) == {"d/adv", "d/info", "g/adv", "g/info"}
+    assert all(math.isfinite(v) for v in losses.values()), losses
