@@ -3,6 +3,7 @@ refusing changed configurations and refusing bad checkpoint files without side e
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import struct
@@ -204,6 +205,24 @@ def make_bad(kind: str, runs: dict[str, Path], target: Path) -> list[str]:
         tensors, meta = read_checkpoint(good)
         del tensors[next(k for k in sorted(tensors) if k.startswith("optim.D.state.") and k.endswith("exp_avg"))]
         save_checkpoint(target, tensors, meta)
+    elif kind == "missing-rng":
+        tensors, meta = read_checkpoint(good)
+        del tensors["rng.latent.0"]
+        save_checkpoint(target, tensors, meta)
+    elif kind == "trailing-bytes":
+        target.write_bytes(good.read_bytes() + b"\0" * 16)
+    elif kind == "header-over-100mb":
+        target.write_bytes(struct.pack("<Q", 200 * 1024 * 1024) + b"{")
+    elif kind == "header-not-json":
+        target.write_bytes(struct.pack("<Q", 8) + b"not json")
+    elif kind == "overlapping-offsets":
+        header = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+                             "__metadata__": {"format_version": "1"}}).encode()
+        target.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 12)
+    elif kind == "metadata-wrong-type":
+        header = json.dumps({"__metadata__": {"format_version": "1", "step": 5}}).encode()
+        target.write_bytes(struct.pack("<Q", len(header)) + header)
     else:  # pragma: no cover
         raise AssertionError(kind)
     return []
@@ -219,6 +238,12 @@ def make_bad(kind: str, runs: dict[str, Path], target: Path) -> list[str]:
         ("other-run", 2, "noise_dim: 8 -> 100"),
         ("other-tensors", 1, "has shape"),
         ("missing-optimizer-tensor", 1, "missing optimizer entry"),
+        ("missing-rng", 1, "missing RNG entry 'rng.latent.0'"),
+        ("trailing-bytes", 1, "16 trailing bytes"),
+        ("header-over-100mb", 1, "exceeds the 100 MB limit"),
+        ("header-not-json", 1, "not valid JSON"),
+        ("overlapping-offsets", 1, "overlap"),
+        ("metadata-wrong-type", 1, "not a string"),
     ],
 )
 def test_bad_checkpoint_is_refused_without_side_effects(ganrun: Ganrun, tiny: str, runs: dict[str, Path],
