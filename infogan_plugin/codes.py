@@ -36,6 +36,7 @@ input fixed, so multi-dimensional codes are traversed one dimension at a time.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ DEFAULT_TRAVERSAL_STEPS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
-class LatentCode:
+class LatentCode(abc.ABC):
     """Base class of all latent code types.
 
     Subclasses set the class variables and implement ``sample``, ``entropy`` and
@@ -74,25 +75,28 @@ class LatentCode:
         """Columns this code occupies in G's input (one per dimension unless overridden)."""
         return self.dim
 
+    @abc.abstractmethod
     def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
         """Draw ``(n, input_width)`` float32 values using only ``generator``.
 
         Using an explicit generator (on ``device``) keeps runs reproducible and
         independent of whatever else consumes the global RNG.
         """
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def entropy(self) -> float:
         """H(c) in nats, summed over dimensions (differential entropy for continuous codes)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def traversal_values(self, *, steps: int = DEFAULT_TRAVERSAL_STEPS) -> torch.Tensor:
         """Values of ONE code dimension to sweep: ``(V, input_width // dim)`` float32 on CPU.
 
         ``steps`` sets V for continuous codes; discrete codes enumerate all of
         their values and ignore it.
         """
-        raise NotImplementedError
+        ...
 
     def describe(self) -> dict[str, Any]:
         """JSON-able record of this code, stored in checkpoints to pin the input layout."""
@@ -157,15 +161,16 @@ class Categorical(LatentCode):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ContinuousCode(LatentCode):
+class ContinuousCode(LatentCode, abc.ABC):
     """Shared traversal logic for real-valued codes: one column per dimension."""
 
     default_lambda: ClassVar[float] = 0.1
     discrete: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def traversal_range(self) -> tuple[float, float]:
         """(start, end) of a traversal; the paper sweeps beyond the training range to test extrapolation."""
-        raise NotImplementedError
+        ...
 
     def traversal_values(self, *, steps: int = DEFAULT_TRAVERSAL_STEPS) -> torch.Tensor:
         if steps < 2:

@@ -11,6 +11,7 @@ The trainer owns reduction, weighting, backward and the optimiser step.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, ClassVar
 
@@ -86,7 +87,7 @@ def gaussian_nll_fixed(mean: torch.Tensor, c: torch.Tensor, *, std: float = 1.0)
     return per_dim.sum(dim=1) + mean.shape[1] * (math.log(std) + _HALF_LOG_2PI)
 
 
-class QLoss:
+class QLoss(abc.ABC):
     """What a Q-loss registry entry is: how many Q outputs a code needs and how to score them.
 
     ``q_out`` is always this slot's chunk of Q's output, ``(B, num_outputs(code))``;
@@ -95,13 +96,15 @@ class QLoss:
 
     name: ClassVar[str]  # registry name
 
+    @abc.abstractmethod
     def num_outputs(self, code: LatentCode) -> int:
         """Q outputs this loss needs for ``code``; raises ValueError if it cannot model that code."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def nll(self, q_out: torch.Tensor, code_value: torch.Tensor) -> torch.Tensor:
         """Per-sample -log Q(c|x), ``(B,)`` float32."""
-        raise NotImplementedError
+        ...
 
     def stats(self, q_out: torch.Tensor) -> dict[str, torch.Tensor]:
         """Detached scalar diagnostics for logging; no host sync."""
@@ -109,7 +112,7 @@ class QLoss:
 
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         """Q's point estimate of the code, ``(B, input_width)``, for evaluation."""
-        raise NotImplementedError
+        ...
 
     def describe(self) -> dict[str, Any]:
         """JSON-able record (registry name + options) for checkpoints."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, BinaryIO, Union
 
 import safetensors.torch
+from safetensors.torch import load as _load_safetensors_bytes  # tensors only, no pickle
 import torch
 from torch import nn
 
@@ -360,7 +361,7 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, 
     if len(data) != size:
         raise _error(path, "file changed while being read; retry")
     try:
-        tensors = safetensors.torch.load(data)
+        tensors = _load_safetensors_bytes(data)
     except Exception as exc:  # the library's own error types vary by version
         raise _error(path, f"safetensors could not load the file ({exc})") from None
     return tensors, dict(metadata)
