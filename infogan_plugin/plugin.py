@@ -163,3 +163,10 @@ def ganrun_log(trainer, step, metrics):
 @hookimpl
 def ganrun_sample(trainer, step, run_dir):
     traversal_grids(trainer, run_dir / "traversals", step)
+
+
+@hookimpl
+def ganrun_report_sections(run_dir, metrics, baseline_metrics):
+    from infogan_plugin.report import sections
+
+    return sections(run_dir, metrics, baseline_metrics)

@@ -42,7 +42,7 @@ from registry.plugins import (
     installed_plugins,
 )
 
-BUILTIN_COMMANDS = ("train", "plugins")
+BUILTIN_COMMANDS = ("train", "plugins", "report")
 
 
 class Session:
@@ -78,6 +78,8 @@ class GanrunGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "plugins":
             return plugins_command
+        if name == "report":
+            return report_command
         if name == "train":
             return make_train_command(self._session(ctx))
         session = self._session(ctx)
@@ -184,6 +186,35 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  hooks: {', '.join(row['hooks'])}")
         for kind, names in row["registers"].items():
             click.echo(f"  {kind.replace('_', ' ')}: {', '.join(names)}")
+
+
+# ------------------------------------------------------------------------------ report
+
+
+@click.command("report")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Another run whose curves are overlaid (dashed), e.g. a --lambda 0 run.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the page (default: RUN/report.html).")
+@click.pass_context
+def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None) -> None:
+    """Write a one-page HTML report of a run: configuration, final metrics, curves and the
+    newest pictures, plus sections from the active plugins (for InfoGAN: L_I against H(c)
+    per code, traversal grids and eval.json). The page is a single self-contained file."""
+    from registry import report
+
+    if not (run / "metrics.jsonl").exists() and not (run / "config.json").exists():
+        raise click.BadParameter(f"{run} is not a ganrun run folder (no metrics.jsonl or config.json)",
+                                 param_hint="RUN")
+    host = ctx.obj.host()
+    rows = report.read_metrics(run)
+    baseline_rows = report.read_metrics(baseline) if baseline is not None else None
+    sections = report.core_sections(run, rows, baseline_rows)
+    for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
+        sections.extend(extra or [])
+    path = report.write_report(out or run / "report.html", report.render(f"ganrun run {run.name}", sections))
+    click.echo(str(path))
 
 
 # ------------------------------------------------------------------------------ train

@@ -228,6 +228,17 @@ def ganrun_sample(trainer: Trainer, step: int, run_dir: Any) -> None:
     """
 
 
+@hookspec
+def ganrun_report_sections(run_dir: Any, metrics: list[dict], baseline_metrics: list[dict] | None) -> list[tuple[str, str]] | None:
+    """Return sections for ``ganrun report RUN`` as ``[(title, html), ...]``.
+
+    Called once when the report is built, after the host's own sections (configuration,
+    final metrics, losses, samples). ``metrics`` are the run's ``metrics.jsonl`` lines as
+    dicts; ``baseline_metrics`` those of ``--baseline RUN`` or ``None``. ``registry.report``
+    has helpers for inline SVG charts and embedded PNGs.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Checkpoints: called when a checkpoint is written or restored.
 # --------------------------------------------------------------------------------------

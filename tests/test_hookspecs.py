@@ -285,6 +285,12 @@ def ganrun_load_checkpoint_state(trainer, tensors):
     if "probe_counter" not in tensors:
         raise CheckpointError("probe plugin: the checkpoint has no 'probe_counter' state")
     STATE["counter"] = int(tensors["probe_counter"][0])
+
+
+@hookimpl
+def ganrun_report_sections(run_dir, metrics, baseline_metrics):
+    record("report_sections", steps=[row["step"] for row in metrics], baseline=baseline_metrics is not None)
+    return [("Probe section", f"<p>probe saw {len(metrics)} metric lines</p>")]
 '''
 
 
@@ -328,6 +334,17 @@ def test_plugins_command_lists_what_the_probe_registers(ganrun: Ganrun, probe: s
         "latent_codes": ["probe-code"], "q_losses": ["probe-q"], "datasets": ["probe-data"],
         "models": ["probe-model"], "gan_losses": ["probe-loss"], "commands": ["probe-hello"],
     }
+
+
+def test_report_sections_come_from_the_hook(ganrun: Ganrun, probe: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 2, "d/adv": 1.0, "g/adv": 0.5}\n{"step": 4, "d/adv": 0.9, "g/adv": 0.6}\n')
+    result = ganrun.invoke("report", run, plugins=[probe])
+    assert result.exit_code == 0, ganrun.describe(result)
+    page = (run / "report.html").read_text()
+    assert "<h2>Probe section</h2><p>probe saw 2 metric lines</p>" in page
+    assert page.index("Adversarial losses") < page.index("Probe section")  # host sections first
 
 
 def test_registered_command_runs(ganrun: Ganrun, probe: str) -> None:

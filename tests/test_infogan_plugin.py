@@ -186,3 +186,27 @@ def test_trainer_q_head_is_in_ds_optimizer(host, tmp_path):
     assert all(id(p) in d_params for p in trainer.modules["Q"].parameters())
     assert not any(id(p) in g_params for p in trainer.modules["Q"].parameters())
     assert len(trainer.optimizers) == 2  # no third optimizer over G and D
+
+
+def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_path):
+    run, baseline = tmp_path / "run", tmp_path / "baseline"
+    common = ["--steps", "4", "--sample-every", "4", "--code", "categorical:3", "--code", "uniform:1", *FAST]
+    assert _invoke(["--plugin", "infogan", "train", "--out", str(run), *common]).exit_code == 0
+    assert _invoke(["--plugin", "infogan", "train", "--out", str(baseline), "--lambda", "0", *common]).exit_code == 0
+    assert _invoke(["--plugin", "infogan", "eval", str(run), "--samples", "32"]).exit_code == 0
+
+    result = _invoke(["--plugin", "infogan", "report", str(run), "--baseline", str(baseline)])
+    assert result.exit_code == 0, result.output
+    page = (run / "report.html").read_text()
+    assert page.count("<svg") == 3                      # losses, L_I of c1 and of c2
+    assert "baseline L_I c1" in page and "H = 1.099" in page   # Figure 1: the baseline against H(c)
+    assert page.count("data:image/png;base64,") == 3    # samples + one traversal per code
+    assert "c1 traversal" in page and "unsupervised accuracy" in page
+    assert "&quot;categorical:3&quot;" in page          # the configuration table (HTML-escaped)
+    assert "src=\"runs" not in page and "file:" not in page  # nothing points outside the page
+
+    plain = _invoke(["report", str(run), "--out", str(tmp_path / "plain.html")])
+    assert plain.exit_code == 0
+    assert "L_I (nats)" not in (tmp_path / "plain.html").read_text()  # InfoGAN sections come from the plugin
+    refused = CliRunner().invoke(build_cli(), ["report", str(tmp_path)])
+    assert refused.exit_code == 2 and "not a ganrun run folder" in refused.output

@@ -1,0 +1,54 @@
+"""InfoGAN's sections of ``ganrun report``: the paper's Figure 1 per code (L_I against
+H(c) over training, with a baseline run overlaid), traversal grids and eval.json."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from registry.report import image_tag, line_chart, newest, series
+
+
+def _codes(rows: list[dict]) -> list[str]:
+    names = {key.split("/", 1)[1] for row in rows for key in row if key.startswith("L_I/")}
+    return sorted(names, key=lambda name: (len(name), name))
+
+
+def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) -> list[tuple[str, str]]:
+    run_dir = Path(run_dir)
+    out = []
+    charts = []
+    for code in _codes(rows):
+        lines = {f"L_I {code}": series(rows, f"L_I/{code}")}
+        if baseline_rows:
+            lines[f"baseline L_I {code}"] = series(baseline_rows, f"L_I/{code}")
+        h = next((row[f"H/{code}"] for row in reversed(rows) if f"H/{code}" in row), None)
+        charts.append(line_chart(lines, title=f"{code}: L_I (nats) against H(c)",
+                                 references={f"H = {h:.3f}": h} if h is not None else None,
+                                 dashed=[k for k in lines if k.startswith("baseline")]))
+    if charts:
+        out.append(("Mutual information lower bound per code", "".join(charts)))
+    grids = []
+    for code in _codes(rows):
+        grid = newest((run_dir / "traversals").glob(f"{code}-step-*.png")) or \
+            newest((run_dir / "traversals").glob(f"{code}-d0-step-*.png"))
+        if grid is not None:
+            grids.append(image_tag(grid, alt=f"{code} traversal ({grid.stem.split('step-')[-1].lstrip('0') or '0'} steps): "
+                                             f"rows fix z and the other codes, columns sweep {code}"))
+    if grids:
+        out.append(("Latent traversals", "".join(grids)))
+    eval_path = run_dir / "eval.json"
+    if eval_path.exists():
+        result = json.loads(eval_path.read_text())
+        cells = "".join(
+            f"<tr><th>{html.escape(name)}</th><td>L_I {info['L_I']:.3f} of H {info['H']:.3f} nats</td></tr>"
+            for name, info in result.get("information", {}).items())
+        cells += "".join(
+            f"<tr><th>{html.escape(name)}</th><td>unsupervised accuracy {acc['accuracy']:.2%}</td></tr>"
+            for name, acc in result.get("classification", {}).items())
+        for name, metric in (result.get("disentanglement") or {}).items():
+            if isinstance(metric, dict) and "score" in metric:
+                cells += f"<tr><th>{html.escape(name)}</th><td>{metric['score']:.3f}</td></tr>"
+        out.append((f"Evaluation at step {result.get('step')}", f"<table>{cells}</table>"))
+    return out
