@@ -66,6 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from registry.models import _init_dcgan  # the same initialisation as the project's models
 from registry.config import TrainConfig
 from registry.datasets import to_training_tensor
 from registry.plugins import Host
@@ -146,17 +147,6 @@ def gaussian_nll(x: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.
     return -logli.sum(1).mean()
 
 
-def _dcgan_init(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
-
-
 class ReferenceStep:
     """The public implementations' training step for the same model, on the same data tensor."""
 
@@ -165,7 +155,7 @@ class ReferenceStep:
         torch.manual_seed(seed)
         self.G, self.FE, self.D, self.Q = (m().to(device) for m in (RefG, FrontEnd, RefD, RefQ))
         for m in (self.G, self.FE, self.D, self.Q):
-            _dcgan_init(m)
+            _init_dcgan(m)
         self.optimD = torch.optim.Adam([{"params": self.FE.parameters()}, {"params": self.D.parameters()}],
                                        lr=2e-4, betas=(0.5, 0.99))
         self.optimG = torch.optim.Adam([{"params": self.G.parameters()}, {"params": self.Q.parameters()}],
