@@ -36,6 +36,7 @@ __all__ = [
     "checkpoint_name",
     "save_checkpoint",
     "read_checkpoint",
+    "read_metadata",
     "find_latest",
     "module_state",
     "load_module_state",
@@ -365,6 +366,14 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, 
     except Exception as exc:  # the library's own error types vary by version
         raise _error(path, f"safetensors could not load the file ({exc})") from None
     return tensors, dict(metadata)
+
+
+def read_metadata(path: PathLike) -> dict[str, str]:
+    """A checkpoint's string metadata, after validating its whole structure, without reading
+    any tensor data (cheap enough to decide whether a resume is compatible)."""
+    with _open(path) as handle:
+        _, metadata = _validate(path, handle)
+    return dict(metadata)
 
 
 def _header_ok(path: pathlib.Path) -> bool:

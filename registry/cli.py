@@ -369,7 +369,7 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
         resume_path = ckpt.find_latest(Path(out) / "checkpoints")
     if resume_path is not None:
         try:
-            _, meta = ckpt.read_checkpoint(resume_path)
+            meta = ckpt.read_metadata(resume_path)  # tensors are read once, by the trainer
             saved = TrainConfig.from_dict(json.loads(meta["config"]))
         except ckpt.CheckpointError as exc:
             raise click.ClickException(str(exc)) from None

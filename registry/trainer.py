@@ -220,6 +220,16 @@ class Trainer:
                 total = value if total is None else total + value
         return total
 
+    def _update(self, group: str, phase: str, adversarial: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """Log the adversarial term, add the plugins' terms, take one optimizer step; returns
+        the detached total loss."""
+        self.log_metric(f"{phase}/adv", adversarial)
+        loss = adversarial if extra is None else adversarial + extra
+        self.optimizers[group].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[group].step()
+        return loss.detach()
+
     def train_step(self) -> None:
         cfg, B = self.config, self.config.batch_size
         idx = self.batches.indices(self.step).to(self.device, non_blocking=True)
@@ -239,11 +249,7 @@ class Trainer:
             # plugin heads run under the same autocast as D; losses cast to fp32 themselves
             ctx = StepContext(self.step, "d", cfg, self.d_phase, latent, real, fake, self)
             extra = self._terms(self.host.hook.ganrun_d_loss_terms, ctx, "d")
-        self.log_metric("d/adv", loss_d)
-        loss_d = loss_d if extra is None else loss_d + extra
-        self.optimizers["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optimizers["D"].step()
+        loss_d = self._update("D", "d", loss_d, extra)
 
         # G step: a fresh pass of the updated, frozen D over the same fakes.
         self._set_trainable("D", False)
@@ -252,14 +258,10 @@ class Trainer:
             loss_g = self.gan_loss.g(fake.logits)
             ctx = StepContext(self.step, "g", cfg, self.g_phase, latent, None, fake, self)
             extra = self._terms(self.host.hook.ganrun_g_loss_terms, ctx, "g")
-        self.log_metric("g/adv", loss_g)
-        loss_g = loss_g if extra is None else loss_g + extra
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.optimizers["G"].step()
+        loss_g = self._update("G", "g", loss_g, extra)
         self._set_trainable("D", True)
 
-        self._finite &= torch.isfinite(loss_d.detach()) & torch.isfinite(loss_g.detach())
+        self._finite &= torch.isfinite(loss_d) & torch.isfinite(loss_g)
         self._count += 1
 
     # ------------------------------------------------------------------ the loop
@@ -398,7 +400,10 @@ class Trainer:
         """Write ``checkpoints/ckpt-<step>.safetensors`` atomically (rank 0); refuse to save
         NaN/Inf so a poisoned checkpoint never replaces a good one."""
         self._check_finite()
-        bad = [n for n, m in self.modules.items() for p in m.parameters() if not torch.isfinite(p).all()]
+        finite = {n: torch.stack([torch.isfinite(p).all() for p in m.parameters()]).all()
+                  for n, m in self.modules.items() if any(True for _ in m.parameters())}
+        flags = torch.stack(list(finite.values())).tolist()  # one device sync for every module
+        bad = [n for n, ok in zip(finite, flags) if not ok]
         if bad:
             raise DivergenceError(f"weights of {sorted(set(bad))} became NaN or Inf at step {self.step}; "
                                   f"the last good checkpoint is kept")
