@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # the memory profile's notes about earlier blocks
@@ -285,10 +286,29 @@ def layer_macs(modules: list[nn.Module], inputs: list[torch.Tensor]) -> list[tup
     return found
 
 
+_ONEDNN_LINEAR_COUNTED = False
+
+
+def _count_onednn_linear() -> None:
+    """Teach flop_counter the oneDNN linear op that registry.linear runs (it has no formula)."""
+    global _ONEDNN_LINEAR_COUNTED
+    if _ONEDNN_LINEAR_COUNTED:
+        return
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _linear_flops(x_shape, w_shape, *args, **kwargs) -> int:
+        return 2 * math.prod(x_shape[:-1]) * w_shape[0] * w_shape[1]
+
+    _ONEDNN_LINEAR_COUNTED = True
+
+
 def executed_flops_per_image(fn: Callable[[], None], batch: int) -> float:
     """Matmul/conv FLOPs one call of ``fn`` really executes, per image (torch.utils.flop_counter)."""
     try:
         from torch.utils.flop_counter import FlopCounterMode
+
+        _count_onednn_linear()
 
         counter = FlopCounterMode(display=False)
         with counter:

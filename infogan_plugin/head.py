@@ -10,6 +10,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from registry.linear import Linear
+
 __all__ = ["QHead"]
 
 
@@ -28,10 +30,10 @@ class QHead(nn.Module):
         self.in_features = in_features
         self.out_dim = out_dim
         self.net = nn.Sequential(
-            nn.Linear(in_features, hidden),
+            Linear(in_features, hidden),
             nn.BatchNorm1d(hidden),
             nn.LeakyReLU(negative_slope),
-            nn.Linear(hidden, out_dim),
+            Linear(hidden, out_dim),
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

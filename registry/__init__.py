@@ -7,6 +7,7 @@ Public API for plugin authors and for projects that embed pieces of it. Names li
 from registry.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from registry.checkpoint import load_module_state, load_optimizer_state, module_state, optimizer_state
 from registry.config import TrainConfig
+from registry.linear import Linear, use_onednn_linear
 from registry.plugins import Host, PluginError, UnknownNameError, get_plugin_manager, hookimpl
 from registry.state import load_training_state, save_training_state
 
@@ -27,4 +28,7 @@ __all__ = [
     "module_state",
     "optimizer_state",
     "save_training_state",
+    # fp32 CPU linear layers through oneDNN (registry/linear.py)
+    "Linear",
+    "use_onednn_linear",
 ]

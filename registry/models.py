@@ -15,6 +15,8 @@ import torch
 from einops.layers.torch import Rearrange
 from torch import nn
 
+from registry.linear import Linear
+
 
 def _init_dcgan(module: nn.Module) -> None:
     """N(0, 0.02) weights as in DCGAN; BN scale N(1, 0.02)."""
@@ -34,7 +36,7 @@ class Discriminator(nn.Module):
     def __init__(self, trunk: nn.Module, feature_dim: int):
         super().__init__()
         self.trunk = trunk
-        self.head = nn.Linear(feature_dim, 1)
+        self.head = Linear(feature_dim, 1)
         self.feature_dim = feature_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,8 +50,8 @@ def dcgan28(*, latent_dim: int, channels: int = 1, image_size: int = 28,
     if image_size != 28:
         raise ValueError(f"model dcgan28 needs 28x28 images, got {image_size}x{image_size}; use dcgan64 or --image-size 28")
     G = nn.Sequential(
-        nn.Linear(latent_dim, 1024), nn.BatchNorm1d(1024), nn.ReLU(True),
-        nn.Linear(1024, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(True),
+        Linear(latent_dim, 1024), nn.BatchNorm1d(1024), nn.ReLU(True),
+        Linear(1024, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(True),
         Rearrange("b (c h w) -> b c h w", c=128, h=7, w=7),
         nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(True),  # 14x14
         nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh(),                       # 28x28
@@ -58,7 +60,7 @@ def dcgan28(*, latent_dim: int, channels: int = 1, image_size: int = 28,
         nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(slope, True),                    # 14x14
         nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(slope, True),     # 7x7
         Rearrange("b c h w -> b (c h w)"),
-        nn.Linear(128 * 7 * 7, 1024), nn.BatchNorm1d(1024), nn.LeakyReLU(slope, True),
+        Linear(128 * 7 * 7, 1024), nn.BatchNorm1d(1024), nn.LeakyReLU(slope, True),
     )
     D = Discriminator(trunk, 1024)
     _init_dcgan(G), _init_dcgan(D)
