@@ -9,6 +9,9 @@ baseline: Q learns to read the codes, G gets no information gradient).
 
     python benchmarks/mnist_quality.py --seeds 0 1 2 --baseline
 
+Any other option is passed on to ``ganrun train`` (for example ``--code uniform:2,lambda=1``
+or ``--amp``), so a variant of the main job is measured the same way.
+
 Prints one line per checkpoint and a summary (median and spread over seeds); writes
 ``summary.json`` into the output folder.
 """
@@ -65,7 +68,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also run --lambda 0 for each seed")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-mnist"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads for evaluation")
-    args = parser.parse_args()
+    args, train_flags = parser.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -74,7 +77,7 @@ def main() -> None:
     for seed in args.seeds:
         for variant, flags in variants:
             run = args.out / f"{variant}-seed{seed}"
-            wall = train(run, seed, args.steps, ["--save-every", str(args.save_every), "--overwrite", *flags])
+            wall = train(run, seed, args.steps, ["--save-every", str(args.save_every), "--overwrite", *train_flags, *flags])
             print(f"{variant} seed {seed}: trained in {wall:.0f} s", flush=True)
             rows = evaluate(run, args.samples)
             summary[variant].append({"seed": seed, "train_seconds": wall, "checkpoints": rows})
