@@ -513,6 +513,7 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
         click.echo(f"{exc}{where}; continue with: ganrun ... train --resume {run_dir}", err=True)
         sys.exit(128 + exc.signum)
     finally:
+        trainer.release_distributed()
         distributed.destroy(info, clean=clean)
     if info.is_main:
         shown = {k: round(v, 4) for k, v in trainer.last_metrics.items()}

@@ -12,6 +12,7 @@ the device and read once per ``log_every`` steps.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -199,6 +200,15 @@ class Trainer:
         self.d_phase = {n: comp(wrap(self.modules[n])) for n in self.groups["D"]}
         self.g_phase = {n: comp(self.modules[n]) for n in self.groups["D"]}
         self.generator = comp(wrap(self.modules["G"]))
+
+    def release_distributed(self) -> None:
+        """Drop the DistributedDataParallel wrappers (each holds the process group), so leaving
+        the group tears gloo/NCCL down at once rather than in the interpreter's final cleanup."""
+        if not self.dist.enabled:
+            return
+        self.d_phase = dict(self.g_phase)
+        self.generator = self.modules["G"]
+        gc.collect()
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
