@@ -159,12 +159,9 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
     for name, dist, version in candidates:
         row: dict[str, Any] = {"name": name, "distribution": dist, "version": version,
                                "active": name in active or name in DEFAULT_PLUGINS, "builtin": name in DEFAULT_PLUGINS}
-        try:
-            if name in DEFAULT_PLUGINS:
-                pm = get_plugin_manager()
-            else:  # alone, so the registries below show only what this plugin registers
-                pm = get_plugin_manager(defaults=False)
-                activate(pm, [name])
+        try:  # each alone, so the registries below show only what that plugin registers
+            pm = get_plugin_manager(defaults=False)
+            activate(pm, [name])
             row["hooks"] = hooks_of(pm, pm.get_plugin(name))
             regs = Registries.collect(pm)
             row["registers"] = {f.name: getattr(regs, f.name).names() for f in dataclasses.fields(regs)
@@ -197,22 +194,36 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
               help="Another run whose curves are overlaid (dashed), e.g. a --lambda 0 run.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the page (default: RUN/report.html).")
+@click.option("--plots", type=click.Choice(["auto", "png", "svg"]), default="auto", show_default=True,
+              help="How curves are drawn: png renders them with matplotlib, embeds them in the page and "
+                   "also writes them to RUN/plots/ (needs pip install 'ganrun[plot]'); svg draws inline "
+                   "SVG without any plotting library; auto is png when matplotlib is installed, else svg.")
 @click.pass_context
-def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None) -> None:
+def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None, plots: str) -> None:
     """Write a one-page HTML report of a run: configuration, final metrics, curves and the
     newest pictures, plus sections from the active plugins (for InfoGAN: L_I against H(c)
     per code, traversal grids and eval.json). The page is a single self-contained file."""
+    import contextlib
+
     from registry import report
 
     if not (run / "metrics.jsonl").exists() and not (run / "config.json").exists():
         raise click.BadParameter(f"{run} is not a ganrun run folder (no metrics.jsonl or config.json)",
                                  param_hint="RUN")
+    if plots != "svg":
+        available = report.matplotlib_available()
+        if plots == "png" and not available:
+            raise click.BadParameter(f"PNG plots need matplotlib, which is not installed: {report.PLOT_EXTRA_HINT}",
+                                     param_hint="--plots")
+        plots = "png" if available else "svg"
     host = ctx.obj.host()
     rows = report.read_metrics(run)
     baseline_rows = report.read_metrics(baseline) if baseline is not None else None
-    sections = report.core_sections(run, rows, baseline_rows)
-    for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
-        sections.extend(extra or [])
+    charts = report.png_charts(run / "plots") if plots == "png" else contextlib.nullcontext()
+    with charts:
+        sections = report.core_sections(run, rows, baseline_rows)
+        for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
+            sections.extend(extra or [])
     path = report.write_report(out or run / "report.html", report.render(f"ganrun run {run.name}", sections))
     click.echo(str(path))
 

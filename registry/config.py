@@ -56,10 +56,11 @@ class TrainConfig:
 CORE_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra")
 
 # Keys that may differ between a checkpoint and the run that resumes it: they change how
-# long or how visibly a run goes on, not what it computes.
+# long or how visibly a run goes on, not what it computes. ``tensorboard`` is the option of
+# the built-in plugin registry.tensorboard (logging only).
 MUTABLE_ON_RESUME = frozenset(
     {"steps", "save_every", "sample_every", "log_every", "keep_checkpoints",
-     "device", "out", "amp", "compile", "progress"}
+     "device", "out", "amp", "compile", "progress", "tensorboard"}
 )
 
 
@@ -95,6 +96,6 @@ def resume_differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
         if key not in MUTABLE_ON_RESUME and a[key] != b[key]:
             diffs.append(f"{key}: {a[key]!r} -> {b[key]!r}")
     for key in sorted(set(a["extra"]) | set(b["extra"])):
-        if a["extra"].get(key) != b["extra"].get(key):
+        if key not in MUTABLE_ON_RESUME and a["extra"].get(key) != b["extra"].get(key):
             diffs.append(f"{key}: {a['extra'].get(key)!r} -> {b['extra'].get(key)!r}")
     return diffs

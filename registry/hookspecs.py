@@ -235,7 +235,8 @@ def ganrun_report_sections(run_dir: Any, metrics: list[dict], baseline_metrics: 
     Called once when the report is built, after the host's own sections (configuration,
     final metrics, losses, samples). ``metrics`` are the run's ``metrics.jsonl`` lines as
     dicts; ``baseline_metrics`` those of ``--baseline RUN`` or ``None``. ``registry.report``
-    has helpers for inline SVG charts and embedded PNGs.
+    has helpers for charts (``line_chart``: inline SVG, or a PNG also written to
+    ``RUN/plots/`` under ``--plots png``) and embedded PNGs (``image_tag``).
     """
 
 

@@ -1,17 +1,28 @@
 """A one-page static HTML report of a run folder: configuration, final metrics, curves
-(inline SVG, so no plotting library is needed) and the newest pictures (embedded as data
-URIs, so the page is one file that can be mailed or archived). Plugins add sections through
-``ganrun_report_sections``."""
+and the newest pictures (embedded as data URIs, so the page is one file that can be mailed
+or archived). Plugins add sections through ``ganrun_report_sections``.
+
+Curves are inline SVG, which needs no plotting library. Inside ``png_charts(folder)`` the
+same ``line_chart`` calls render with matplotlib instead (the optional extra ``plot``):
+each chart is written to ``folder`` as a PNG and embedded in the page as well."""
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import html
+import io
 import json
 import math
 import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from matplotlib.figure import Figure
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 Series = Sequence[tuple[float, float]]
@@ -35,14 +46,125 @@ def series(rows: Iterable[dict], key: str) -> list[tuple[float, float]]:
             and math.isfinite(row[key])]
 
 
+PLOT_EXTRA_HINT = "pip install 'ganrun[plot]'"
+
+
+@dataclass
+class _PngCharts:
+    folder: Path
+    written: list[Path] = field(default_factory=list)
+
+
+_PNG_CHARTS: contextvars.ContextVar[_PngCharts | None] = contextvars.ContextVar("ganrun_png_charts", default=None)
+
+
+def matplotlib_available() -> bool:
+    """Whether ``png_charts`` can be used (matplotlib and its Agg canvas import)."""
+    try:
+        import matplotlib  # noqa: F401  (checked first: a blocked parent must count as missing)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextmanager
+def png_charts(folder: Path) -> Iterator[list[Path]]:
+    """Render every ``line_chart`` in this context with matplotlib: each chart is written to
+    ``folder/<slug of its title>.png`` and embedded in the page as a PNG data URI.
+
+    Yields the list of PNG files written so far. Raises ``ImportError`` (naming the ``plot``
+    extra) when matplotlib is missing. matplotlib's global state (pyplot, the backend) is
+    never touched.
+    """
+    if not matplotlib_available():
+        raise ImportError(f"PNG charts need matplotlib: {PLOT_EXTRA_HINT}")
+    state = _PngCharts(Path(folder))
+    token = _PNG_CHARTS.set(state)
+    try:
+        yield state.written
+    finally:
+        _PNG_CHARTS.reset(token)
+
+
+def slug(text: str) -> str:
+    """A file-name stem for a chart title: lowercase letters, digits and single dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "chart"
+
+
+def chart_figure(lines: dict[str, Series], *, title: str, references: dict[str, float] | None = None,
+                 dashed: Iterable[str] = (), width: int = 420, height: int = 220) -> "Figure":
+    """The matplotlib figure of a ``line_chart`` (the same lines, labels, dashes and references),
+    on its own Agg canvas; ``width`` and ``height`` are its size in CSS pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    references = references or {}
+    dashed = set(dashed)
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100, constrained_layout=True)  # any matplotlib >= 3.5
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    drawn = 0
+    for i, (label, pts) in enumerate(lines.items()):
+        if not pts:
+            continue
+        drawn += 1
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, color=PALETTE[i % len(PALETTE)], linewidth=1.2, label=label,
+                linestyle="--" if label in dashed else "-", marker="o" if len(pts) == 1 else None, markersize=3)
+    for value in references.values():
+        ax.axhline(value, color="#999999", linewidth=0.9, linestyle=":")
+    low, high = ax.get_ylim()
+    for label, value in references.items():  # the label goes on the side of its line with more room
+        above = value < (low + high) / 2
+        ax.annotate(label, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(-3, 2 if above else -2),
+                    textcoords="offset points", ha="right", va="bottom" if above else "top",
+                    fontsize=6.5, color="#666666")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title, fontsize=8.5)
+    ax.set_xlabel("step", fontsize=7)
+    ax.tick_params(labelsize=6.5)
+    ax.grid(True, color="#eeeeee", linewidth=0.6)
+    ax.legend(fontsize=6.5, frameon=False, ncol=min(3, max(1, drawn)))
+    return fig
+
+
+def _png_chart(state: _PngCharts, lines: dict[str, Series], *, title: str, references: dict[str, float] | None,
+               dashed: Iterable[str], width: int, height: int) -> str:
+    fig = chart_figure(lines, title=title, references=references, dashed=dashed, width=width, height=height)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=200, metadata={"Software": None})  # 2x for sharp text
+    taken = {p.name for p in state.written}
+    stem = slug(title)
+    name, n = f"{stem}.png", 2
+    while name in taken:
+        name, n = f"{stem}-{n}.png", n + 1
+    state.folder.mkdir(parents=True, exist_ok=True)
+    path = state.folder / name
+    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    state.written.append(path)
+    return image_tag(path, alt=title, max_width=width, pixelated=False, caption=False)
+
+
 def line_chart(lines: dict[str, Series], *, title: str, references: dict[str, float] | None = None,
                dashed: Iterable[str] = (), width: int = 420, height: int = 220) -> str:
-    """An SVG line chart; ``references`` draws labelled horizontal lines (e.g. H(c))."""
+    """A line chart against the step: each of ``lines`` labelled, those named in ``dashed``
+    (e.g. a baseline run) dashed, and ``references`` drawn as labelled horizontal lines
+    (e.g. H(c)). Inline SVG, or an embedded PNG inside ``png_charts``; ``""`` when there
+    is nothing to draw."""
     references = references or {}
     dashed = set(dashed)
     points = [p for pts in lines.values() for p in pts]
     if not points:
         return ""
+    state = _PNG_CHARTS.get()
+    if state is not None:
+        return _png_chart(state, lines, title=title, references=references, dashed=dashed,
+                          width=width, height=height)
     xs = [x for x, _ in points]
     ys = [y for _, y in points] + list(references.values())
     x0, x1 = min(xs), max(xs)
@@ -81,11 +203,15 @@ def line_chart(lines: dict[str, Series], *, title: str, references: dict[str, fl
     return "".join(parts)
 
 
-def image_tag(path: Path, *, alt: str, max_width: int = 420) -> str:
+def image_tag(path: Path, *, alt: str, max_width: int = 420, pixelated: bool = True,
+              caption: bool = True) -> str:
+    """A PNG file embedded as a data URI; ``pixelated`` keeps small sample grids sharp when
+    scaled up, ``caption`` repeats ``alt`` under the picture."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
+    style = f"max-width:{max_width}px" + (";image-rendering:pixelated" if pixelated else "")
+    under = f"<figcaption>{html.escape(alt)}</figcaption>" if caption else ""
     return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" '
-            f'style="max-width:{max_width}px;image-rendering:pixelated"><figcaption>{html.escape(alt)}'
-            f'</figcaption></figure>')
+            f'style="{style}">{under}</figure>')
 
 
 def newest(paths: Iterable[Path]) -> Path | None:

@@ -385,12 +385,15 @@ def test_defaults_apply_and_flags_override_them(ganrun: Ganrun, probe: str, tmp_
     run = tmp_path / "run"
     probe_train(ganrun, probe, run, "--steps", 1, "--log-every", 1)
     configure = module(probe).CALLS["configure"]
-    assert configure == [{"extra": {"probe_weight": 0.5, "probe_tag": "auto"}, "log_every": 1, "batch_size": 16}]
+    # tensorboard: the option of the built-in plugin registry.tensorboard, off by default
+    assert configure == [{"extra": {"probe_weight": 0.5, "probe_tag": "auto", "tensorboard": False},
+                          "log_every": 1, "batch_size": 16}]
     saved = ganrun.config(run)["config"]
     assert saved["log_every"] == 1                            # the flag beats the plugin default 2
     assert saved["batch_size"] == 16                          # the plugin default beats the built-in 64
     assert saved["dataset"] == "probe-data" and saved["gan_loss"] == "probe-loss"
-    assert saved["extra"] == {"probe_weight": 0.5, "probe_tag": "weight-0.5"}  # adjusted by ganrun_configure
+    assert saved["extra"] == {"probe_weight": 0.5, "probe_tag": "weight-0.5",  # adjusted by ganrun_configure
+                              "tensorboard": False}
 
 
 def test_config_file_sets_plugin_options_and_flags_win(ganrun: Ganrun, probe: str, tmp_path: Path) -> None:
@@ -399,7 +402,7 @@ def test_config_file_sets_plugin_options_and_flags_win(ganrun: Ganrun, probe: st
     run = tmp_path / "run"
     probe_train(ganrun, probe, run, "--steps", 1, "--config", config, "--probe-weight", 0.125)
     saved = ganrun.config(run)["config"]
-    assert saved["extra"] == {"probe_weight": 0.125, "probe_tag": "from-file"}
+    assert saved["extra"] == {"probe_weight": 0.125, "probe_tag": "from-file", "tensorboard": False}
     assert saved["log_every"] == 3
 
 
@@ -439,7 +442,7 @@ def test_every_training_hook_is_called_as_documented(ganrun: Ganrun, probe: str,
     assert built["models"] == ["D", "G"] and built["sampler"] is sampler_call["sampler"]
     described = ganrun.config(run)
     assert described["generator_input"] == 8 and described["model"] == "probe-model"
-    assert described["config"]["extra"] == {"probe_weight": 0.25, "probe_tag": "weight-0.25"}
+    assert described["config"]["extra"] == {"probe_weight": 0.25, "probe_tag": "weight-0.25", "tensorboard": False}
 
     # Steps: the loss hooks see the documented context on every step.
     assert [c["step"] for c in calls["d_loss_terms"]] == [0, 1, 2, 3]

@@ -195,7 +195,7 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     assert _invoke(["--plugin", "infogan", "train", "--out", str(baseline), "--lambda", "0", *common]).exit_code == 0
     assert _invoke(["--plugin", "infogan", "eval", str(run), "--samples", "32"]).exit_code == 0
 
-    result = _invoke(["--plugin", "infogan", "report", str(run), "--baseline", str(baseline)])
+    result = _invoke(["--plugin", "infogan", "report", str(run), "--baseline", str(baseline), "--plots", "svg"])
     assert result.exit_code == 0, result.output
     page = (run / "report.html").read_text()
     assert page.count("<svg") == 3                      # losses, L_I of c1 and of c2
@@ -205,7 +205,7 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     assert "&quot;categorical:3&quot;" in page          # the configuration table (HTML-escaped)
     assert "src=\"runs" not in page and "file:" not in page  # nothing points outside the page
 
-    plain = _invoke(["report", str(run), "--out", str(tmp_path / "plain.html")])
+    plain = _invoke(["report", str(run), "--out", str(tmp_path / "plain.html"), "--plots", "svg"])
     assert plain.exit_code == 0
     assert "L_I (nats)" not in (tmp_path / "plain.html").read_text()  # InfoGAN sections come from the plugin
     refused = CliRunner().invoke(build_cli(), ["report", str(tmp_path)])
