@@ -67,7 +67,8 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On the shapes dataset, also the
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json."""
-    from infogan_plugin.evaluate import classification_accuracy, disentanglement_metrics, information_bounds
+    from infogan_plugin.evaluate import (classification_accuracy, confusion_lines, disentanglement_metrics,
+                                         information_bounds)
 
     if samples < 1:
         raise click.BadParameter(f"must be positive, got {samples}", param_hint="--samples")
@@ -90,6 +91,8 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
         click.echo(f"{name}: L_I {info['L_I']:.3f} nats of H {info['H']:.3f} ({info['ratio']:.1%})")
     for name, acc in result["classification"].items():
         click.echo(f"{name}: unsupervised accuracy {acc['accuracy']:.2%}")
+        for line in confusion_lines(acc):
+            click.echo(f"  {line}")
     if "disentanglement" in result:
         dis = result["disentanglement"]
         shown = ", ".join(f"{label} {dis[key]['score']:.3f} ({dis[key]['seconds']:.1f} s)"

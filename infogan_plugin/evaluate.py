@@ -11,7 +11,7 @@ import torch
 
 from infogan_plugin.codes import Categorical
 from infogan_plugin.latent import LatentSpec
-from infogan_plugin.metrics import cluster_accuracy
+from infogan_plugin.metrics import cluster_accuracy, confusion_counts
 
 
 def _eval_mode(trainer: Any):
@@ -46,7 +46,10 @@ def classification_accuracy(trainer: Any) -> dict[str, dict[str, Any]]:
             continue
         predicted = slot.q_loss.predict(chunk).argmax(dim=1).cpu()
         accuracy, mapping = cluster_accuracy(predicted, labels.cpu())
-        results[slot.name] = {"accuracy": accuracy, "mapping": {str(k): int(v) for k, v in mapping.items()}}
+        classes = sorted(int(c) for c in torch.unique(labels.cpu()))
+        results[slot.name] = {"accuracy": accuracy, "mapping": {str(k): int(v) for k, v in mapping.items()},
+                              "labels": classes,
+                              "confusion": confusion_counts(predicted, labels.cpu(), slot.code.k, classes)}
     return results
 
 
@@ -147,3 +150,14 @@ def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: in
     out.update({name: result.to_json() for name, result in results.items()})
     out["seconds"] = time.perf_counter() - started
     return out
+
+
+def confusion_lines(result: dict[str, Any]) -> list[str]:
+    """A categorical code's ``classification`` entry as text rows: per code value, the label it
+    was matched to and how many samples of each label Q assigns to it."""
+    labels, counts, mapping = result["labels"], result["confusion"], result["mapping"]
+    lines = ["value  label |" + "".join(f"{c:>6}" for c in labels)]
+    for value, row in enumerate(counts):
+        matched = mapping.get(str(value))
+        lines.append(f"{value:>5}  {'-' if matched is None else matched:>5} |" + "".join(f"{n:>6}" for n in row))
+    return lines

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["hungarian", "cluster_accuracy", "mutual_information_bound"]
+__all__ = ["hungarian", "cluster_accuracy", "confusion_counts", "mutual_information_bound"]
 
 
 def _assign(cost: np.ndarray) -> np.ndarray:
@@ -102,6 +102,21 @@ def cluster_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> tuple[float, d
     correct = int(contingency[rows, cols].sum())
     mapping = {int(clusters[r]): int(classes[c]) for r, c in zip(rows, cols)}
     return correct / pred.numel(), mapping
+
+
+def confusion_counts(pred: torch.Tensor, labels: torch.Tensor, num_values: int, classes: list[int]) -> list[list[int]]:
+    """``counts[v][j]``: how many samples with label ``classes[j]`` Q assigns to code value ``v``
+    (``num_values`` rows, every value of the code, used or not). Shows which classes a code
+    merges or splits, e.g. two code values that each hold half of the 4s and half of the 9s."""
+    if pred.shape != labels.shape or pred.dim() != 1:
+        raise ValueError(f"confusion_counts: need equal 1-D shapes, got {tuple(pred.shape)} and {tuple(labels.shape)}")
+    index = {c: j for j, c in enumerate(classes)}
+    label_idx = torch.tensor([index[int(c)] for c in labels.tolist()], dtype=torch.long)
+    pred = pred.detach().cpu().long()
+    if pred.numel() and (pred.min() < 0 or pred.max() >= num_values):
+        raise ValueError(f"confusion_counts: code values must lie in [0, {num_values}), got {pred.min()}..{pred.max()}")
+    flat = torch.bincount(pred * len(classes) + label_idx, minlength=num_values * len(classes))
+    return flat.reshape(num_values, len(classes)).tolist()
 
 
 def mutual_information_bound(nll_mean: float, entropy: float) -> float:

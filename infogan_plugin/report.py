@@ -47,8 +47,24 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
         cells += "".join(
             f"<tr><th>{html.escape(name)}</th><td>unsupervised accuracy {acc['accuracy']:.2%}</td></tr>"
             for name, acc in result.get("classification", {}).items())
+        tables = "".join(_confusion_table(name, acc) for name, acc in result.get("classification", {}).items()
+                         if "confusion" in acc)
         for name, metric in (result.get("disentanglement") or {}).items():
             if isinstance(metric, dict) and "score" in metric:
                 cells += f"<tr><th>{html.escape(name)}</th><td>{metric['score']:.3f}</td></tr>"
-        out.append((f"Evaluation at step {result.get('step')}", f"<table>{cells}</table>"))
+        out.append((f"Evaluation at step {result.get('step')}", f"<table>{cells}</table>{tables}"))
     return out
+
+
+def _confusion_table(name: str, acc: dict) -> str:
+    """Rows: code values (with the label each was matched to); columns: true labels; the matched
+    cells in bold. Two rows sharing two labels is a merged pair of classes."""
+    labels, mapping = acc["labels"], acc["mapping"]
+    head = "".join(f"<th>{c}</th>" for c in labels)
+    rows = []
+    for value, counts in enumerate(acc["confusion"]):
+        matched = mapping.get(str(value))
+        cells = "".join(f"<td><b>{n}</b></td>" if c == matched else f"<td>{n}</td>" for c, n in zip(labels, counts))
+        rows.append(f"<tr><th>{value} &rarr; {'-' if matched is None else matched}</th>{cells}</tr>")
+    return (f"<p>{html.escape(name)}: samples of each label (columns) that Q assigns to each code value (rows, "
+            f"with the label it was matched to)</p><table><tr><th>value &rarr; label</th>{head}</tr>{''.join(rows)}</table>")

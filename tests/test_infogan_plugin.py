@@ -163,7 +163,14 @@ def test_training_logs_bounds_writes_traversals_and_eval(tmp_path):
     report = json.loads((run / "eval.json").read_text())
     assert report["step"] == 4
     assert set(report["information"]) == {"c1", "c2", "c3"}
-    assert 0.0 <= report["classification"]["c1"]["accuracy"] <= 1.0
+    c1 = report["classification"]["c1"]
+    assert 0.0 <= c1["accuracy"] <= 1.0
+    assert len(c1["confusion"]) == 3 and c1["labels"] == list(range(10))
+    n = sum(map(sum, c1["confusion"]))
+    assert n == 10_000  # every labelled digit, once
+    matched = sum(c1["confusion"][int(v)][c1["labels"].index(label)] for v, label in c1["mapping"].items())
+    assert matched == round(c1["accuracy"] * n)
+    assert "value  label |" in result.output
 
     result = _invoke(["--plugin", "infogan", "traverse", str(run), "--out", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
@@ -202,6 +209,8 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     assert "baseline L_I c1" in page and "H = 1.099" in page   # Figure 1: the baseline against H(c)
     assert page.count("data:image/png;base64,") == 3    # samples + one traversal per code
     assert "c1 traversal" in page and "unsupervised accuracy" in page
+    matched = json.loads((run / "eval.json").read_text())["classification"]["c1"]["mapping"]
+    assert page.count("<tr><th>value &rarr; label</th>") == 1 and page.count("<td><b>") == len(matched) >= 1
     assert "&quot;categorical:3&quot;" in page          # the configuration table (HTML-escaped)
     assert "src=\"runs" not in page and "file:" not in page  # nothing points outside the page
 

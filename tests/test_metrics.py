@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from infogan_plugin.metrics import cluster_accuracy, hungarian, mutual_information_bound
+from infogan_plugin.evaluate import confusion_lines
+from infogan_plugin.metrics import cluster_accuracy, confusion_counts, hungarian, mutual_information_bound
 
 
 def brute_force_min_cost(cost: np.ndarray) -> float:
@@ -94,3 +95,19 @@ def test_cluster_accuracy_with_errors_and_unequal_counts() -> None:
 def test_mutual_information_bound() -> None:
     assert mutual_information_bound(nll_mean=0.0, entropy=math.log(10)) == pytest.approx(math.log(10))
     assert mutual_information_bound(nll_mean=math.log(10), entropy=math.log(10)) == pytest.approx(0.0)
+
+
+def test_confusion_counts_show_a_merged_pair() -> None:
+    # labels 4 and 9, code values 1 and 2 each take half of both: the failure mode to diagnose
+    labels = torch.tensor([0, 0, 4, 4, 9, 9, 4, 9])
+    pred = torch.tensor([0, 0, 1, 2, 1, 2, 1, 2])
+    counts = confusion_counts(pred, labels, 4, [0, 4, 9])
+    assert counts == [[2, 0, 0], [0, 2, 1], [0, 1, 2], [0, 0, 0]]  # value 3 unused, still listed
+    assert sum(map(sum, counts)) == len(labels)
+    accuracy, mapping = cluster_accuracy(pred, labels)
+    lines = confusion_lines({"labels": [0, 4, 9], "confusion": counts, "mapping": {str(k): v for k, v in mapping.items()}})
+    assert lines[0].split("|")[1].split() == ["0", "4", "9"]
+    assert lines[1].split() == ["0", "0", "|", "2", "0", "0"]
+    assert lines[4].split()[:2] == ["3", "-"]  # unmatched value
+    with pytest.raises(ValueError, match="code values must lie in"):
+        confusion_counts(torch.tensor([5]), torch.tensor([0]), 4, [0])
