@@ -230,8 +230,9 @@ def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | N
                         for k, v in sorted({**config, **config.get("extra", {})}.items()) if k != "extra")
         resolved = {k: described[k] for k in ("model", "generator_input", "image_shape", "plugins", "versions")
                     if k in described}
-        cells += "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>"
-                         for k, v in resolved.items())
+        # what the run resolved (e.g. model: null -> "dcgan28") is labelled apart from the option
+        cells += "".join(f"<tr><th>{html.escape(k if k not in config else f'{k} (resolved)')}</th>"
+                         f"<td>{html.escape(json.dumps(v))}</td></tr>" for k, v in resolved.items())
         sections.append(("Configuration", f"<table>{cells}</table>"))
     if rows:
         last = rows[-1]

@@ -212,6 +212,7 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     matched = json.loads((run / "eval.json").read_text())["classification"]["c1"]["mapping"]
     assert page.count("<tr><th>value &rarr; label</th>") == 1 and page.count("<td><b>") == len(matched) >= 1
     assert "&quot;categorical:3&quot;" in page          # the configuration table (HTML-escaped)
+    assert page.count("<th>model</th>") == 1 and "<th>model (resolved)</th><td>&quot;dcgan28&quot;" in page
     assert "src=\"runs" not in page and "file:" not in page  # nothing points outside the page
 
     plain = _invoke(["report", str(run), "--out", str(tmp_path / "plain.html"), "--plots", "svg"])
