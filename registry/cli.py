@@ -359,7 +359,8 @@ def _option_for(message: str) -> str:
 
 
 def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str, Any],
-                 plugin_keys: set[str]) -> tuple[TrainConfig, Path | None, dict[str, Any]]:
+                 plugin_keys: set[str], mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME,
+                 ) -> tuple[TrainConfig, Path | None, dict[str, Any]]:
     """Merge defaults, plugin defaults, TOML and flags; on resume start from the saved config."""
     names = set(CORE_KEYS) | plugin_keys
     cli_values = _explicit(ctx, values, names)
@@ -406,12 +407,12 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
             extra[key] = value
     config = TrainConfig(**merged, extra=extra)
     if resume_path is not None:
-        diffs = resume_differences(saved, config)
+        diffs = resume_differences(saved, config, mutable_on_resume)
         if diffs:
             raise click.UsageError(
                 f"--resume {resume_path}: the run was trained with a different configuration; "
                 f"refusing to change " + "; ".join(diffs)
-                + f". Only {', '.join(sorted(MUTABLE_ON_RESUME))} may change on resume.")
+                + f". Only {', '.join(sorted(mutable_on_resume))} may change on resume.")
     return config, resume_path, explicit
 
 
@@ -482,7 +483,8 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
               defaults: dict[str, Any], plugin_keys: set[str]) -> None:
     from registry.trainer import DivergenceError, Interrupted, Trainer
 
-    config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys)
+    mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))
+    config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))
     try:
         host.hook.ganrun_configure(config=config, registries=host.registries)
     except click.ClickException:

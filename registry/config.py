@@ -56,11 +56,11 @@ class TrainConfig:
 CORE_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra")
 
 # Keys that may differ between a checkpoint and the run that resumes it: they change how
-# long or how visibly a run goes on, not what it computes. ``tensorboard`` is the option of
-# the built-in plugin registry.tensorboard (logging only).
+# long or how visibly a run goes on, not what it computes. Plugins add their own through
+# ``ganrun_resume_mutable_options``.
 MUTABLE_ON_RESUME = frozenset(
     {"steps", "save_every", "sample_every", "log_every", "keep_checkpoints",
-     "device", "out", "amp", "compile", "progress", "tensorboard"}
+     "device", "out", "amp", "compile", "progress"}
 )
 
 
@@ -88,14 +88,15 @@ def split_known(values: dict[str, Any], plugin_keys: set[str], source: str) -> t
     return core, extra
 
 
-def resume_differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+def resume_differences(saved: TrainConfig, wanted: TrainConfig,
+                       mutable: frozenset[str] = MUTABLE_ON_RESUME) -> list[str]:
     """Lines ``key: saved -> wanted`` for each setting a resume may not change."""
     diffs = []
     a, b = dataclasses.asdict(saved), dataclasses.asdict(wanted)
     for key in CORE_KEYS:
-        if key not in MUTABLE_ON_RESUME and a[key] != b[key]:
+        if key not in mutable and a[key] != b[key]:
             diffs.append(f"{key}: {a[key]!r} -> {b[key]!r}")
     for key in sorted(set(a["extra"]) | set(b["extra"])):
-        if key not in MUTABLE_ON_RESUME and a["extra"].get(key) != b["extra"].get(key):
+        if key not in mutable and a["extra"].get(key) != b["extra"].get(key):
             diffs.append(f"{key}: {a['extra'].get(key)!r} -> {b['extra'].get(key)!r}")
     return diffs

@@ -129,6 +129,16 @@ def ganrun_config_defaults() -> dict[str, Any]:
 
 
 @hookspec
+def ganrun_resume_mutable_options() -> list[str]:
+    """Return the names of this plugin's options that may change when a run resumes.
+
+    Called when ``--resume`` compares the saved configuration with the requested one. List
+    only options that change what is logged or shown, never what is computed (for example a
+    logging switch); any other difference makes the resume refuse to start.
+    """
+
+
+@hookspec
 def ganrun_configure(config: Any, registries: Any) -> None:
     """Validate or adjust the merged configuration, in place.
 

@@ -46,6 +46,11 @@ def ganrun_train_options():
 
 
 @hookimpl
+def ganrun_resume_mutable_options():
+    return [OPTION]  # logging only: may be switched on or off when a run resumes
+
+
+@hookimpl
 def ganrun_config_defaults():
     return {OPTION: False}
 

@@ -175,6 +175,12 @@ def ganrun_train_options():
 
 
 @hookimpl
+def ganrun_resume_mutable_options():
+    record("resume_mutable_options")
+    return ["probe_tag"]  # a free-form label: may change on resume; probe_weight may not
+
+
+@hookimpl
 def ganrun_config_defaults():
     return {"probe_weight": 0.5, "probe_tag": "auto", "log_every": 2, "batch_size": 16,
             "dataset": "probe-data", "model": "probe-model", "gan_loss": "probe-loss"}
@@ -515,6 +521,19 @@ def test_checkpoint_state_round_trips_through_resume(ganrun: Ganrun, probe: str,
     assert result.exit_code == 1, ganrun.describe(result)
     assert "no 'probe_counter' state" in ganrun.error_line(result)
     assert ganrun.snapshot(run) == before
+
+
+def test_resume_mutable_options_decide_what_may_change_on_resume(ganrun: Ganrun, probe: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    probe_train(ganrun, probe, run, "--steps", 2, "--save-every", 2)
+    plugin = module(probe)
+    plugin.CALLS.clear()
+    result = ganrun.invoke("train", "--resume", run, "--steps", 3, "--probe-tag", "relabelled", plugins=[probe])
+    assert result.exit_code == 0, ganrun.describe(result)
+    assert plugin.CALLS["resume_mutable_options"] == [{}]
+    refused = ganrun.invoke("train", "--resume", run, "--steps", 4, "--probe-weight", "2.0", plugins=[probe])
+    assert refused.exit_code == 2 and "probe_weight: 0.5 -> 2.0" in refused.output
+    assert "probe_tag" in refused.output.split("Only ", 1)[1]
 
 
 def test_trainer_can_be_built_directly_with_the_probe(probe: str, tmp_path: Path) -> None:

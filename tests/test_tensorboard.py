@@ -137,6 +137,20 @@ def test_listed_as_a_builtin_plugin_with_its_own_hooks(ganrun: Ganrun) -> None:
     row = rows["registry.tensorboard"]
     assert row["builtin"] is True and row["active"] is True and row["error"] is None
     assert row["registers"] == {}  # listed alone: the other built-in's names are not its own
-    assert row["hooks"] == ["ganrun_config_defaults", "ganrun_configure", "ganrun_log", "ganrun_sample",
-                            "ganrun_step_end", "ganrun_train_options"]
+    assert row["hooks"] == ["ganrun_config_defaults", "ganrun_configure", "ganrun_log", "ganrun_resume_mutable_options",
+                            "ganrun_sample", "ganrun_step_end", "ganrun_train_options"]
     assert set(rows["registry.builtins"]["registers"]) == {"datasets", "models", "gan_losses"}
+
+
+def test_ganrun_resume_mutable_options_is_how_the_switch_may_change(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
+    from registry import tensorboard
+
+    assert tensorboard.ganrun_resume_mutable_options() == ["tensorboard"]
+    run = tmp_path / "run"
+    ganrun.train(run, "--model", "tiny", "--steps", 2, "--batch-size", 8, plugins=[tiny])
+    refused = ganrun.invoke("train", "--resume", run, "--steps", 3, "--no-progress", "--tensorboard",
+                            "--lr-g", "0.5", plugins=[tiny])
+    assert refused.exit_code == 2, ganrun.describe(refused)
+    changed, allowed = refused.output.split("Only ", 1)
+    assert "lr_g" in changed and "tensorboard:" not in changed  # the declared option is not a difference
+    assert "tensorboard" in allowed.split("may change")[0]
