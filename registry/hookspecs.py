@@ -191,7 +191,8 @@ def ganrun_d_loss_terms(ctx: StepContext) -> dict[str, Any] | None:
     """Return extra loss terms for the discriminator step, as ``{name: scalar tensor}``.
 
     Called on every step after D has been run on the real batch and on the detached
-    fakes. ``ctx.real`` and ``ctx.fake`` hold ``logits`` and trunk ``features``;
+    fakes. ``ctx.real`` and ``ctx.fake`` hold ``logits``, trunk ``features`` and the
+    ``images`` D read (so a term may run D again, e.g. on transformed fakes);
     ``ctx.latent`` is what the sampler returned; ``ctx.modules`` the live modules. The
     terms are added to D's loss (they train every module in the ``"D"`` group) and each
     is logged as ``d/<name>``.
@@ -203,8 +204,11 @@ def ganrun_g_loss_terms(ctx: StepContext) -> dict[str, Any] | None:
     """Return extra loss terms for the generator step, as ``{name: scalar tensor}``.
 
     Called on every step after D has been run on the (non-detached) fakes; D-group
-    parameters are frozen during this step, so the terms train the generator only.
-    ``ctx.real`` is ``None``. Each term is added to G's loss and logged as ``g/<name>``.
+    parameters are frozen during this step, so the terms train the ``"G"`` group only:
+    the generator and the modules plugins put in that group. ``ctx.modules`` holds the
+    frozen D-group modules, the G-group modules and the generator itself as ``"G"`` (to
+    generate more images, e.g. pairs for a contrastive term). ``ctx.real`` is ``None``.
+    Each term is added to G's loss and logged as ``g/<name>``.
     """
 
 

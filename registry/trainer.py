@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import time
+import zlib
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,10 +88,12 @@ class NoiseSampler:
 
 @dataclass
 class Pass:
-    """One pass of D over a batch: real/fake logits (B,) and trunk features (B, F)."""
+    """One pass of D over a batch: real/fake logits (B,), trunk features (B, F), and the
+    images ``(B, C, H, W)`` D read (the fakes are not detached in the G step)."""
 
     logits: torch.Tensor
     features: torch.Tensor
+    images: torch.Tensor | None = None
 
 
 @dataclass
@@ -189,7 +192,8 @@ class Trainer:
     def _build_callables(self) -> None:
         """Per-phase callables: D-group modules train in the D phase (wrapped for data
         parallelism there); in the G phase they run unwrapped and frozen, so no gradient
-        is computed or all-reduced for weights nobody updates."""
+        is computed or all-reduced for weights nobody updates. The G phase also holds the
+        generator as ``"G"`` and the plugins' G-group modules, which train there (wrapped)."""
         wrap: Callable[[nn.Module], Callable] = lambda m: m
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -200,13 +204,25 @@ class Trainer:
         self.d_phase = {n: comp(wrap(self.modules[n])) for n in self.groups["D"]}
         self.g_phase = {n: comp(self.modules[n]) for n in self.groups["D"]}
         self.generator = comp(wrap(self.modules["G"]))
+        self.g_phase.update({n: comp(wrap(self.modules[n])) for n in self.groups["G"] if n != "G"})
+        self.g_phase["G"] = self.generator
+
+    def step_generator(self, stream: str) -> torch.Generator:
+        """A fresh ``torch.Generator`` on the training device for this step's draws of one
+        named random stream (e.g. a plugin's pairs or transforms). Seeded by the run seed,
+        the stream name, the rank and the current step, so a run is reproducible and
+        resumes exactly without saving generator state, and ranks draw differently."""
+        base = seed_for(self.config.seed, "plugin", self.dist.rank)
+        mixed = base + zlib.crc32(stream.encode()) * 2_654_435_761 + self.step * 6_700_417
+        return torch.Generator(device=self.device).manual_seed(mixed & ((1 << 63) - 1))
 
     def release_distributed(self) -> None:
         """Drop the DistributedDataParallel wrappers (each holds the process group), so leaving
         the group tears gloo/NCCL down at once rather than in the interpreter's final cleanup."""
         if not self.dist.enabled:
             return
-        self.d_phase = dict(self.g_phase)
+        self.d_phase = {n: self.modules[n] for n in self.groups["D"]}
+        self.g_phase = dict(self.modules)
         self.generator = self.modules["G"]
         gc.collect()
 
@@ -253,8 +269,9 @@ class Trainer:
         self._set_trainable("D", True)
         D = self.d_phase["D"]
         with self._autocast():
-            real = Pass(*D(real_x))
-            fake = Pass(*D(fake_x.detach()))
+            real = Pass(*D(real_x), images=real_x)
+            fake_detached = fake_x.detach()
+            fake = Pass(*D(fake_detached), images=fake_detached)
             loss_d = self.gan_loss.d(real.logits, fake.logits)
             # plugin heads run under the same autocast as D; losses cast to fp32 themselves
             ctx = StepContext(self.step, "d", cfg, self.d_phase, latent, real, fake, self)
@@ -264,7 +281,7 @@ class Trainer:
         # G step: a fresh pass of the updated, frozen D over the same fakes.
         self._set_trainable("D", False)
         with self._autocast():
-            fake = Pass(*self.g_phase["D"](fake_x))
+            fake = Pass(*self.g_phase["D"](fake_x), images=fake_x)
             loss_g = self.gan_loss.g(fake.logits)
             ctx = StepContext(self.step, "g", cfg, self.g_phase, latent, None, fake, self)
             extra = self._terms(self.host.hook.ganrun_g_loss_terms, ctx, "g")
@@ -459,9 +476,23 @@ class Trainer:
         trainer.restore(path, loaded=(tensors, meta), truncate_logs=False)
         return trainer
 
+    def _check_plugins(self, path: Path, meta: dict[str, str]) -> None:
+        """Refuse a checkpoint written with plugins that are not active now, naming them."""
+        try:
+            recorded = json.loads(meta.get("run", "{}")).get("plugins") or {}
+        except (ValueError, AttributeError):
+            return  # older or foreign metadata: the module and optimizer checks still apply
+        missing = [name for name in recorded if name not in self.host.plugins]
+        if missing:
+            flags = " ".join(f"--plugin {name}" for name in recorded)
+            raise ckpt.CheckpointError(
+                f"{path}: the run was trained with plugin(s) {', '.join(missing)}, which are not active; "
+                f"run the command as 'ganrun {flags} ...'")
+
     def restore(self, path: Path, *, loaded: tuple[dict, dict] | None = None, truncate_logs: bool = True) -> None:
         """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state."""
         tensors, meta = loaded if loaded is not None else ckpt.read_checkpoint(path)
+        self._check_plugins(path, meta)
         for name, module in self.modules.items():
             ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
         for name, opt in self.optimizers.items():

@@ -241,6 +241,7 @@ def d_group(trainer):
 def ganrun_d_loss_terms(ctx):
     record("d_loss_terms", step=ctx.step, phase=ctx.phase, has_real=ctx.real is not None,
            latent=ctx.latent["kind"], modules=sorted(ctx.modules),
+           images=[tuple(ctx.real.images.shape), tuple(ctx.fake.images.shape), ctx.fake.images.requires_grad],
            trainable=all(p.requires_grad for p in d_group(ctx.trainer)))
     error = ctx.modules["probe"](ctx.fake.features) - ctx.latent["codes"]
     return {"probe": ctx.config.extra["probe_weight"] * error.pow(2).mean()}
@@ -250,6 +251,7 @@ def ganrun_d_loss_terms(ctx):
 def ganrun_g_loss_terms(ctx):
     record("g_loss_terms", step=ctx.step, phase=ctx.phase, has_real=ctx.real is not None,
            latent=ctx.latent["kind"], modules=sorted(ctx.modules),
+           images=[tuple(ctx.fake.images.shape), ctx.fake.images.requires_grad],
            frozen=not any(p.requires_grad for p in d_group(ctx.trainer)))
     error = ctx.modules["probe"](ctx.fake.features) - ctx.latent["codes"]
     return {"probe_g": error.pow(2).mean()}
@@ -454,9 +456,13 @@ def test_every_training_hook_is_called_as_documented(ganrun: Ganrun, probe: str,
     assert [c["step"] for c in calls["d_loss_terms"]] == [0, 1, 2, 3]
     assert all(c["phase"] == "d" and c["has_real"] and c["latent"] == "probe-latent"
                and c["modules"] == ["D", "probe"] and c["trainable"] for c in calls["d_loss_terms"])
+    IMAGES = (16, 1, 28, 28)
+    # the images D read: real and detached fakes in the D step, fakes with their graph in the G step
+    assert all(c["images"] == [IMAGES, IMAGES, False] for c in calls["d_loss_terms"])
+    assert all(c["images"] == [IMAGES, True] for c in calls["g_loss_terms"])
     assert [c["step"] for c in calls["g_loss_terms"]] == [0, 1, 2, 3]
     assert all(c["phase"] == "g" and not c["has_real"] and c["latent"] == "probe-latent"
-               and c["modules"] == ["D", "probe"] and c["frozen"] for c in calls["g_loss_terms"])
+               and c["modules"] == ["D", "G", "probe"] and c["frozen"] for c in calls["g_loss_terms"])
     assert len(calls["gan_loss_d"]) == 4 and len(calls["gan_loss_g"]) == 4  # the registered --gan-loss
     assert [c["step"] for c in calls["step_end"]] == [1, 2, 3, 4]
     assert all(c["probe_grad"] is not None and c["probe_grad"] > 0 for c in calls["step_end"])
