@@ -14,7 +14,10 @@ from typing import Any
 import click
 import torch
 
+import functools
+
 from infogan_plugin import commands
+from infogan_plugin.augment import AffineAugment, parse_augment
 from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import QHead
 from infogan_plugin.latent import LatentSpec
@@ -60,6 +63,12 @@ def ganrun_train_options():
             help="Weight of the information term for every code without its own lambda= "
                  "(default: 1 for discrete codes, 0.1 for continuous). 0 trains a plain GAN while Q "
                  "still learns to read the codes (the paper's Figure 1 baseline)."),
+        click.Option(
+            ["--q-augment", "q_augment"], default=None, metavar="SPEC",
+            help="Read the discrete codes from randomly transformed fakes so they cannot be encoded "
+                 "as a slant or a position (not in the paper; costs one more D pass per phase): "
+                 "none | affine[,rotate=DEG][,scale=F][,shift=F]. 'affine' alone means "
+                 f"{AffineAugment().spec()}. [default: none]"),
     ]
 
 
@@ -70,7 +79,7 @@ def ganrun_config_defaults():
     return {
         "noise_dim": 62, "noise": "uniform", "lr_d": 2e-4, "lr_g": 1e-3, "batch_size": 128,
         "steps": DEFAULT_STEPS, "save_every": 500, "sample_every": 500, "log_every": 50,
-        "code": list(PAPER_MNIST_CODES), "info_lambda": None,
+        "code": list(PAPER_MNIST_CODES), "info_lambda": None, "q_augment": None,
     }
 
 
@@ -88,6 +97,10 @@ def ganrun_configure(config, registries):
         build_latent_spec(config, registries)  # validate now, before anything is built
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--code") from None
+    try:
+        _augment(config.extra.get("q_augment"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--q-augment") from None
 
 
 @hookimpl
@@ -114,16 +127,41 @@ def _probe_only(spec: LatentSpec) -> bool:
     return all(slot.lam == 0 for slot in spec.slots)
 
 
+@functools.lru_cache(maxsize=8)
+def _augment(text: str | None) -> AffineAugment | None:
+    return parse_augment(text)
+
+
+def _information(ctx, spec: LatentSpec, weights: list[float], *, detach: bool):
+    """Information loss and per-slot NLL of this phase's fakes; with ``--q-augment`` the
+    discrete codes are read from transformed fakes through one more pass of D's trunk."""
+    features = ctx.fake.features.detach() if detach else ctx.fake.features
+    q_out = ctx.modules["Q"](features)
+    augment = _augment(ctx.config.extra.get("q_augment"))
+    discrete = [slot.code.discrete for slot in spec.slots]
+    if augment is None or not any(discrete):
+        loss, nll = spec.information_loss(q_out, ctx.latent, weights=weights)
+        return loss, nll, q_out
+    gen = ctx.trainer.step_generator(f"q-augment-{ctx.phase}")
+    _, moved = ctx.modules["D"](augment(ctx.fake.images, gen))
+    q_moved = ctx.modules["Q"](moved.detach() if detach else moved)
+    loss_plain, nll = spec.information_loss(
+        q_out, ctx.latent, weights=[0.0 if d else w for w, d in zip(weights, discrete)])
+    loss_moved, nll_moved = spec.information_loss(
+        q_moved, ctx.latent, weights=[w if d else 0.0 for w, d in zip(weights, discrete)])
+    for slot, d in zip(spec.slots, discrete):
+        if d:
+            nll[slot.name] = nll_moved[slot.name]
+    return loss_plain + loss_moved, nll, q_out
+
+
 @hookimpl
 def ganrun_d_loss_terms(ctx):
     spec = _spec(ctx.trainer.sampler)
-    probe = _probe_only(spec)
     # In probe mode Q reads detached features, so D's trunk trains on the GAN loss alone.
-    features = ctx.fake.features.detach() if probe else ctx.fake.features
-    q_out = ctx.modules["Q"](features)
     # Q and the trunk maximise L_I for every code; a code with lambda 0 still trains Q (weight 1).
     weights = [slot.lam if slot.lam > 0 else 1.0 for slot in spec.slots]
-    loss, nll = spec.information_loss(q_out, ctx.latent, weights=weights)
+    loss, nll, q_out = _information(ctx, spec, weights, detach=_probe_only(spec))
     entropies = spec.entropies()
     for slot, chunk in zip(spec.slots, spec.split_q(q_out)):
         ctx.log(f"L_I/{slot.name}", entropies[slot.name] - nll[slot.name].detach())
@@ -137,8 +175,7 @@ def ganrun_g_loss_terms(ctx):
     spec = _spec(ctx.trainer.sampler)
     if _probe_only(spec):
         return None  # no information gradient into G
-    q_out = ctx.modules["Q"](ctx.fake.features)
-    loss, _ = spec.information_loss(q_out, ctx.latent)
+    loss, _, _ = _information(ctx, spec, [slot.lam for slot in spec.slots], detach=False)
     return {"info": loss}
 
 
