@@ -10,6 +10,9 @@ FactorVAE score, DCI disentanglement and SAP, each with the seconds it took.
     python benchmarks/shapes_disentanglement.py --steps 200 --seeds 0 --batch-size 32 --metrics-samples 100
 
 Options it does not know go to ``ganrun train`` unchanged (e.g. ``--noise-dim 5 --lr-g 2e-4``).
+``--plugin infogan_cr`` trains InfoGAN-CR instead (its ``--cr-*`` options pass through too):
+
+    python benchmarks/shapes_disentanglement.py --plugin infogan_cr --cr-weight 2 --steps 6000
 ``--metrics-samples 10000`` (the default) is disentanglement_lib's size: the FactorVAE score
 alone then passes about 960,000 rendered images through D, minutes on a GPU and far longer on
 a CPU; a few hundred gives a quick, noisier reading.
@@ -40,7 +43,8 @@ METRICS = (("mig", "MIG"), ("factor_vae", "FactorVAE"), ("dci", "DCI"), ("sap", 
 
 def train(out: Path, seed: int, args: argparse.Namespace, extra: list[str]) -> float:
     codes = ["--code", "uniform:5"] + (["--code", "categorical:3"] if args.shape_code else [])
-    cmd = [sys.executable, "-c", "from registry.cli import main; main()", "--plugin", "infogan", "train",
+    plugins = [flag for name in ["infogan", *args.plugin] for flag in ("--plugin", name)]
+    cmd = [sys.executable, "-c", "from registry.cli import main; main()", *plugins, "train",
            "--dataset", "shapes", *codes, "--seed", str(seed), "--steps", str(args.steps),
            "--batch-size", str(args.batch_size), "--device", args.device, "--out", str(out),
            "--keep-checkpoints", "1", "--save-every", str(args.steps), "--sample-every", str(args.steps),
@@ -52,7 +56,7 @@ def train(out: Path, seed: int, args: argparse.Namespace, extra: list[str]) -> f
 
 
 def evaluate(run: Path, args: argparse.Namespace) -> dict:
-    trainer = Trainer.from_checkpoint(run, Host.create(["infogan"]), device=args.device)
+    trainer = Trainer.from_checkpoint(run, Host.create(["infogan", *args.plugin]), device=args.device)
     report = disentanglement_metrics(trainer, num_samples=args.metrics_samples, seed=args.metrics_seed)
     report["step"] = trainer.step
     return report
@@ -64,6 +68,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="training steps per seed")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shape-code", action="store_true", help="add a categorical:3 code for the shape")
+    parser.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                        help="another plugin beside infogan, repeatable (e.g. infogan_cr, whose options such "
+                             "as --cr-weight are then passed on like any other)")
     parser.add_argument("--device", default="auto", help="training and evaluation device")
     parser.add_argument("--metrics-samples", type=int, default=10_000,
                         help="disentanglement_lib's sizes scaled by this / 10,000 (see ganrun eval --help)")

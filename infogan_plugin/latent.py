@@ -111,6 +111,24 @@ class LatentSpec:
         codes = [slot.code.sample(n, generator=generator, device=device) for slot in self.slots]
         return torch.cat([z, *codes], dim=1), codes
 
+    def sample_pairs(
+        self, n: int, *, generator: torch.Generator, device: torch.device | str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pairs of G inputs for a contrastive regulariser (InfoGAN-CR, Lin et al. 2020).
+
+        Returns ``(input_a, input_b, shared)``: both ``(n, input_dim)``, with the same z and
+        the same value of one code per row, ``shared`` ``(n,)`` int64 being that slot's
+        index (uniform over slots); every other code is drawn independently for each member.
+        """
+        a, _ = self.sample(n, generator=generator, device=device)
+        b, _ = self.sample(n, generator=generator, device=device)
+        shared = torch.randint(len(self.slots), (n,), generator=generator, device=device)
+        starts = torch.tensor(self._input_offsets, device=device)[shared]
+        ends = starts + torch.tensor(self._input_widths, device=device)[shared]
+        cols = torch.arange(self.input_dim, device=device)
+        keep = (cols < self.noise_dim) | ((cols >= starts[:, None]) & (cols < ends[:, None]))
+        return a, torch.where(keep, a, b), shared
+
     def split_input(self, g_input: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Inverse of the concatenation in ``sample``: ``(B, input_dim)`` -> z, [codes] (views)."""
         self._check_width(g_input, self.input_dim, "G input")
