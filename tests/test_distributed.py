@@ -23,10 +23,11 @@ TRAIN = ["-m", "registry", "--plugin", "infogan", "--plugin", "rank_dump", "trai
 
 
 def launch(out: Path, dump: Path, *extra: str, torchrun_args: tuple[str, ...] = (),
-           env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+           env_extra: dict[str, str] | None = None, plugins: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
            "RANK_DUMP_DIR": str(dump), "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    result = subprocess.run([*TORCHRUN, *torchrun_args, *TRAIN, "--out", str(out), *extra], env=env,
+    train = TRAIN[:TRAIN.index("train")] + [f for name in plugins for f in ("--plugin", name)] + TRAIN[TRAIN.index("train"):]
+    result = subprocess.run([*TORCHRUN, *torchrun_args, *train, "--out", str(out), *extra], env=env,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -87,3 +88,14 @@ def test_max_restarts_continue_from_the_newest_complete_checkpoint(runs):
     straight, _ = read_checkpoint(root / "straight" / "checkpoints" / "ckpt-000000006.safetensors")
     restarted, _ = read_checkpoint(root / "restarted" / "checkpoints" / "ckpt-000000006.safetensors")
     assert_same(straight, restarted)
+
+
+def test_contrastive_pairs_and_augmented_reads_stay_in_step_across_ranks(tmp_path):
+    """InfoGAN-CR's classifier trains in the G phase (wrapped for data parallelism there) and
+    both it and --q-augment run G or D more than once before a backward pass."""
+    launch(tmp_path / "cr", tmp_path / "dump", "--steps", "4", "--q-augment", "affine", "--cr-batch", "8",
+           plugins=("infogan_cr",))
+    for step in (2, 4):
+        rank0 = load_file(str(tmp_path / "dump" / f"rank0-step{step}.safetensors"))
+        assert any(key.startswith("CR.") for key in rank0), sorted(rank0)[:5]
+        assert_same(rank0, load_file(str(tmp_path / "dump" / f"rank1-step{step}.safetensors")))
