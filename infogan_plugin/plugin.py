@@ -67,7 +67,8 @@ def ganrun_train_options():
             ["--q-augment", "q_augment"], default=None, metavar="SPEC",
             help="Read the discrete codes from randomly transformed fakes so they cannot be encoded "
                  "as a slant or a position (not in the paper; costs one more D pass per phase): "
-                 "none | affine[,rotate=DEG][,scale=F][,shift=F]. 'affine' alone means "
+                 "none | affine[,rotate=DEG][,scale=F][,shift=F][,width=F] (width: random stroke "
+                 "thickening/thinning). 'affine' alone means "
                  f"{AffineAugment().spec()}. [default: none]"),
     ]
 

@@ -148,3 +148,16 @@ def test_training_with_augment_resumes_exactly(tmp_path, host):
     for name in ("G", "D", "Q"):
         for (key, pa), pb in zip(a.modules[name].state_dict().items(), b.modules[name].state_dict().values()):
             assert torch.equal(pa, pb), f"{name}.{key}"
+
+
+def test_width_thickens_or_thins_strokes():
+    bar = torch.full((256, 1, 28, 28), -1.0)
+    bar[:, :, 8:20, 13:15] = 1.0                                       # a 2-pixel-wide stroke
+    out = AffineAugment(rotate=0, scale=0, shift=0, width=1.0)(bar, torch.Generator().manual_seed(0))
+    ink = ((out + 1) / 2).flatten(1).sum(1)
+    base = float(((bar[0] + 1) / 2).sum())
+    assert (ink > base * 1.2).any() and (ink < base * 0.8).any()      # both directions occur
+    assert ink.max() <= 4 * 14 + 1e-3 and ink.min() >= -1e-3          # between erased and a full 3x3 dilation
+    with pytest.raises(ValueError, match="width must be <= 1"):
+        AffineAugment(width=2)
+    assert parse_augment("affine,width=0.5").spec() == "affine,rotate=20,scale=0.1,shift=0.1,width=0.5"
