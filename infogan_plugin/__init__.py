@@ -5,7 +5,9 @@ Embedding API: build a ``LatentSpec`` from code types, sample ``(g_input, codes)
 updates. Names in ``__all__`` are stable; the CHANGELOG records changes to them.
 """
 
+from infogan_plugin.augment import AffineAugment
 from infogan_plugin.codes import Categorical, ContinuousCode, Gaussian, LatentCode, Uniform
+from infogan_plugin.cr import ContrastiveClassifier, contrastive_loss
 from infogan_plugin.head import QHead
 from infogan_plugin.latent import CodeSlot, LatentSpec, parse_code_spec
 from infogan_plugin.metrics import cluster_accuracy, hungarian
@@ -20,10 +22,12 @@ from infogan_plugin.qlosses import (
 )
 
 __all__ = [
+    "AffineAugment",
     "Categorical",
     "CategoricalCE",
     "CodeSlot",
     "ContinuousCode",
+    "ContrastiveClassifier",
     "Gaussian",
     "GaussianNLL",
     "GaussianNLLFixed",
@@ -34,6 +38,7 @@ __all__ = [
     "Uniform",
     "categorical_nll",
     "cluster_accuracy",
+    "contrastive_loss",
     "gaussian_nll",
     "gaussian_nll_fixed",
     "hungarian",

@@ -30,7 +30,7 @@ from torch import nn
 from infogan_plugin.latent import LatentSpec
 from registry.plugins import hookimpl
 
-__all__ = ["ContrastiveClassifier"]
+__all__ = ["ContrastiveClassifier", "contrastive_loss"]
 
 DEFAULT_WEIGHT = 2.0  # the paper's dSprites configuration (cr_coe 2)
 
