@@ -9,12 +9,11 @@ passes the trainer makes anyway.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import click
 import torch
-
-import functools
 
 from infogan_plugin import commands
 from infogan_plugin.augment import AffineAugment, parse_augment
