@@ -145,14 +145,10 @@ def _information(ctx, spec: LatentSpec, weights: list[float], *, detach: bool):
     gen = ctx.trainer.step_generator(f"q-augment-{ctx.phase}")
     _, moved = ctx.modules["D"](augment(ctx.fake.images, gen))
     q_moved = ctx.modules["Q"](moved.detach() if detach else moved)
-    loss_plain, nll = spec.information_loss(
-        q_out, ctx.latent, weights=[0.0 if d else w for w, d in zip(weights, discrete)])
-    loss_moved, nll_moved = spec.information_loss(
-        q_moved, ctx.latent, weights=[w if d else 0.0 for w, d in zip(weights, discrete)])
-    for slot, d in zip(spec.slots, discrete):
-        if d:
-            nll[slot.name] = nll_moved[slot.name]
-    return loss_plain + loss_moved, nll, q_out
+    # each slot's Q output from the pass it is read from: moved fakes for discrete codes
+    chunks = [m if d else p for p, m, d in zip(spec.split_q(q_out), spec.split_q(q_moved), discrete)]
+    loss, nll = spec.information_loss(torch.cat(chunks, dim=1), ctx.latent, weights=weights)
+    return loss, nll, q_out
 
 
 @hookimpl
