@@ -243,6 +243,8 @@ CORE_HELP = {
     "batch_size": "Images per step and process.",
     "lr_g": "Generator learning rate (Adam).",
     "lr_d": "Discriminator (and auxiliary heads) learning rate (Adam).",
+    "lr_decay": "Fraction of the run, at its end, over which both learning rates fall linearly to zero "
+                "(0 keeps them constant; 0.5 starts the decay half-way). Follows --steps, also on resume.",
     "beta1": "Adam beta1.",
     "beta2": "Adam beta2.",
     "seed": "Seed for initialisation, data order and latent sampling.",
@@ -425,6 +427,9 @@ def _validate(config: TrainConfig, host: Host) -> None:
     for key in ("lr_g", "lr_d"):
         if not getattr(config, key) > 0:
             raise click.BadParameter(f"must be positive, got {getattr(config, key)!r}", param_hint=f"--{key.replace('_', '-')}")
+    if not 0.0 <= config.lr_decay <= 1.0:
+        raise click.BadParameter(f"must be a fraction of the run between 0 and 1, got {config.lr_decay!r}",
+                                 param_hint="--lr-decay")
     if config.image_size is not None and config.image_size < 4:
         raise click.BadParameter(f"must be at least 4, got {config.image_size}", param_hint="--image-size")
     reg = host.registries

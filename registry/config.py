@@ -27,6 +27,7 @@ class TrainConfig:
     batch_size: int = 64               # per process
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    lr_decay: float = 0.0              # last fraction of the run over which both rates fall linearly to 0
     beta1: float = 0.5                 # Adam beta1; 0.5 is the DCGAN/InfoGAN choice
     beta2: float = 0.999
     seed: int = 0                      # fixes init, data order and latent sampling

@@ -171,6 +171,7 @@ class Trainer:
             "G": _make_adam(self._params("G"), config.lr_g, (config.beta1, config.beta2), self.device),
             "D": _make_adam(self._params("D"), config.lr_d, (config.beta1, config.beta2), self.device),
         }
+        self._base_lr = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
         self.gan_loss = reg.gan_losses.get(config.gan_loss)
         self._build_callables()
 
@@ -256,8 +257,27 @@ class Trainer:
         self.optimizers[group].step()
         return loss.detach()
 
+    def lr_factor(self, step: int | None = None) -> float:
+        """The learning-rate multiplier for a step (default: the next one): 1 until the last
+        ``lr_decay`` fraction of ``steps``, then falling linearly so that the final step is
+        taken at ``1 / n`` of the base rates for a decay of ``n`` steps."""
+        step = self.step if step is None else step
+        span = round(self.config.lr_decay * self.config.steps)
+        start = self.config.steps - span
+        if span <= 0 or step < start:
+            return 1.0
+        return max(self.config.steps - step, 0) / span
+
+    def _apply_lr(self) -> None:
+        factor = self.lr_factor()
+        for name, opt in self.optimizers.items():
+            for group, base in zip(opt.param_groups, self._base_lr[name]):
+                group["lr"] = base * factor
+
     def train_step(self) -> None:
         cfg, B = self.config, self.config.batch_size
+        if cfg.lr_decay > 0:
+            self._apply_lr()
         idx = self.batches.indices(self.step).to(self.device, non_blocking=True)
         real_x = self.data.index_select(0, idx)                              # (B, C, H, W)
         g_input, latent = self.sampler.sample(B, generator=self.latent_gen, device=self.device)
@@ -357,6 +377,8 @@ class Trainer:
         metrics = dict(zip(names, values))
         now = time.perf_counter()
         metrics["steps_per_sec"] = (self.step - self._t_step) / max(now - self._t0, 1e-9)
+        if self.config.lr_decay > 0:
+            metrics["lr_factor"] = self.lr_factor(self.step - 1)  # of the last step taken
         self._t0, self._t_step = now, self.step
         self._sums, self._count = {}, 0
         self.last_metrics = metrics
