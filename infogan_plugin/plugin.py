@@ -9,6 +9,7 @@ passes the trainer makes anyway.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -143,8 +144,10 @@ def _information(ctx, spec: LatentSpec, weights: list[float], *, detach: bool):
         loss, nll = spec.information_loss(q_out, ctx.latent, weights=weights)
         return loss, nll, q_out
     gen = ctx.trainer.step_generator(f"q-augment-{ctx.phase}")
-    _, moved = ctx.modules["D"](augment(ctx.fake.images, gen))
-    q_moved = ctx.modules["Q"](moved.detach() if detach else moved)
+    # detached (probe mode): Q alone learns from this pass, so it records no graph through D
+    with torch.no_grad() if detach else contextlib.nullcontext():
+        _, moved = ctx.modules["D"](augment(ctx.fake.images, gen))
+    q_moved = ctx.modules["Q"](moved)
     # each slot's Q output from the pass it is read from: moved fakes for discrete codes
     chunks = [m if d else p for p, m, d in zip(spec.split_q(q_out), spec.split_q(q_moved), discrete)]
     loss, nll = spec.information_loss(torch.cat(chunks, dim=1), ctx.latent, weights=weights)

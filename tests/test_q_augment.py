@@ -125,6 +125,19 @@ def test_discrete_codes_are_read_from_transformed_fakes_continuous_from_the_fake
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
 
 
+def test_probe_mode_trains_q_alone_and_records_no_graph_through_d(host):
+    ctx, spec, G, D, Q, seen = _ctx(host, "d", "affine")
+    grad_mode: list[bool] = []
+    spy = ctx.modules["D"]
+    ctx.modules["D"] = lambda x: (grad_mode.append(torch.is_grad_enabled()), spy(x))[1]
+    loss, _, _ = infogan._information(ctx, spec, [1.0, 1.0], detach=True)
+    assert len(seen) == 1 and grad_mode == [False]           # the extra pass builds no graph
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in Q.parameters())
+    assert all(p.grad is None for p in D.parameters())
+    assert all(p.grad is None for p in G.parameters())
+
+
 def test_without_augment_no_extra_pass(host):
     ctx, spec, *_, seen = _ctx(host, "g", None)
     infogan._information(ctx, spec, [1.0, 1.0], detach=False)
