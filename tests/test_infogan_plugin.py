@@ -58,6 +58,21 @@ def test_paper_presets_have_the_papers_input_width(host, name, expected):
     assert build_latent_spec(cfg, host.registries).input_dim == expected
 
 
+def test_digits_preset_trains_with_its_extra_options(tmp_path):
+    """``mnist_digits.toml`` is the paper's MNIST preset plus --q-augment and --lr-decay."""
+    paper = tomllib.loads((ROOT / "examples" / "configs" / "mnist.toml").read_text())
+    digits = tomllib.loads((ROOT / "examples" / "configs" / "mnist_digits.toml").read_text())
+    assert {k: v for k, v in digits.items() if k not in ("q_augment", "lr_decay")} == paper
+    run = tmp_path / "run"
+    result = _invoke(["--plugin", "infogan", "train", "--config", str(ROOT / "examples" / "configs" / "mnist_digits.toml"),
+                      "--steps", "4", "--batch-size", "16", "--log-every", "1", "--no-progress", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["lr_decay"] == 0.5 and config["extra"]["q_augment"] == "affine,width=0.5"
+    factors = [json.loads(line)["lr_factor"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert factors == [1.0, 1.0, 1.0, 0.5]
+
+
 def test_per_code_options_and_global_lambda(host):
     cfg = _config(code=["uniform:1,low=0,high=2,lambda=0.5", "gaussian:1,std=0.5,loss=gaussian_nll_fixed",
                         "categorical:4"], info_lambda=0.3)
