@@ -9,6 +9,8 @@ FactorVAE score, DCI disentanglement and SAP, each with the seconds it took.
     python benchmarks/shapes_disentanglement.py --steps 20000 --seeds 0 1 2
     python benchmarks/shapes_disentanglement.py --steps 200 --seeds 0 --batch-size 32 --metrics-samples 100
 
+``--save-every N`` also scores the checkpoints every N steps, one line each, to show the trend.
+
 Options it does not know go to ``ganrun train`` unchanged (e.g. ``--noise-dim 5 --lr-g 2e-4``).
 ``--plugin infogan_cr`` trains InfoGAN-CR instead (its ``--cr-*`` options pass through too):
 
@@ -47,7 +49,8 @@ def train(out: Path, seed: int, args: argparse.Namespace, extra: list[str]) -> f
     cmd = [sys.executable, "-c", "from registry.cli import main; main()", *plugins, "train",
            "--dataset", "shapes", *codes, "--seed", str(seed), "--steps", str(args.steps),
            "--batch-size", str(args.batch_size), "--device", args.device, "--out", str(out),
-           "--keep-checkpoints", "1", "--save-every", str(args.steps), "--sample-every", str(args.steps),
+           "--keep-checkpoints", "0" if args.save_every else "1",
+           "--save-every", str(args.save_every or args.steps), "--sample-every", str(args.save_every or args.steps),
            "--overwrite", "--no-progress", *extra]
     print("$ " + shlex.join(cmd[3:]), flush=True)
     t0 = time.perf_counter()
@@ -56,6 +59,7 @@ def train(out: Path, seed: int, args: argparse.Namespace, extra: list[str]) -> f
 
 
 def evaluate(run: Path, args: argparse.Namespace) -> dict:
+    """Scores of one checkpoint file (or of a run folder's newest)."""
     trainer = Trainer.from_checkpoint(run, Host.create(["infogan", *args.plugin]), device=args.device)
     report = disentanglement_metrics(trainer, num_samples=args.metrics_samples, seed=args.metrics_seed)
     report["step"] = trainer.step
@@ -75,6 +79,8 @@ def main() -> None:
     parser.add_argument("--metrics-samples", type=int, default=10_000,
                         help="disentanglement_lib's sizes scaled by this / 10,000 (see ganrun eval --help)")
     parser.add_argument("--metrics-seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=0,
+                        help="also score the checkpoints every this many steps (default: the final one only)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-shapes"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads for evaluation")
     args, extra = parser.parse_known_args()
@@ -92,6 +98,11 @@ def main() -> None:
     for seed in args.seeds:
         run = args.out / f"seed{seed}"
         train_seconds = train(run, seed, args, extra)
+        for path in sorted((run / "checkpoints").glob("ckpt-*.safetensors"))[:-1] if args.save_every else []:
+            t0 = time.perf_counter()
+            report = evaluate(path, args)
+            shown = ", ".join(f"{label} {report[key]['score']:.3f}" for key, label in METRICS)
+            print(f"seed {seed}: step {report['step']}: {shown} ({time.perf_counter() - t0:.0f} s)", flush=True)
         t0 = time.perf_counter()
         report = evaluate(run, args)
         eval_seconds = time.perf_counter() - t0

@@ -21,6 +21,7 @@ def ganrun_register_datasets(register):
 def ganrun_register_models(register):
     register("dcgan28", models.dcgan28)
     register("dcgan64", models.dcgan64)
+    register("conv64", models.conv64)
 
 
 @hookimpl

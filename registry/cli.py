@@ -235,7 +235,7 @@ CORE_HELP = {
     "dataset": "Dataset name (registered by a plugin; built-ins: digits, shapes, mnist-idx, image-folder).",
     "data_dir": "Folder the dataset reads from (mnist-idx, image-folder, ...).",
     "image_size": "Resize images to this square size (default: the dataset's own).",
-    "model": "Architecture name (default: dcgan28 for 28 px images, dcgan64 otherwise).",
+    "model": "Architecture name: dcgan28, dcgan64, conv64 (small, for shapes) or a plugin's (default: dcgan28 for 28 px images, dcgan64 otherwise).",
     "gan_loss": "Adversarial loss: nonsaturating or hinge (or a plugin's).",
     "noise_dim": "Width of the incompressible noise z.",
     "noise": "Distribution of z.",

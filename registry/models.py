@@ -4,6 +4,9 @@
 G: FC1024-BN-ReLU, FC 7x7x128-BN-ReLU, 4x4 deconv 64 stride 2 BN-ReLU, 4x4 deconv C stride 2;
 D: 4x4 conv 64 stride 2 LeakyReLU, 4x4 conv 128 stride 2 BN LeakyReLU, FC1024 BN LeakyReLU,
 then the real/fake logit. ``dcgan64`` is the usual five-layer DCGAN for 64x64 images.
+``conv64`` is the small 64x64 pair of the disentanglement literature (the encoder/decoder of
+Locatello et al. 2019 as InfoGAN-CR, Lin et al. 2020, uses it on dSprites): about 1/200 of
+``dcgan64``'s arithmetic, so a 64x64 ``shapes`` run fits a CPU.
 
 Discriminators return ``(logits, features)``: the trunk features are what an auxiliary
 head (InfoGAN's Q) reads, so it costs no second pass through D.
@@ -88,5 +91,34 @@ def dcgan64(*, latent_dim: int, channels: int = 3, image_size: int = 64,
         Rearrange("b c h w -> b (c h w)"),
     )
     D = Discriminator(trunk, w * 8 * 4 * 4)
+    _init_dcgan(G), _init_dcgan(D)
+    return G, D
+
+
+def conv64(*, latent_dim: int, channels: int = 1, image_size: int = 64,
+           slope: float = 0.2) -> tuple[nn.Module, nn.Module]:
+    """G: FC128-BN-ReLU, FC 4x4x64-BN-ReLU, 4x4 deconvs 64, 32, 32 stride 2 (BN, LeakyReLU), 4x4
+    deconv C stride 2, Tanh. D: 4x4 convs 32, 32, 64, 64 stride 2 with LeakyReLU, FC128
+    LeakyReLU (the trunk features), no batch norm in D."""
+    if image_size != 64:
+        raise ValueError(f"model conv64 needs 64x64 images, got {image_size}x{image_size}; pass --image-size 64")
+    G = nn.Sequential(
+        Linear(latent_dim, 128), nn.ReLU(True), nn.BatchNorm1d(128),
+        Linear(128, 64 * 4 * 4), nn.ReLU(True), nn.BatchNorm1d(64 * 4 * 4),
+        Rearrange("b (c h w) -> b c h w", c=64, h=4, w=4),
+        nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.LeakyReLU(slope, True), nn.BatchNorm2d(64),   # 8x8
+        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.LeakyReLU(slope, True), nn.BatchNorm2d(32),   # 16x16
+        nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.LeakyReLU(slope, True), nn.BatchNorm2d(32),   # 32x32
+        nn.ConvTranspose2d(32, channels, 4, 2, 1), nn.Tanh(),                                 # 64x64
+    )
+    trunk = nn.Sequential(
+        nn.Conv2d(channels, 32, 4, 2, 1), nn.LeakyReLU(slope, True),   # 32x32
+        nn.Conv2d(32, 32, 4, 2, 1), nn.LeakyReLU(slope, True),         # 16x16
+        nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(slope, True),         # 8x8
+        nn.Conv2d(64, 64, 4, 2, 1), nn.LeakyReLU(slope, True),         # 4x4
+        Rearrange("b c h w -> b (c h w)"),
+        Linear(64 * 4 * 4, 128), nn.LeakyReLU(slope, True),
+    )
+    D = Discriminator(trunk, 128)
     _init_dcgan(G), _init_dcgan(D)
     return G, D

@@ -147,6 +147,21 @@ def test_image_folder_at_64_pixels_picks_dcgan64(ganrun: Ganrun, tmp_path: Path)
     assert tensors["model.D.trunk.0.weight"].shape == (64, 3, 4, 4)
 
 
+def test_conv64_trains_shapes_at_64_pixels_and_refuses_other_sizes(ganrun: Ganrun, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    ganrun.train(run, "--dataset", "shapes", "--model", "conv64", "--steps", 2, "--batch-size", 8,
+                 "--noise-dim", 5, "--log-every", 1)
+    described = ganrun.config(run)
+    assert described["model"] == "conv64" and described["image_shape"] == [1, 64, 64]
+    tensors, _ = read_checkpoint(run / "checkpoints" / checkpoint_name(2))
+    assert tensors["model.D.trunk.0.weight"].shape == (32, 1, 4, 4)
+    assert not any(".running_mean" in k for k in tensors if k.startswith("model.D."))  # no BN in D
+    assert sum(t.numel() for k, t in tensors.items() if k.startswith("model.D.")) < 300_000  # dcgan64: 2.8 M
+    result = ganrun.train(tmp_path / "small", "--dataset", "shapes", "--image-size", 28, "--model", "conv64",
+                          "--steps", 1, expect=None)
+    assert result.exit_code != 0 and "conv64 needs 64x64 images" in result.output
+
+
 @pytest.mark.parametrize(("loss", "first_d"), [("hinge", 2.0), ("nonsaturating", 2 * math.log(2))])
 def test_gan_loss_option(ganrun: Ganrun, tiny: str, tmp_path: Path, loss: str, first_d: float) -> None:
     """The tiny model's D starts with a zero head, so the first D loss is the loss at logits 0:
