@@ -201,8 +201,10 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None, plots: str) -> None:
     """Write a one-page HTML report of a run: configuration, final metrics, curves and the
-    newest pictures, plus sections from the active plugins (for InfoGAN: L_I against H(c)
-    per code, traversal grids and eval.json). The page is a single self-contained file."""
+    newest pictures, plus sections from the run's plugins (for InfoGAN: L_I against H(c)
+    per code, traversal grids and eval.json). The page is a single self-contained file.
+
+    The plugins are those given with --plugin or, without any, those the run was trained with."""
     import contextlib
 
     from registry import report
@@ -216,7 +218,7 @@ def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Pa
             raise click.BadParameter(f"PNG plots need matplotlib, which is not installed: {report.PLOT_EXTRA_HINT}",
                                      param_hint="--plots")
         plots = "png" if available else "svg"
-    host = ctx.obj.host()
+    host = _report_host(ctx.obj, run)
     rows = report.read_metrics(run)
     baseline_rows = report.read_metrics(baseline) if baseline is not None else None
     charts = report.png_charts(run / "plots") if plots == "png" else contextlib.nullcontext()
@@ -226,6 +228,22 @@ def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Pa
             sections.extend(extra or [])
     path = report.write_report(out or run / "report.html", report.render(f"ganrun run {run.name}", sections))
     click.echo(str(path))
+
+
+def _report_host(session: Session, run: Path) -> Host:
+    """The plugins named with --plugin; without any, those recorded in the run's config.json,
+    so that ``ganrun report RUN`` has the sections of the plugins that trained RUN."""
+    from registry import report
+
+    recorded = report.recorded_plugins(run)
+    if session.plugin_names or not recorded:
+        return session.host()
+    try:
+        return Host.create(recorded)
+    except PluginError as exc:
+        click.echo(f"warning: the run's plugin(s) {', '.join(recorded)} could not be loaded ({exc}); the report "
+                   "has the core sections only. Install the plugin or name others with --plugin.", err=True)
+        return session.host()
 
 
 # ------------------------------------------------------------------------------ train

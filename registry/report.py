@@ -219,6 +219,16 @@ def newest(paths: Iterable[Path]) -> Path | None:
     return found[-1] if found else None
 
 
+def recorded_plugins(run_dir: Path) -> list[str]:
+    """The plugins a run was trained with, as its ``config.json`` records them (none when the
+    file is missing or unreadable)."""
+    try:
+        plugins = json.loads((run_dir / "config.json").read_text()).get("plugins") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in plugins if isinstance(name, str)]
+
+
 def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) -> list[tuple[str, str]]:
     """Configuration, final metrics, the adversarial losses and the newest sample grid."""
     sections = []

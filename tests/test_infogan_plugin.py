@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -230,8 +231,19 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     assert page.count("<th>model</th>") == 1 and "<th>model (resolved)</th><td>&quot;dcgan28&quot;" in page
     assert "src=\"runs" not in page and "file:" not in page  # nothing points outside the page
 
+    # without --plugin, the plugins the run was trained with (config.json) supply their sections
     plain = _invoke(["report", str(run), "--out", str(tmp_path / "plain.html"), "--plots", "svg"])
-    assert plain.exit_code == 0
-    assert "L_I (nats)" not in (tmp_path / "plain.html").read_text()  # InfoGAN sections come from the plugin
+    assert plain.exit_code == 0, plain.output
+    page = (tmp_path / "plain.html").read_text()
+    assert "L_I (nats)" in page and "c1 traversal" in page
+    # a recorded plugin that is not installed: the core sections, and a warning that names it
+    foreign = tmp_path / "foreign"
+    shutil.copytree(run, foreign)
+    described = json.loads((foreign / "config.json").read_text())
+    (foreign / "config.json").write_text(json.dumps({**described, "plugins": {"no_such_plugin": "1.0"}}))
+    core_only = _invoke(["report", str(foreign), "--plots", "svg"])
+    assert core_only.exit_code == 0 and "no_such_plugin could not be loaded" in core_only.output
+    page = (foreign / "report.html").read_text()
+    assert "Adversarial losses" in page and "L_I (nats)" not in page  # InfoGAN sections come from the plugin
     refused = CliRunner().invoke(build_cli(), ["report", str(tmp_path)])
     assert refused.exit_code == 2 and "not a ganrun run folder" in refused.output
