@@ -67,7 +67,7 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On the shapes dataset, also the
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json."""
-    from infogan_plugin.evaluate import (classification_accuracy, confusion_lines, disentanglement_metrics,
+    from infogan_plugin.evaluate import (classification_accuracy, classifies, confusion_lines, disentanglement_metrics,
                                          information_bounds)
 
     if samples < 1:
@@ -75,14 +75,25 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     if metrics_samples < 2:
         raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
     trainer = _load(ctx, run, device)
+
+    def stage(text: str) -> None:  # progress on stderr, so stdout stays the results
+        click.echo(f"[eval] {text}", err=True)
+
+    stage(f"L_I of each code on {samples} generated samples")
+    information = information_bounds(trainer, n=samples)
+    if classifies(trainer):
+        stage("unsupervised classification accuracy on the labelled data")
     result = {
         "step": trainer.step,
         "dataset": trainer.config.dataset,
-        "information": information_bounds(trainer, n=samples),
+        "information": information,
         "classification": classification_accuracy(trainer),
     }
     if disentanglement and trainer.config.dataset == "shapes":
-        result["disentanglement"] = disentanglement_metrics(trainer, num_samples=metrics_samples, seed=metrics_seed)
+        labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
+        result["disentanglement"] = disentanglement_metrics(
+            trainer, num_samples=metrics_samples, seed=metrics_seed,
+            on_metric=lambda name: stage(f"{labels.get(name, name)} at {metrics_samples} samples"))
     path = trainer.run_dir / "eval.json"
     tmp = path.with_name(f".eval.json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2))

@@ -650,13 +650,15 @@ def sap_score(encode: Encode, factor_sizes: Sequence[int], sample_factors: Sampl
 
 def evaluate_all(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFactors, render: Render, *,
                  seed: int = 0, num_samples: int = 10_000, batch_size: int = 1000,
-                 metrics: Sequence[str] = METRICS) -> dict[str, MetricResult]:
+                 metrics: Sequence[str] = METRICS,
+                 on_metric: Callable[[str], None] | None = None) -> dict[str, MetricResult]:
     """Run the chosen metrics with disentanglement_lib's sizes scaled by ``num_samples / 10,000``.
 
     ``num_samples`` is the training size of MIG, DCI and SAP and the number of variance
     samples and training votes of FactorVAE; test sets and FactorVAE's evaluation votes
     get half of it (at least 1), FactorVAE votes keep batches of 64. Every metric starts
-    from its own generator seeded with ``seed``.
+    from its own generator seeded with ``seed``. ``on_metric(name)``, when given, is called
+    as each metric starts (a progress hook: the FactorVAE score takes minutes at full size).
     """
     num_samples = _positive("num_samples", num_samples, 2)
     half = max(1, num_samples // 2)
@@ -675,4 +677,10 @@ def evaluate_all(encode: Encode, factor_sizes: Sequence[int], sample_factors: Sa
         "sap": lambda: sap_score(encode, factor_sizes, sample_factors, render, seed=seed,
                                  num_train=num_samples, num_test=half, batch_size=batch_size),
     }
-    return {name: runners[name]() for name in METRICS if name in metrics}
+    results: dict[str, MetricResult] = {}
+    for name in METRICS:
+        if name in metrics:
+            if on_metric is not None:
+                on_metric(name)
+            results[name] = runners[name]()
+    return results

@@ -5,6 +5,7 @@ runs on the ``shapes`` dataset, disentanglement metrics of Q's code estimates.""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,12 +33,17 @@ def q_outputs(trainer: Any, images: torch.Tensor, *, batch_size: int = 500) -> t
 
 
 @torch.no_grad()
+def classifies(trainer: Any) -> bool:
+    """Whether ``classification_accuracy`` has anything to score: labelled data and a discrete code."""
+    return trainer.dataset.labels is not None and any(slot.code.discrete for slot in trainer.sampler.slots)
+
+
 def classification_accuracy(trainer: Any) -> dict[str, dict[str, Any]]:
     """For each categorical code: accuracy of argmax Q(c|x) on the labelled real data after
     the best one-to-one matching of code values to labels (Hungarian algorithm)."""
     spec: LatentSpec = trainer.sampler
     labels = trainer.dataset.labels
-    if labels is None or not any(slot.code.discrete for slot in spec.slots):
+    if not classifies(trainer):
         return {}  # nothing to score: skip Q's pass over the whole dataset
     q_out = q_outputs(trainer, trainer.data)
     results = {}
@@ -123,11 +129,13 @@ def encoder_layout(trainer: Any) -> list[str]:
 
 
 def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: int = 0,
-                            batch_size: int = 1000) -> dict[str, Any]:
+                            batch_size: int = 1000,
+                            on_metric: Callable[[str], None] | None = None) -> dict[str, Any]:
     """MIG, FactorVAE score, DCI disentanglement and SAP of Q's code estimates on a run
     trained on the ``shapes`` dataset, with ground truth drawn from the full factor grid
     (rendered on the run's device). Sizes are disentanglement_lib's scaled by
-    ``num_samples / 10,000`` (see ``infogan_plugin.disentanglement.evaluate_all``)."""
+    ``num_samples / 10,000`` (see ``infogan_plugin.disentanglement.evaluate_all``, which also
+    describes ``on_metric``)."""
     from infogan_plugin.disentanglement import evaluate_all
     from registry import shapes
 
@@ -140,7 +148,7 @@ def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: in
 
     started = time.perf_counter()
     results = evaluate_all(q_encoder(trainer), shapes.factor_sizes(), shapes.sample_factors, render,
-                           seed=seed, num_samples=num_samples, batch_size=batch_size)
+                           seed=seed, num_samples=num_samples, batch_size=batch_size, on_metric=on_metric)
     out: dict[str, Any] = {
         "encoder": encoder_layout(trainer),
         "factors": list(shapes.FACTOR_NAMES),

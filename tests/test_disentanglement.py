@@ -236,8 +236,11 @@ def test_sap_classifier_is_balanced_and_one_vs_rest():
 
 
 def test_evaluate_all_scales_disentanglement_lib_sizes():
-    results = dis.evaluate_all(perfect_encoder(), SIZES, shapes.sample_factors, identity, num_samples=300)
+    started = []
+    results = dis.evaluate_all(perfect_encoder(), SIZES, shapes.sample_factors, identity, num_samples=300,
+                               on_metric=lambda name: started.append((name, len(started))))
     assert list(results) == ["mig", "factor_vae", "dci", "sap"]
+    assert started == [("mig", 0), ("factor_vae", 1), ("dci", 2), ("sap", 3)]  # each announced as it starts
     assert results["mig"].details["num_train"] == 300
     assert results["factor_vae"].details["num_train"] == 300 and results["factor_vae"].details["num_eval"] == 150
     assert results["factor_vae"].details["batch_size"] == 64
@@ -282,7 +285,11 @@ def test_eval_on_a_shapes_run_writes_the_metrics(tmp_path, monkeypatch, tiny):
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(cli, [*plugins, "eval", str(run), "--samples", "32", "--metrics-samples", "16"])
     assert result.exit_code == 0, result.output
-    assert "disentanglement of c1, c2 (16 samples): MIG" in result.output
+    assert "disentanglement of c1, c2 (16 samples): MIG" in result.stdout
+    # progress goes to stderr, one line per stage as it starts; stdout keeps only the results
+    stages = [line for line in result.stderr.splitlines() if line.startswith("[eval] ")]
+    assert [line.split()[1] for line in stages] == ["L_I", "MIG", "FactorVAE", "DCI", "SAP"]
+    assert "16 samples" in stages[2] and "[eval]" not in result.stdout
     report = json.loads((run / "eval.json").read_text())
     assert report["dataset"] == "shapes"
     dis_report = report["disentanglement"]

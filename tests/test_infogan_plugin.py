@@ -176,6 +176,8 @@ def test_training_logs_bounds_writes_traversals_and_eval(tmp_path):
 
     result = _invoke(["--plugin", "infogan", "eval", str(run), "--samples", "64"])
     assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[:2] == ["[eval] L_I of each code on 64 generated samples",
+                                              "[eval] unsupervised classification accuracy on the labelled data"]
     report = json.loads((run / "eval.json").read_text())
     assert report["step"] == 4
     assert set(report["information"]) == {"c1", "c2", "c3"}
