@@ -67,8 +67,8 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On the shapes dataset, also the
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json."""
-    from infogan_plugin.evaluate import (classification_accuracy, classifies, confusion_lines, disentanglement_metrics,
-                                         information_bounds)
+    from infogan_plugin.evaluate import (classification_accuracy, classifies, confusion_lines,
+                                         disentanglement_metrics, information_bounds)
 
     if samples < 1:
         raise click.BadParameter(f"must be positive, got {samples}", param_hint="--samples")

@@ -32,12 +32,12 @@ def q_outputs(trainer: Any, images: torch.Tensor, *, batch_size: int = 500) -> t
     return torch.cat(outs)
 
 
-@torch.no_grad()
 def classifies(trainer: Any) -> bool:
     """Whether ``classification_accuracy`` has anything to score: labelled data and a discrete code."""
     return trainer.dataset.labels is not None and any(slot.code.discrete for slot in trainer.sampler.slots)
 
 
+@torch.no_grad()
 def classification_accuracy(trainer: Any) -> dict[str, dict[str, Any]]:
     """For each categorical code: accuracy of argmax Q(c|x) on the labelled real data after
     the best one-to-one matching of code values to labels (Hungarian algorithm)."""
