@@ -29,10 +29,12 @@ from torch import nn
 
 from infogan_plugin.latent import LatentSpec
 from registry.plugins import hookimpl
+from registry.trainer import seed_for
 
 __all__ = ["ContrastiveClassifier", "contrastive_loss"]
 
 DEFAULT_WEIGHT = 2.0  # the paper's dSprites configuration (cr_coe 2)
+CR_INIT_SALT = 0x43_52  # "CR": the classifier's init stream, apart from every other plugin's
 
 
 class ContrastiveClassifier(nn.Module):
@@ -135,7 +137,12 @@ def ganrun_build_modules(config, models, sampler):
     if len(sampler.slots) < 2:
         raise ValueError(f"infogan_cr needs at least 2 latent codes to contrast, the run has "
                          f"{len(sampler.slots)}: add --code options (e.g. --code uniform:5)")
-    classifier = ContrastiveClassifier(channels=_image_channels(models["D"]), n_codes=len(sampler.slots))
+    # Initialise from a stream of its own, leaving the global RNG where it was: the modules
+    # built after this hook (InfoGAN's Q head) get the same weights as without infogan_cr, so
+    # up to --cr-start the run is exactly the plain InfoGAN run of the same seed.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed_for(config.seed, "plugin") ^ CR_INIT_SALT)
+        classifier = ContrastiveClassifier(channels=_image_channels(models["D"]), n_codes=len(sampler.slots))
     return {"CR": (classifier, "G")}
 
 

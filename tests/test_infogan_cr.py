@@ -3,6 +3,8 @@ it, its gradients, and runs with both plugins from the installed entry points.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -135,7 +137,7 @@ def test_training_with_both_plugins_logs_checkpoints_and_resumes_exactly(tmp_pat
                                           "--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"],
                             catch_exceptions=False)
     assert resumed.exit_code == 0, resumed.output
-    lines = [__import__("json").loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert "g/cr" not in lines[0] and "cr_acc" not in lines[0]             # --cr-start 1: step 1 is plain InfoGAN
     assert all("g/cr" in line and 0 <= line["cr_acc"] <= 1 for line in lines[1:])
     tensors, _ = read_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt-000000004.safetensors")
@@ -160,3 +162,28 @@ def test_a_cr_run_names_the_missing_plugin_when_loaded_without_it(tmp_path):
         assert result.exit_code != 0
         assert "trained with plugin(s) infogan_cr, which are not active" in result.output
         assert "ganrun --plugin infogan --plugin infogan_cr" in result.output
+
+
+def test_before_cr_start_the_run_is_exactly_the_plain_infogan_run(tmp_path, host):
+    """The classifier is initialised from its own stream, so adding infogan_cr changes nothing
+    before --cr-start: same weights, same losses as InfoGAN alone with the same seed."""
+    runner = CliRunner()
+    common = ["train", *SHAPES, "--steps", "3", "--save-every", "3"]
+    plain = runner.invoke(build_cli(), ["--plugin", "infogan", *common, "--out", str(tmp_path / "plain")],
+                          catch_exceptions=False)
+    assert plain.exit_code == 0, plain.output
+    with_cr = runner.invoke(build_cli(), ["--plugin", "infogan", "--plugin", "infogan_cr", *common,
+                                          "--cr-start", "10", "--out", str(tmp_path / "cr")], catch_exceptions=False)
+    assert with_cr.exit_code == 0, with_cr.output
+    a, _ = read_checkpoint(tmp_path / "plain" / "checkpoints" / "ckpt-000000003.safetensors")
+    b, _ = read_checkpoint(tmp_path / "cr" / "checkpoints" / "ckpt-000000003.safetensors")
+    shared = [key for key in a if key.startswith(("model.G.", "model.D.", "model.Q."))]
+    assert shared and all(key in b for key in shared)
+    for key in shared:
+        assert torch.equal(a[key], b[key]), key
+
+    def losses(run: str) -> list[dict]:  # every logged value but the timing
+        rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if k != "steps_per_sec"} for row in rows]
+
+    assert len(losses("plain")) == 3 and losses("plain") == losses("cr")
