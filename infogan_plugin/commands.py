@@ -93,7 +93,7 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
         labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
         result["disentanglement"] = disentanglement_metrics(
             trainer, num_samples=metrics_samples, seed=metrics_seed,
-            on_metric=lambda name: stage(f"{labels.get(name, name)} at {metrics_samples} samples"))
+            on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"))
     path = trainer.run_dir / "eval.json"
     tmp = path.with_name(f".eval.json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2))
