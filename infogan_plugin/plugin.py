@@ -19,7 +19,7 @@ import torch
 from infogan_plugin import commands
 from infogan_plugin.augment import AffineAugment, parse_augment
 from infogan_plugin.codes import Categorical, Gaussian, Uniform
-from infogan_plugin.head import QHead
+from infogan_plugin.head import NORMS, QHead
 from infogan_plugin.latent import LatentSpec
 from infogan_plugin.qlosses import CategoricalCE, GaussianNLL, GaussianNLLFixed
 from infogan_plugin.spec import build_latent_spec, traversal_grids
@@ -70,7 +70,26 @@ def ganrun_train_options():
                  "none | affine[,rotate=DEG][,scale=F][,shift=F][,width=F] (width: random stroke "
                  "thickening/thinning). 'affine' alone means "
                  f"{AffineAugment().spec()}. [default: none]"),
+        click.Option(
+            ["--q-hidden", "q_hidden"], type=int, default=None, metavar="N",
+            help="Width of the Q head's hidden layer. [default: 128]"),
+        click.Option(
+            ["--q-norm", "q_norm"], type=click.Choice(NORMS), default=None,
+            help="Normalisation in the Q head: batch (the paper's MNIST Q) or none (InfoGAN-CR's Q). "
+                 "[default: batch]"),
+        click.Option(
+            ["--q-slope", "q_slope"], type=float, default=None, metavar="F",
+            help="Negative slope of the Q head's LeakyReLU. [default: 0.1]"),
     ]
+
+
+Q_HEAD_DEFAULTS = {"q_hidden": 128, "q_norm": "batch", "q_slope": 0.1}
+
+
+def q_head_options(extra: dict[str, Any]) -> dict[str, Any]:
+    """The Q head's settings from the run's plugin options (runs recorded before these options
+    existed hold none of them and get the defaults, which is what they were trained with)."""
+    return {key: default if extra.get(key) is None else extra[key] for key, default in Q_HEAD_DEFAULTS.items()}
 
 
 @hookimpl
@@ -80,7 +99,7 @@ def ganrun_config_defaults():
     return {
         "noise_dim": 62, "noise": "uniform", "lr_d": 2e-4, "lr_g": 1e-3, "batch_size": 128,
         "steps": DEFAULT_STEPS, "save_every": 500, "sample_every": 500, "log_every": 50,
-        "code": list(PAPER_MNIST_CODES), "info_lambda": None, "q_augment": None,
+        "code": list(PAPER_MNIST_CODES), "info_lambda": None, "q_augment": None, **Q_HEAD_DEFAULTS,
     }
 
 
@@ -102,6 +121,15 @@ def ganrun_configure(config, registries):
         _augment(config.extra.get("q_augment"))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--q-augment") from None
+    head = q_head_options(config.extra)
+    hidden = head["q_hidden"]
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+        raise click.BadParameter(f"must be a positive integer, got {hidden!r}", param_hint="--q-hidden")
+    if head["q_norm"] not in NORMS:
+        raise click.BadParameter(f"must be one of {', '.join(NORMS)}, got {head['q_norm']!r}", param_hint="--q-norm")
+    slope = head["q_slope"]
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < float("inf"):
+        raise click.BadParameter(f"must be a number >= 0, got {slope!r}", param_hint="--q-slope")
 
 
 @hookimpl
@@ -112,7 +140,9 @@ def ganrun_latent_sampler(config, registries):
 @hookimpl
 def ganrun_build_modules(config, models, sampler):
     spec = _spec(sampler)
-    head = QHead(in_features=models["D"].feature_dim, out_dim=spec.q_dim)
+    opts = q_head_options(config.extra)
+    head = QHead(in_features=models["D"].feature_dim, out_dim=spec.q_dim, hidden=opts["q_hidden"],
+                 negative_slope=float(opts["q_slope"]), norm=opts["q_norm"])
     return {"Q": (head, "D")}
 
 

@@ -272,6 +272,11 @@ CORE_HELP = {
     "sample_every": "Write sample pictures every N steps (and at the end).",
     "log_every": "Write metrics every N steps.",
     "keep_checkpoints": "Keep only the newest N checkpoints (0 keeps all).",
+    "spectral_norm": "Spectral normalisation (torch's parametrization) on every convolution and linear layer "
+                     "of D, its head and every module in D's optimizer group (InfoGAN's Q): what lets D train at "
+                     "a high learning rate without overpowering G.",
+    "g_steps": "G updates per D update; each regenerates the fakes from the step's noise and codes "
+               "(InfoGAN-CR uses 2).",
     "amp": "bf16 autocast on CUDA and on CPUs with native bf16 (the Q and GAN losses stay fp32).",
     "compile": "torch.compile the networks.",
     "progress": "Show a progress bar.",
@@ -437,7 +442,7 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
 
 
 def _validate(config: TrainConfig, host: Host) -> None:
-    positive = ("steps", "batch_size", "noise_dim", "save_every", "sample_every", "log_every")
+    positive = ("steps", "batch_size", "noise_dim", "save_every", "sample_every", "log_every", "g_steps")
     for key in positive:
         value = getattr(config, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

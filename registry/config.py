@@ -30,6 +30,8 @@ class TrainConfig:
     lr_decay: float = 0.0              # last fraction of the run over which both rates fall linearly to 0
     beta1: float = 0.5                 # Adam beta1; 0.5 is the DCGAN/InfoGAN choice
     beta2: float = 0.999
+    spectral_norm: bool = False        # spectral normalisation on every layer of D's optimizer group (D, its head, Q)
+    g_steps: int = 1                   # G updates per D update, each on a fresh G pass of the step's input
     seed: int = 0                      # fixes init, data order and latent sampling
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     out: str | None = None             # run folder (None: runs/<dataset>-<time>)

@@ -18,7 +18,7 @@ import importlib.resources
 import math
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -56,6 +56,10 @@ class ImageDataset:
     labels: torch.Tensor | None  # (N,) int64 or None
     name: str
     factors: dict[str, torch.Tensor] | None = None  # optional ground-truth factors, each (N,)
+    # Optional: draw(n, generator, device) -> uint8 (n, C, H, W) on ``device``, a pure function of
+    # the generator's state. When set, training draws every batch fresh from it (a procedural
+    # dataset's whole grid) instead of sampling ``images``, which then serve evaluation.
+    draw: Callable[[int, torch.Generator, torch.device], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         # Catch malformed datasets (for example from a dataset plugin) here,
@@ -402,13 +406,15 @@ def load_image_folder(
 # ---------------------------------------------------------------------------
 
 
-def to_training_tensor(ds: ImageDataset, device: torch.device | str) -> torch.Tensor:
-    """All images as float32 (N, C, H, W) in [-1, 1] on ``device``, via x / 127.5 - 1.
+def to_training_tensor(ds: ImageDataset | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """All images of a dataset (or a uint8 ``(N, C, H, W)`` tensor) as float32 in [-1, 1] on
+    ``device``, via x / 127.5 - 1.
 
     The uint8 tensor is moved first and converted on the device, so the
     transfer carries a quarter of the bytes. 0 and 255 map exactly to -1 and 1.
     """
-    x = ds.images.to(device=device, non_blocking=False).to(torch.float32)
+    images = ds if isinstance(ds, torch.Tensor) else ds.images
+    x = images.to(device=device, non_blocking=False).to(torch.float32)
     return x.div_(127.5).sub_(1.0)
 
 

@@ -24,8 +24,10 @@ divide by the scale) and tested against an implicit curve ``f(u, v) <= 0``:
 
 - square: ``max(|u|, |v|) <= 1``; half side 0.14 of the image at scale 1 (18 px wide);
 - ellipse: ``u^2 + (v / 0.5)^2 <= 1``, a 2:1 ellipse whose long axis is the square's side;
-- heart: the sextic ``(X^2 + Y^2 - 1)^3 - X^2 Y^3 <= 0`` with ``X = 1.15 u`` and
-  ``Y = 0.11 - 1.15 v`` (point upwards at orientation 0, centred on its bounding box).
+- heart: two discs of radius 0.5 centred at ``(+-0.5, -0.4)`` over a triangle from
+  ``v = -0.4`` to a point at ``v = 0.95``, less the wedge ``|u| < 0.6 (-0.3 - v)``: lobes up
+  and point down at orientation 0, with a notch a third of the heart's height deep, so it
+  shows at the smallest scale too.
 
 Every shape at every scale, orientation and position lies inside the canvas and leaves
 the outermost rows and columns empty. Pixels are
@@ -45,13 +47,17 @@ How this differs from the original dSprites file:
   original sprite offsets;
 - there is no colour factor (dSprites has a constant one), and pixels are 0/255 uint8
   with optional anti-aliasing instead of a 0/1 bit mask;
-- the registered dataset is a seeded random subset (:data:`SUBSET_SIZE` images, seed
-  :data:`SUBSET_SEED`), since the full grid would take 737,280 * 4,096 bytes = 3 GB; the
-  metrics draw fresh combinations from the full grid through :func:`sample_factors`.
+- training draws every batch fresh from the whole grid (:func:`draw_batch`, a pure
+  function of the step's generator, so a resumed run sees the same batches), since the
+  full grid stored would take 737,280 * 4,096 bytes = 3 GB; the registered dataset's
+  stored images are a seeded random subset (:data:`SUBSET_SIZE` images, seed
+  :data:`SUBSET_SEED`) for evaluation and pictures, and the metrics draw fresh
+  combinations from the full grid through :func:`sample_factors`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -69,6 +75,7 @@ __all__ = [
     "factor_values",
     "factors_to_index",
     "index_to_factors",
+    "draw_batch",
     "load_shapes",
     "render",
     "sample_factors",
@@ -87,10 +94,16 @@ SUBSET_SEED = 0
 _HALF_SIZE = 0.14  # half side of the square at scale 1; the rotated square's corners reach 0.198
 _POSITION_RANGE = (0.22, 0.78)  # centres; keeps every shape off the outermost pixel rows and columns
 _ELLIPSE_MINOR = 0.5
-_HEART_ZOOM = 1.15
-_HEART_SHIFT = 0.11  # the sextic heart spans y in [-1, 1.22]; this centres its bounding box
+# The heart: two discs (centres (+-0.5, -0.4), radius 0.5) over a triangle from their centre line
+# to a point at v = 0.95, less a wedge between the lobes down to v = -0.3. The notch is 0.6
+# units deep and 0.7 wide at the top, so it shows at every scale (about 2.7 x 3 px at the
+# smallest), where the sextic curve used before left a notch of about 1 px that vanished.
+_HEART_LOBE_X, _HEART_LOBE_Y, _HEART_LOBE_R = 0.5, -0.4, 0.5
+_HEART_TIP = 0.95
+_HEART_HALF_WIDTH = 0.97  # half width of the triangle at the centre line (just inside the discs' outer edge)
+_HEART_NOTCH_BOTTOM, _HEART_NOTCH_SLOPE = -0.3, 0.6
 # Pixels evaluated per image: a 29 x 29 window from floor(centre) - 14. A shape reaches at
-# most 0.198 * 64 = 12.7 px from its centre (the rotated square's corners; the heart 10.5,
+# most 0.198 * 64 = 12.7 px from its centre (the rotated square's corners; the heart 10.2,
 # the ellipse 9), so every covered pixel centre is within [centre - 13.2, centre + 12.2].
 _WINDOW = 29
 _RENDER_CHUNK = 1 << 22  # samples per rendering chunk (about 16 MB per float32 temporary)
@@ -161,16 +174,29 @@ def sample_factors(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
+def draw_batch(n: int, generator: torch.Generator, device: torch.device | str, *,
+               image_size: int | None = None) -> torch.Tensor:
+    """``n`` images of factor combinations drawn uniformly from the whole grid, uint8
+    ``(n, 1, S, S)`` on ``device``: one ``randint`` per factor from ``generator`` (on the
+    generator's own device), then :func:`render`; ``image_size`` resizes from 64 px."""
+    columns = [torch.randint(size, (n,), generator=generator, device=generator.device, dtype=torch.int64)
+               for size in _FACTOR_SIZES]
+    images = render(torch.stack(columns, dim=1).to(device))
+    return images if image_size is None else _resize_uint8(images, image_size)
+
+
 def _inside(shape: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the points (u, v) of the shape's own frame that lie inside it."""
     if shape == 0:
         return torch.maximum(u.abs(), v.abs()) <= 1.0
     if shape == 1:
         return u.square() + (v / _ELLIPSE_MINOR).square() <= 1.0
-    x = u * _HEART_ZOOM
-    y = _HEART_SHIFT - v * _HEART_ZOOM  # image rows grow downwards; the heart's point is at -y
-    x2 = x.square()
-    return (x2 + y.square() - 1.0).pow(3) - x2 * y.pow(3) <= 0.0
+    # two lobes and a point below them; v grows downwards, so the notch is at the top
+    au = u.abs()
+    lobes = (au - _HEART_LOBE_X).square() + (v - _HEART_LOBE_Y).square() <= _HEART_LOBE_R ** 2
+    point = (v >= _HEART_LOBE_Y) & (v <= _HEART_TIP) & (au <= _HEART_HALF_WIDTH * (_HEART_TIP - v) / (_HEART_TIP - _HEART_LOBE_Y))
+    notch = au < _HEART_NOTCH_SLOPE * (_HEART_NOTCH_BOTTOM - v)  # a wedge cut between the lobes
+    return (lobes | point) & ~notch
 
 
 def render(factor_indices: torch.Tensor, *, supersample: int = 1) -> torch.Tensor:
@@ -225,7 +251,8 @@ def render(factor_indices: torch.Tensor, *, supersample: int = 1) -> torch.Tenso
 
 
 def load_shapes(*, data_dir: str | os.PathLike[str] | None = None, image_size: int | None = None) -> ImageDataset:
-    """The registered ``shapes`` dataset: :data:`SUBSET_SIZE` distinct factor combinations
+    """The registered ``shapes`` dataset: training batches drawn fresh from the whole grid
+    (``draw``); stored images for evaluation: :data:`SUBSET_SIZE` distinct factor combinations
     drawn without replacement with seed :data:`SUBSET_SEED`, in flat-index order, rendered
     with 0/255 pixels.
 
@@ -247,4 +274,5 @@ def load_shapes(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
         labels=factors[:, 0].clone(),
         name="shapes",
         factors={name: factors[:, i].clone() for i, name in enumerate(FACTOR_NAMES)},
+        draw=functools.partial(draw_batch, image_size=image_size),
     )

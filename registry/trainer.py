@@ -17,6 +17,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import zlib
 from contextlib import nullcontext
@@ -30,6 +31,7 @@ from torch import nn
 from registry import checkpoint as ckpt
 from registry import distributed, perf
 from registry.config import TrainConfig
+from registry.balance import BalanceWatch
 from registry.datasets import EpochSampler, ImageDataset, to_training_tensor
 from registry.images import save_grid
 from registry.plugins import Host
@@ -165,6 +167,9 @@ class Trainer:
                     raise ValueError(f"module {name!r}: optimizer group must be 'D' or 'G', got {group!r}")
                 self.modules[name] = module
                 self.groups[group].append(name)
+        if config.spectral_norm:
+            for name in self.groups["D"]:
+                apply_spectral_norm(self.modules[name])
         for module in self.modules.values():
             module.to(self.device)
         self.optimizers = {
@@ -184,6 +189,8 @@ class Trainer:
         self._count = 0
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
         self._stop_signal: int | None = None
+        self._muted = False
+        self.balance = BalanceWatch()
         self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ building
@@ -236,8 +243,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def log_metric(self, name: str, value: torch.Tensor) -> None:
+        if self._muted:
+            return
         value = value.detach().float()
         self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
+
+    def _log_balance(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """How well D tells real from fake on this step's batches (no host sync): its accuracy
+        on each, the gap between mean logits and their spread (a D stuck at chance has a gap
+        and a spread near 0)."""
+        real, fake = real.float(), fake.float()
+        self.log_metric("balance/acc_real", (real > 0).float().mean())
+        self.log_metric("balance/acc_fake", (fake < 0).float().mean())
+        self.log_metric("balance/logit_gap", real.mean() - fake.mean())
+        self.log_metric("balance/logit_std", torch.cat([real, fake]).std())
 
     def _terms(self, hook, ctx: StepContext, prefix: str) -> torch.Tensor | None:
         total = None
@@ -274,12 +293,21 @@ class Trainer:
             for group, base in zip(opt.param_groups, self._base_lr[name]):
                 group["lr"] = base * factor
 
+    def real_batch(self) -> torch.Tensor:
+        """This step's real images ``(B, C, H, W)`` in [-1, 1] on the device: freshly drawn
+        for a dataset that draws its batches (a pure function of seed, rank and step, so a
+        resumed run draws the same ones), else the epoch sampler's slice of the stored set."""
+        if self.dataset.draw is not None:
+            images = self.dataset.draw(self.config.batch_size, self.step_generator("data"), self.device)
+            return to_training_tensor(images, self.device)
+        idx = self.batches.indices(self.step).to(self.device, non_blocking=True)
+        return self.data.index_select(0, idx)
+
     def train_step(self) -> None:
         cfg, B = self.config, self.config.batch_size
         if cfg.lr_decay > 0:
             self._apply_lr()
-        idx = self.batches.indices(self.step).to(self.device, non_blocking=True)
-        real_x = self.data.index_select(0, idx)                              # (B, C, H, W)
+        real_x = self.real_batch()                                           # (B, C, H, W)
         g_input, latent = self.sampler.sample(B, generator=self.latent_gen, device=self.device)
 
         with self._autocast():
@@ -293,19 +321,29 @@ class Trainer:
             fake_detached = fake_x.detach()
             fake = Pass(*D(fake_detached), images=fake_detached)
             loss_d = self.gan_loss.d(real.logits, fake.logits)
+            self._log_balance(real.logits.detach(), fake.logits.detach())
             # plugin heads run under the same autocast as D; losses cast to fp32 themselves
             ctx = StepContext(self.step, "d", cfg, self.d_phase, latent, real, fake, self)
             extra = self._terms(self.host.hook.ganrun_d_loss_terms, ctx, "d")
         loss_d = self._update("D", "d", loss_d, extra)
 
-        # G step: a fresh pass of the updated, frozen D over the same fakes.
+        # G step: a fresh pass of the updated, frozen D over the same fakes. With g_steps > 1
+        # each further update regenerates the fakes from the same input through the updated
+        # G; metrics are logged for the first update only, so they mean the same for any N.
         self._set_trainable("D", False)
-        with self._autocast():
-            fake = Pass(*self.g_phase["D"](fake_x), images=fake_x)
-            loss_g = self.gan_loss.g(fake.logits)
-            ctx = StepContext(self.step, "g", cfg, self.g_phase, latent, None, fake, self)
-            extra = self._terms(self.host.hook.ganrun_g_loss_terms, ctx, "g")
-        loss_g = self._update("G", "g", loss_g, extra)
+        for k in range(cfg.g_steps):
+            if k > 0:
+                with self._autocast():
+                    fake_x = self.generator(g_input)
+            self._muted = k > 0
+            with self._autocast():
+                fake = Pass(*self.g_phase["D"](fake_x), images=fake_x)
+                loss_g = self.gan_loss.g(fake.logits)
+                ctx = StepContext(self.step, "g", cfg, self.g_phase, latent, None, fake, self)
+                extra = self._terms(self.host.hook.ganrun_g_loss_terms, ctx, "g")
+            loss_g = self._update("G", "g", loss_g, extra)
+            self._finite &= torch.isfinite(loss_g)
+        self._muted = False
         self._set_trainable("D", True)
 
         self._finite &= torch.isfinite(loss_d) & torch.isfinite(loss_g)
@@ -382,6 +420,9 @@ class Trainer:
         self._t0, self._t_step = now, self.step
         self._sums, self._count = {}, 0
         self.last_metrics = metrics
+        warning = self.balance.update(self.step, metrics)
+        if warning and self.dist.is_main:
+            _warn(warning)
         postfix = {"D": f"{metrics.get('d/adv', math.nan):.3f}", "G": f"{metrics.get('g/adv', math.nan):.3f}"}
         for extra in self.host.hook.ganrun_log(trainer=self, step=self.step, metrics=metrics):
             postfix.update(extra or {})
@@ -541,6 +582,26 @@ class Trainer:
             raise ckpt.CheckpointError(f"{path}: metadata 'step' is missing or not an integer") from None
         if truncate_logs and self.dist.is_main:
             _truncate_after(self.run_dir, self.step)
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every convolution and linear layer of
+    ``module``, in place, through ``torch.nn.utils.parametrizations.spectral_norm``: one
+    power iteration per training-mode forward, its vectors ``u``/``v`` kept as buffers, so a
+    checkpoint holds them and a resume continues exactly. Returns ``module``."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    for layer in [m for m in module.modules() if isinstance(m, layers)]:
+        spectral_norm(layer)
+    return module
+
+
+def _warn(text: str) -> None:
+    """One line on stderr that does not tear the progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"warning: {text}", file=sys.stderr)
 
 
 def _versions() -> dict[str, str]:
