@@ -80,8 +80,20 @@ def ganrun_train_options():
         click.Option(
             ["--q-slope", "q_slope"], type=float, default=None, metavar="F",
             help="Negative slope of the Q head's LeakyReLU. [default: 0.1]"),
+        click.Option(
+            ["--eval-every", "eval_every"], type=int, default=None, metavar="N",
+            help="On a dataset with ground-truth factors (shapes), score MIG, FactorVAE, DCI and SAP of "
+                 "Q's estimates every N steps (a multiple of --log-every) into metrics.jsonl as disent/*, "
+                 "at --eval-samples. 0: never. [default: 0]"),
+        click.Option(
+            ["--eval-samples", "eval_samples"], type=int, default=None, metavar="N",
+            help="Sample size of --eval-every: disentanglement_lib's sizes scaled by N / 10,000 (its own "
+                 "size, 10,000, takes minutes per evaluation on a CPU). [default: 1000]"),
     ]
 
+
+EVAL_DEFAULTS = {"eval_every": 0, "eval_samples": 1000}
+DISENTANGLEMENT_KEYS = ("mig", "factor_vae", "dci", "sap")
 
 Q_HEAD_DEFAULTS = {"q_hidden": 128, "q_norm": "batch", "q_slope": 0.1}
 
@@ -100,7 +112,21 @@ def ganrun_config_defaults():
         "noise_dim": 62, "noise": "uniform", "lr_d": 2e-4, "lr_g": 1e-3, "batch_size": 128,
         "steps": DEFAULT_STEPS, "save_every": 500, "sample_every": 500, "log_every": 50,
         "code": list(PAPER_MNIST_CODES), "info_lambda": None, "q_augment": None, **Q_HEAD_DEFAULTS,
+        **EVAL_DEFAULTS,
     }
+
+
+@hookimpl
+def ganrun_resume_mutable_options():
+    # how often and how finely training is scored changes no weight: the metrics draw from
+    # their own seeded generators and leave every module in the mode it was in
+    return list(EVAL_DEFAULTS)
+
+
+def eval_options(extra: dict[str, Any]) -> tuple[int, int]:
+    """(every, samples) of ``--eval-every``, defaults for runs recorded without them."""
+    every, samples = (EVAL_DEFAULTS[k] if extra.get(k) is None else extra[k] for k in EVAL_DEFAULTS)
+    return every, samples
 
 
 @hookimpl
@@ -121,6 +147,16 @@ def ganrun_configure(config, registries):
         _augment(config.extra.get("q_augment"))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--q-augment") from None
+    every, samples = eval_options(config.extra)
+    for name, value, least in (("--eval-every", every, 0), ("--eval-samples", samples, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise click.BadParameter(f"must be an integer >= {least}, got {value!r}", param_hint=name)
+    if every and every % config.log_every:
+        raise click.BadParameter(f"must be a multiple of --log-every ({config.log_every}), got {every}; "
+                                 f"the scores are written on log lines", param_hint="--eval-every")
+    if every and config.dataset != "shapes":
+        raise click.BadParameter(f"needs a dataset with ground-truth factors (shapes); "
+                                 f"{config.dataset!r} has none", param_hint="--eval-every")
     head = q_head_options(config.extra)
     hidden = head["q_hidden"]
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
@@ -223,7 +259,25 @@ def ganrun_log(trainer, step, metrics):
                 metrics[f"L_I_over_H/{slot.name}"] = metrics[key] / h
             if slot.code.discrete and h > 0:
                 shown[f"I/H {slot.name}"] = f"{metrics[key] / h:.2f}"
+    every, samples = eval_options(trainer.config.extra)
+    if every and step % every == 0 and trainer.dist.is_main:
+        metrics.update(_score_disentanglement(trainer, samples))
+        shown["FactorVAE"] = f"{metrics['disent/factor_vae']:.2f}"
     return shown
+
+
+def _score_disentanglement(trainer, samples: int) -> dict[str, float]:
+    """MIG, FactorVAE, DCI and SAP of Q's estimates now, at ``samples``; every module is left
+    in the mode it was in (the metrics put them in eval mode)."""
+    from infogan_plugin.evaluate import disentanglement_metrics
+
+    modes = {name: module.training for name, module in trainer.modules.items()}
+    try:
+        report = disentanglement_metrics(trainer, num_samples=samples, seed=0)
+    finally:
+        for name, module in trainer.modules.items():
+            module.train(modes[name])
+    return {f"disent/{key}": float(report[key]["score"]) for key in DISENTANGLEMENT_KEYS}
 
 
 @hookimpl

@@ -10,6 +10,9 @@ from pathlib import Path
 from registry.report import image_tag, line_chart, newest, series
 
 
+DISENTANGLEMENT_LABELS = (("mig", "MIG"), ("factor_vae", "FactorVAE"), ("dci", "DCI"), ("sap", "SAP"))
+
+
 def _codes(rows: list[dict]) -> list[str]:
     names = {key.split("/", 1)[1] for row in rows for key in row if key.startswith("L_I/")}
     return sorted(names, key=lambda name: (len(name), name))
@@ -29,6 +32,11 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
                                  dashed=[k for k in lines if k.startswith("baseline")]))
     if charts:
         out.append(("Mutual information lower bound per code", "".join(charts)))
+    scores = {label: series(rows, f"disent/{key}") for key, label in DISENTANGLEMENT_LABELS}
+    if any(points for points in scores.values()):
+        out.append(("Disentanglement during training",
+                    line_chart({k: v for k, v in scores.items() if v},
+                               title="Q's estimates against the ground-truth factors (--eval-every, reduced size)")))
     grids = []
     for code in _codes(rows):
         grid = newest((run_dir / "traversals").glob(f"{code}-step-*.png")) or \

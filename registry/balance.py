@@ -5,14 +5,20 @@ no useful gradient, and a D that sits at chance (equal logits for every image) t
 nothing either. The trainer logs D's accuracy on real and on fake images, the gap between
 their mean logits and the logits' spread as ``balance/*`` metrics on every log line;
 :class:`BalanceWatch` reads those lines and says so, once per episode, when D has been at
-chance for :data:`CHANCE_STEPS` steps in a row.
+chance for :data:`CHANCE_STEPS` steps in a row. At chance means a balanced accuracy below
+:data:`CHANCE_ACCURACY`, or a logit gap below :data:`CHANCE_GAP`: with logits nearly equal
+for every image, the accuracies only say which side of zero that one value fell.
 """
 
 from __future__ import annotations
 
-__all__ = ["CHANCE_ACCURACY", "CHANCE_STEPS", "BalanceWatch"]
+import json
+from pathlib import Path
+
+__all__ = ["CHANCE_ACCURACY", "CHANCE_GAP", "CHANCE_STEPS", "BalanceWatch"]
 
 CHANCE_ACCURACY = 0.55  # balanced accuracy (mean of real and fake accuracy) below this is chance
+CHANCE_GAP = 0.05       # or mean real logit minus mean fake logit below this (logits all alike)
 CHANCE_STEPS = 2000     # warn when D has been at chance this long
 
 
@@ -21,8 +27,9 @@ class BalanceWatch:
     time a stretch reaches ``steps``, else None. A log line where D is above chance ends the
     stretch. The count is recorded in the metrics as ``balance/chance_steps``."""
 
-    def __init__(self, *, accuracy: float = CHANCE_ACCURACY, steps: int = CHANCE_STEPS) -> None:
-        self.accuracy, self.steps = accuracy, steps
+    def __init__(self, *, accuracy: float = CHANCE_ACCURACY, gap: float = CHANCE_GAP,
+                 steps: int = CHANCE_STEPS) -> None:
+        self.accuracy, self.gap, self.steps = accuracy, gap, steps
         self.since: int | None = None  # first step of the current stretch at chance
         self.warned = False
 
@@ -31,17 +38,32 @@ class BalanceWatch:
         if real is None or fake is None:
             return None
         balanced = (real + fake) / 2
-        if balanced >= self.accuracy:
+        gap = metrics.get("balance/logit_gap", 0.0)
+        if balanced >= self.accuracy and gap >= self.gap:
             self.since, self.warned = None, False
-            metrics["balance/chance_steps"] = 0
+            metrics["balance/chance_steps"] = 0.0
             return None
         if self.since is None:
             self.since = step
         length = step - self.since
-        metrics["balance/chance_steps"] = length
+        metrics["balance/chance_steps"] = float(length)
         if length >= self.steps and not self.warned:
             self.warned = True
             return (f"D has been at chance since step {self.since} (balanced accuracy {balanced:.2f}, "
-                    f"logit gap {metrics.get('balance/logit_gap', float('nan')):.3f}): G gets no signal from it. "
+                    f"logit gap {gap:.3f}): G gets no signal from it. "
                     f"Try --spectral-norm, a different --lr-d/--lr-g ratio or --g-steps (README, 'D/G balance')")
         return None
+
+    def replay(self, metrics_file: Path) -> None:
+        """Rebuild the count from a resumed run's log lines, so ``balance/chance_steps`` and the
+        warning continue as if the run had not stopped (the count is a function of the lines)."""
+        if not metrics_file.exists():
+            return
+        for line in metrics_file.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                step = int(row["step"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if isinstance(row, dict):
+                self.update(step, row)

@@ -582,6 +582,7 @@ class Trainer:
             raise ckpt.CheckpointError(f"{path}: metadata 'step' is missing or not an integer") from None
         if truncate_logs and self.dist.is_main:
             _truncate_after(self.run_dir, self.step)
+            self.balance.replay(self.run_dir / "metrics.jsonl")
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
