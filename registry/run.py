@@ -192,6 +192,17 @@ class Run:
         from the prior with ``seed``; the same seed gives the same images."""
         return self.render(self.sample_inputs(n, seed=seed)[0])
 
+    @staticmethod
+    def grid_png(images: torch.Tensor, nrow: int) -> bytes:
+        """Images ``(n, C, H, W)`` in [0, 1] tiled ``nrow`` to a row, as PNG bytes (for serving)."""
+        import io
+
+        from registry.images import _to_pil, make_grid
+
+        buffer = io.BytesIO()
+        _to_pil(make_grid(images.detach().cpu() * 2.0 - 1.0, nrow)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
     # ------------------------------------------------------------------ reading images
     def prepare_images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """User images as D reads them: float32 ``(N, C, H, W)`` in [-1, 1] on the run's device.
