@@ -141,7 +141,7 @@ class InfoGANRun(Run):
 
 def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[str] | None = None,
              device: str = "cpu", *, plugins: Iterable[str] = ()) -> InfoGANRun:
-    """Load a trained InfoGAN run (``registry.load_run`` plus the ``infogan`` plugin).
+    """Load a trained InfoGAN run (``registry.load_run``, checked to hold codes and a Q head).
 
     ``path`` is a run folder or a checkpoint file; ``checkpoint`` a step number, a file name in
     ``checkpoints/`` or a path (default: the newest complete checkpoint); ``device`` where the
@@ -149,5 +149,7 @@ def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[s
     are activated. Raises ``CheckpointError``, ``PluginError``, ``DatasetError`` or
     ``ValueError`` (each one line) when the run cannot be rebuilt or is not an InfoGAN run.
     """
-    run = _load_host_run(path, checkpoint, device, plugins=["infogan", *plugins])
+    # the run's recorded plugins include infogan for an InfoGAN run; adding it to a plain run's
+    # would make its sampler look for codes the run never had
+    run = _load_host_run(path, checkpoint, device, plugins=plugins)
     return InfoGANRun(run.trainer, run.checkpoint)
