@@ -156,3 +156,10 @@ def test_export_needs_a_format_and_a_run(ganrun: Ganrun, tmp_path: Path):
     assert result.exit_code == 2 and "'pickle' is not one of" in result.output
     empty = ganrun.invoke("export", tmp_path, "--format", "safetensors", "--out", tmp_path / "g")
     assert "no complete checkpoint in this run folder" in ganrun.error_line(empty)
+
+
+def test_report_links_to_the_explorer(ganrun: Ganrun, trained_infogan_run: Path, tmp_path: Path):
+    page = tmp_path / "report.html"
+    result = ganrun.invoke("report", trained_infogan_run, "--plots", "svg", "--out", page)
+    assert result.exit_code == 0, ganrun.describe(result)
+    assert f"ganrun --plugin infogan explore {trained_infogan_run}" in page.read_text()
