@@ -2,7 +2,8 @@
 
 Embedding API: build a ``LatentSpec`` from code types, sample ``(g_input, codes)``, put a
 ``QHead`` on your discriminator's features, and add ``spec.information_loss`` to both
-updates. Names in ``__all__`` are stable; the CHANGELOG records changes to them.
+updates. A trained run comes back with ``load_run("runs/x")``: ``generate`` images for chosen
+code values, ``encode`` images through Q. Names in ``__all__`` are stable; the CHANGELOG records changes to them.
 """
 
 from infogan_plugin.augment import AffineAugment
@@ -20,17 +21,20 @@ from infogan_plugin.qlosses import (
     gaussian_nll,
     gaussian_nll_fixed,
 )
+from infogan_plugin.run import CodeEstimate, InfoGANRun, load_run
 
 __all__ = [
     "AffineAugment",
     "Categorical",
     "CategoricalCE",
+    "CodeEstimate",
     "CodeSlot",
     "ContinuousCode",
     "ContrastiveClassifier",
     "Gaussian",
     "GaussianNLL",
     "GaussianNLLFixed",
+    "InfoGANRun",
     "LatentCode",
     "LatentSpec",
     "QHead",
@@ -42,5 +46,6 @@ __all__ = [
     "gaussian_nll",
     "gaussian_nll_fixed",
     "hungarian",
+    "load_run",
     "parse_code_spec",
 ]

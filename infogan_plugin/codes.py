@@ -40,10 +40,11 @@ import abc
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 __all__ = ["DEFAULT_TRAVERSAL_STEPS", "LatentCode", "ContinuousCode", "Categorical", "Uniform", "Gaussian"]
 
@@ -97,6 +98,79 @@ class LatentCode(abc.ABC):
         their values and ignore it.
         """
         ...
+
+    # ------------------------------------------------------------------ chosen values
+    # generate / encode / explore set and read codes through these four methods, so a new
+    # code type gets them from its traversal_values(); override where the defaults say so.
+
+    def traversal_range(self) -> tuple[float, float]:
+        """(start, end) of a continuous code's traversal, for one dimension (the explorer's slider).
+
+        Default: the smallest and largest of ``traversal_values()``, which needs one input
+        column per dimension; a code with a wider encoding (an angle fed as cos/sin) overrides it.
+        """
+        values = self.traversal_values()
+        if self.discrete or values.shape[1] != 1:
+            raise NotImplementedError(f"{type(self).__name__} has no linear traversal range; override traversal_range()")
+        return float(values.min()), float(values.max())
+
+    def value_range(self) -> tuple[float, float]:
+        """Closed interval of the values a user may choose for ONE dimension of this code.
+
+        Default: for a discrete code the indices ``0 .. V-1`` of ``traversal_values()`` (which
+        enumerates every value; a categorical's class index), for a continuous code its
+        ``traversal_range()``: the range the traversal pictures show G on, beyond the prior's
+        support for a uniform code as in the paper's figures.
+        """
+        if self.discrete:
+            return 0.0, float(self.traversal_values().shape[0] - 1)
+        return self.traversal_range()
+
+    def values_text(self) -> str:
+        """The allowed values in words, for error messages: ``an integer in 0..9``."""
+        low, high = self.value_range()
+        if self.discrete:
+            return f"an integer in {int(low)}..{int(high)}"
+        return f"a number in [{low:g}, {high:g}]"
+
+    def input_for(self, value: float | int | Sequence[float]) -> torch.Tensor:
+        """G-input columns ``(input_width,)`` float32 for a chosen value of this code.
+
+        ``value`` is one number for every dimension or a sequence of ``dim`` numbers. Each must
+        be finite and inside ``value_range()``, and an integer for a discrete code; otherwise
+        ``ValueError`` names the value and the allowed range. Default: a discrete code's value
+        ``k`` is row ``k`` of ``traversal_values()`` (a categorical's one-hot); a continuous
+        code's value is its column, which needs one input column per dimension (a code with a
+        wider encoding overrides this method and ``value_of``).
+        """
+        values = _per_dimension(value, self.dim)
+        low, high = self.value_range()
+        for v in values:
+            if not (math.isfinite(v) and low <= v <= high) or (self.discrete and v != int(v)):
+                raise ValueError(f"value {_show(value)} is not allowed: expected {self.values_text()}")
+        if self.discrete:
+            table = self.traversal_values()
+            return torch.cat([table[int(v)] for v in values]).to(torch.float32)
+        if self.input_width != self.dim:
+            raise NotImplementedError(f"{type(self).__name__} feeds G {self.input_width} columns for {self.dim} "
+                                      f"dimension(s); override input_for() and value_of()")
+        return torch.tensor(values, dtype=torch.float32)
+
+    def value_of(self, columns: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``input_for``: ``(B, input_width)`` columns in G's input layout (or Q's
+        point estimate, ``QLoss.predict``) -> the code's value per dimension, ``(B, dim)`` float32.
+
+        Default: a discrete code's nearest row of ``traversal_values()`` (its index), a
+        continuous code's columns as they are (one column per dimension).
+        """
+        columns = columns.float()
+        if self.discrete:
+            table = self.traversal_values().to(columns.device)                    # (V, w)
+            per_dim = rearrange(columns, "b (d w) -> b d 1 w", d=self.dim)
+            return (per_dim - table).square().sum(-1).argmin(-1).to(torch.float32)  # (B, dim)
+        if self.input_width != self.dim:
+            raise NotImplementedError(f"{type(self).__name__}: override value_of() for a {self.input_width}-column encoding")
+        return columns
 
     def describe(self) -> dict[str, Any]:
         """JSON-able record of this code, stored in checkpoints to pin the input layout."""
@@ -238,6 +312,30 @@ class Gaussian(ContinuousCode):
 
     def traversal_range(self) -> tuple[float, float]:
         return self.mean - 2.0 * self.std, self.mean + 2.0 * self.std
+
+    def value_range(self) -> tuple[float, float]:
+        # the prior puts 5% of its draws beyond the +/- 2 std of a traversal; +/- 4 std keeps all
+        # but 0.006% of them, and no value G has never seen
+        return self.mean - 4.0 * self.std, self.mean + 4.0 * self.std
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, (str, bytes)) else str(value)
+
+
+def _per_dimension(value: Any, dim: int) -> list[float]:
+    """One float per code dimension from a number or a sequence of ``dim`` numbers."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    items = list(value) if isinstance(value, (list, tuple)) else [value] * dim
+    if len(items) != dim:
+        raise ValueError(f"value {_show(value)} has {len(items)} entries, expected one number or {dim}")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ValueError(f"value {_show(value)} is not a number")
+        out.append(float(item))
+    return out
 
 
 _CONVERTERS = {"float": float, "int": int, "str": str}

@@ -236,6 +236,21 @@ class LatentSpec:
             )
         ]
 
+    def input_layout(self) -> dict[str, Any]:
+        """G's input columns for serving G without ganrun (``ganrun export`` stores it):
+        ``{"input_dim", "noise_dim", "noise", "codes": [{"name", "type", "columns": [start,
+        stop), "width", "code": describe()}]}``, z occupying columns ``[0, noise_dim)``."""
+        return {
+            "input_dim": self.input_dim,
+            "noise_dim": self.noise_dim,
+            "noise": self.noise,
+            "codes": [
+                {"name": slot.name, "type": slot.code.type_name, "columns": [start, start + width],
+                 "width": width, "code": slot.code.describe()}
+                for slot, start, width in zip(self.slots, self._input_offsets, self._input_widths)
+            ],
+        }
+
     @staticmethod
     def _check_width(tensor: torch.Tensor, expected: int, what: str) -> None:
         if tensor.dim() != 2 or tensor.shape[1] != expected:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import torch
 
-from infogan_plugin import commands
+from infogan_plugin import commands, encode, explore, generate
 from infogan_plugin.augment import AffineAugment, parse_augment
 from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import NORMS, QHead
@@ -48,6 +48,9 @@ def ganrun_register_q_losses(register):
 def ganrun_register_commands(register):
     register(commands.traverse_command)
     register(commands.eval_command)
+    register(generate.generate_command)
+    register(encode.encode_command)
+    register(explore.explore_command)
 
 
 @hookimpl

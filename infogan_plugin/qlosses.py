@@ -114,6 +114,12 @@ class QLoss(abc.ABC):
         """Q's point estimate of the code, ``(B, input_width)``, for evaluation."""
         ...
 
+    def probabilities(self, q_out: torch.Tensor) -> torch.Tensor | None:
+        """Q's distribution over a discrete code's values, ``(B, V)`` float32 with rows summing
+        to 1, in the order of the code's ``traversal_values()``; ``None`` (the default) when the
+        loss models no such distribution. ``encode`` reports it next to the point estimate."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """JSON-able record (registry name + options) for checkpoints."""
         return {"name": self.name, **vars(self)}
@@ -140,6 +146,9 @@ class CategoricalCE(QLoss):
 
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         return F.one_hot(q_out.argmax(dim=1), q_out.shape[1]).to(torch.float32)
+
+    def probabilities(self, q_out: torch.Tensor) -> torch.Tensor:
+        return q_out.float().softmax(dim=1)  # (B, k), class order of the one-hot code
 
 
 class GaussianNLL(QLoss):

@@ -61,7 +61,21 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
             if isinstance(metric, dict) and "score" in metric:
                 cells += f"<tr><th>{html.escape(name)}</th><td>{metric['score']:.3f}</td></tr>"
         out.append((f"Evaluation at step {result.get('step')}", f"<table>{cells}</table>{tables}"))
+    if (run_dir / "checkpoints").is_dir():
+        out.append(("Use this run", _use_commands(run_dir)))
     return out
+
+
+def _use_commands(run_dir: Path) -> str:
+    """The explorer and the other use-a-run commands, spelled out for this run folder."""
+    import shlex
+
+    run = shlex.quote(str(run_dir))
+    lines = [f"ganrun --plugin infogan explore {run}        # a control per code, in the browser",
+             f"ganrun --plugin infogan generate {run} --n 64 --code c1=0 --out {shlex.quote(str(run_dir / 'generated'))}",
+             f"ganrun --plugin infogan encode {run} --images DIR --out codes.csv",
+             f"ganrun export {run} --format torchscript --out G.pt"]
+    return f"<pre>{html.escape(chr(10).join(lines))}</pre>"
 
 
 def _confusion_table(name: str, acc: dict) -> str:

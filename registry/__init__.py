@@ -9,6 +9,7 @@ from registry.checkpoint import load_module_state, load_optimizer_state, module_
 from registry.config import TrainConfig
 from registry.linear import Linear, use_onednn_linear
 from registry.plugins import Host, PluginError, UnknownNameError, get_plugin_manager, hookimpl
+from registry.run import Run, atomic_output, load_run
 from registry.state import load_training_state, save_training_state
 
 __all__ = [
@@ -31,4 +32,8 @@ __all__ = [
     # fp32 CPU linear layers through oneDNN (registry/linear.py)
     "Linear",
     "use_onednn_linear",
+    # a trained run back in Python (registry/run.py)
+    "Run",
+    "atomic_output",
+    "load_run",
 ]

@@ -42,7 +42,7 @@ from registry.plugins import (
     installed_plugins,
 )
 
-BUILTIN_COMMANDS = ("train", "plugins", "report")
+BUILTIN_COMMANDS = ("train", "plugins", "report", "export")
 
 
 class Session:
@@ -80,6 +80,10 @@ class GanrunGroup(click.Group):
             return plugins_command
         if name == "report":
             return report_command
+        if name == "export":
+            from registry.export import export_command
+
+            return export_command
         if name == "train":
             return make_train_command(self._session(ctx))
         session = self._session(ctx)

@@ -165,6 +165,8 @@ def ganrun_latent_sampler(config: Any, registries: Any) -> Any:
     ``sample(n, *, generator, device) -> (g_input (n, input_dim), latent)`` that draws
     only from ``generator``. ``latent`` is opaque to the host and handed back to the
     loss hooks as ``ctx.latent``.
+    It may also have ``input_layout()`` returning a JSON-able description of the input
+    columns (``ganrun export`` stores it with the generator; InfoGAN's lists each code's).
     """
 
 

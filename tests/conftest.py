@@ -265,3 +265,27 @@ def make_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
     for loaded in list(sys.modules):
         if loaded.split(".")[0] in tops:
             del sys.modules[loaded]
+
+
+# Runs the use-a-run tests (load_run, generate, encode, export, explore) read; trained once per
+# session. 200 steps of the tiny model are enough for Q to read the categorical code back
+# (above 99% of generated images), about 3 seconds on one core.
+TRAINED_CODES = ["--code", "categorical:3", "--code", "uniform:1", "--code", "gaussian:1"]
+
+
+@pytest.fixture(scope="session")
+def trained_infogan_run(ganrun: Ganrun, tiny: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny InfoGAN run (codes c1 categorical:3, c2 uniform:1, c3 gaussian:1) trained 200
+    steps; read-only: tests that change it copy it first."""
+    run = tmp_path_factory.mktemp("use-runs") / "infogan"
+    ganrun.train(run, "--model", "tiny", "--steps", 200, "--batch-size", 32, "--log-every", 100,
+                 "--sample-every", 200, "--save-every", 100, *TRAINED_CODES, plugins=["infogan", tiny])
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_plain_run(ganrun: Ganrun, tiny: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny plain-GAN run (no plugin but the tiny model), 4 steps; read-only."""
+    run = tmp_path_factory.mktemp("use-runs") / "plain"
+    ganrun.train(run, "--model", "tiny", "--steps", 4, "--batch-size", 16, plugins=[tiny])
+    return run

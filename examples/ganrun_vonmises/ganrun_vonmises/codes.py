@@ -134,6 +134,22 @@ class VonMises(LatentCode):
         angles = torch.arange(steps, dtype=torch.float64) * (_TWO_PI / steps) - math.pi
         return angles_to_input(angles.unsqueeze(1)).to(torch.float32)
 
+    # generate / encode / explore: a value is an angle; G sees its (cos, sin), so the three
+    # methods whose defaults assume one input column per dimension are spelled out here
+    def traversal_range(self) -> tuple[float, float]:
+        return -math.pi, math.pi
+
+    def input_for(self, value: float | list[float]) -> torch.Tensor:
+        """An angle in [-pi, pi] (or one per dimension) -> its ``(2 * dim,)`` (cos, sin) columns."""
+        values = list(value) if isinstance(value, (list, tuple)) else [value] * self.dim
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if len(values) != self.dim or not numbers or not all(-math.pi <= v <= math.pi for v in values):
+            raise ValueError(f"value {value!r} is not allowed: expected {self.values_text()}")
+        return angles_to_input(torch.tensor([values], dtype=torch.float64))[0].to(torch.float32)
+
+    def value_of(self, columns: torch.Tensor) -> torch.Tensor:
+        return input_to_angles(columns.float())  # (B, dim) angles
+
 
 @dataclass(frozen=True, kw_only=True)
 class Bernoulli(LatentCode):
