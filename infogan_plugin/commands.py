@@ -12,7 +12,7 @@ from registry.checkpoint import CheckpointError
 
 
 def _load(ctx: click.Context, run: Path, device: str | None):
-    from registry.trainer import Trainer
+    from registry.train.trainer import Trainer
 
     host = ctx.obj.host()
     try:
@@ -40,7 +40,7 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
     its values: every class of a categorical code, -2..2 for a U(-1, 1) code (beyond the
     training range, as in the paper's figures).
     """
-    from infogan_plugin.spec import traversal_grids
+    from infogan_plugin.traversals import traversal_grids
 
     trainer = _load(ctx, run, device)
     out = out or trainer.run_dir / "traversals"

@@ -12,7 +12,7 @@ import torch
 
 from infogan_plugin.codes import Categorical
 from infogan_plugin.latent import LatentSpec
-from infogan_plugin.metrics import cluster_accuracy, confusion_counts
+from registry.eval.assignment import cluster_accuracy, confusion_counts
 
 
 def _eval_mode(trainer: Any):
@@ -93,7 +93,7 @@ def q_encoder(trainer: Any, *, batch_size: int = 500):
     through D's trunk and Q, and each slot's ``q_loss.predict`` is concatenated in slot order;
     a categorical code contributes one dimension, the index of its most likely class.
     """
-    from registry.datasets import _resize_uint8
+    from registry.data.base import _resize_uint8
 
     spec: LatentSpec = trainer.sampler
     size = trainer.dataset.image_size
@@ -134,10 +134,10 @@ def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: in
     """MIG, FactorVAE score, DCI disentanglement and SAP of Q's code estimates on a run
     trained on the ``shapes`` dataset, with ground truth drawn from the full factor grid
     (rendered on the run's device). Sizes are disentanglement_lib's scaled by
-    ``num_samples / 10,000`` (see ``infogan_plugin.disentanglement.evaluate_all``, which also
+    ``num_samples / 10,000`` (see ``registry.eval.disentanglement.evaluate_all``, which also
     describes ``on_metric``)."""
-    from infogan_plugin.disentanglement import evaluate_all
-    from registry import shapes
+    from registry.eval.disentanglement import evaluate_all
+    from registry.data import shapes
 
     if trainer.config.dataset != "shapes":
         raise ValueError(f"disentanglement metrics need the 'shapes' dataset, this run used {trainer.config.dataset!r}")

@@ -22,7 +22,7 @@ from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import QHead
 from infogan_plugin.latent import LatentSpec
 from infogan_plugin.qlosses import CategoricalCE, GaussianNLL, GaussianNLLFixed
-from infogan_plugin.spec import build_latent_spec, traversal_grids
+from infogan_plugin.traversals import build_latent_spec, traversal_grids
 from registry.plugins import hookimpl
 
 # The paper's MNIST experiment (Chen et al. 2016, section 7.1 and appendix C.1).

@@ -7,9 +7,9 @@ Public API for plugin authors and for projects that embed pieces of it. Names li
 from registry.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from registry.checkpoint import load_module_state, load_optimizer_state, module_state, optimizer_state
 from registry.config import TrainConfig
-from registry.linear import Linear, use_onednn_linear
+from registry.cpu.linear import Linear, use_onednn_linear
 from registry.plugins import Host, PluginError, UnknownNameError, get_plugin_manager, hookimpl
-from registry.state import load_training_state, save_training_state
+from registry.checkpoint.embedding import load_training_state, save_training_state
 
 __all__ = [
     "CheckpointError",

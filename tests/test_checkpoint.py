@@ -18,7 +18,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from registry import checkpoint as ck
+from registry.checkpoint import file as ck
 from registry.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,

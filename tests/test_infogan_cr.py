@@ -10,13 +10,13 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from infogan_plugin import cr
-from infogan_plugin.spec import build_latent_spec
+from infogan_plugin import contrastive as cr
+from infogan_plugin.traversals import build_latent_spec
 from registry.checkpoint import read_checkpoint
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host, installed_plugins
-from registry.trainer import Trainer
+from registry.train.trainer import Trainer
 
 SHAPES = ["--dataset", "shapes", "--image-size", "28", "--noise-dim", "4", "--code", "uniform:3",
           "--code", "categorical:3", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",

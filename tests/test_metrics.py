@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from infogan_plugin.evaluate import confusion_lines
-from infogan_plugin.metrics import cluster_accuracy, confusion_counts, hungarian, mutual_information_bound
+from registry.eval.assignment import cluster_accuracy, confusion_counts, hungarian, mutual_information_bound
 
 
 def brute_force_min_cost(cost: np.ndarray) -> float:

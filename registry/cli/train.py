@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from registry import checkpoint as ckpt
-from registry import distributed
+from registry.train import distributed
 from registry.config import (
     CORE_KEYS,
     MUTABLE_ON_RESUME,
@@ -29,7 +29,7 @@ from registry.config import (
     resume_differences,
     split_known,
 )
-from registry.datasets import DatasetError
+from registry.data import DatasetError
 from registry.plugins import (
     DEFAULT_PLUGINS,
     Host,
@@ -504,7 +504,7 @@ def _prepare_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -
 
 def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str, Any],
               defaults: dict[str, Any], plugin_keys: set[str]) -> None:
-    from registry.trainer import DivergenceError, Interrupted, Trainer
+    from registry.train.trainer import DivergenceError, Interrupted, Trainer
 
     mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))

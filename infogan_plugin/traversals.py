@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from infogan_plugin.latent import CodeSlot, LatentSpec, parse_code_spec
-from registry.images import save_grid
+from registry.report.images import save_grid
 from registry.plugins import UnknownNameError
 
 TRAVERSAL_ROWS = 10  # rows of fixed (z, other codes) per traversal grid, as in the paper's figures
@@ -60,7 +60,7 @@ def traversal_grids(trainer: Any, out_dir: Path, step: int, *, rows: int = TRAVE
     The fixed inputs come from their own seeded generator, so grids from different steps
     (and from resumed runs) show the same rows and never disturb training's RNG streams.
     """
-    from registry.trainer import seed_for
+    from registry.train.trainer import seed_for
 
     spec: LatentSpec = trainer.sampler
     device = trainer.device

@@ -28,10 +28,11 @@ import torch
 from torch import nn
 
 from registry import checkpoint as ckpt
-from registry import distributed, perf
+from registry.cpu import allocator as perf
+from registry.train import distributed
 from registry.config import TrainConfig
-from registry.datasets import EpochSampler, ImageDataset, to_training_tensor
-from registry.images import save_grid
+from registry.data import EpochSampler, ImageDataset, to_training_tensor
+from registry.report.images import save_grid
 from registry.plugins import Host
 
 SAMPLE_GRID = 64  # pictures show an 8x8 grid from a fixed latent batch

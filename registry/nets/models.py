@@ -18,7 +18,7 @@ import torch
 from einops.layers.torch import Rearrange
 from torch import nn
 
-from registry.linear import Linear
+from registry.cpu.linear import Linear
 
 
 def _init_dcgan(module: nn.Module) -> None:

@@ -133,7 +133,7 @@ def load_digits(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
     """
     del data_dir  # Same signature as the other loaders; the data ships with the package.
     _check_image_size(image_size)
-    resource = importlib.resources.files("registry") / _DIGITS_FOLDER / _DIGITS_FILE
+    resource = importlib.resources.files("registry.data") / _DIGITS_FOLDER / _DIGITS_FILE
     with resource.open("rb") as fh, np.load(fh) as npz:
         # NpzFile reads members lazily, so both arrays must be read inside the block.
         images_np = npz["images"]

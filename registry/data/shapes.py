@@ -57,7 +57,7 @@ import os
 
 import torch
 
-from registry.datasets import ImageDataset, _check_image_size, _resize_uint8
+from registry.data.base import ImageDataset, _check_image_size, _resize_uint8
 
 __all__ = [
     "FACTOR_NAMES",

@@ -1,0 +1,22 @@
+"""Image datasets: the in-memory ``ImageDataset`` every loader returns (``base``) and the
+built-in sources, one module each. The bundled digits file ships in ``_data/``."""
+
+from registry.data.base import (
+    DatasetError,
+    EpochSampler,
+    ImageDataset,
+    load_digits,
+    load_image_folder,
+    load_mnist_idx,
+    to_training_tensor,
+)
+
+__all__ = [
+    "DatasetError",
+    "EpochSampler",
+    "ImageDataset",
+    "load_digits",
+    "load_image_folder",
+    "load_mnist_idx",
+    "to_training_tensor",
+]
