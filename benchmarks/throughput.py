@@ -71,7 +71,7 @@ from registry.nets.models import _init_dcgan  # the same initialisation as the p
 from registry.config import TrainConfig
 from registry.data import to_training_tensor
 from registry.plugins import Host
-from registry.train.trainer import Trainer
+from registry.train import Trainer
 
 NOISE_DIM = 62
 CODES = ["categorical:10", "uniform:2"]

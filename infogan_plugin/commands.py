@@ -12,7 +12,7 @@ from registry.checkpoint import CheckpointError
 
 
 def _load(ctx: click.Context, run: Path, device: str | None):
-    from registry.train.trainer import Trainer
+    from registry.train import Trainer
 
     host = ctx.obj.host()
     try:

@@ -60,7 +60,7 @@ def traversal_grids(trainer: Any, out_dir: Path, step: int, *, rows: int = TRAVE
     The fixed inputs come from their own seeded generator, so grids from different steps
     (and from resumed runs) show the same rows and never disturb training's RNG streams.
     """
-    from registry.train.trainer import seed_for
+    from registry.train import seed_for
 
     spec: LatentSpec = trainer.sampler
     device = trainer.device

@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import click
 
-    from registry.train.trainer import StepContext, Trainer
+    from registry.train import StepContext, Trainer
 
 hookspec = pluggy.HookspecMarker("ganrun")
 

@@ -12,13 +12,13 @@ from PIL import Image
 
 from registry.data import (
     DatasetError,
-    EpochSampler,
     ImageDataset,
     load_digits,
     load_image_folder,
     load_mnist_idx,
     to_training_tensor,
 )
+from registry.train import EpochSampler
 
 # ---------------------------------------------------------------------------
 # Built-in digits

@@ -15,7 +15,7 @@ from infogan_plugin.evaluate import q_encoder, q_outputs
 from registry.data import shapes
 from registry.cli import build_cli
 from registry.plugins import Host
-from registry.train.trainer import Trainer
+from registry.train import Trainer
 
 SIZES = shapes.factor_sizes()
 SMALL = {  # a fifth of disentanglement_lib's sizes or less, to stay fast

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from infogan_plugin import plugin as infogan
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.train.trainer import Trainer
+from registry.train import Trainer
 
 BATCH = 16
 NOISE_DIM = 62

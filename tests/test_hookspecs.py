@@ -544,7 +544,7 @@ def test_resume_mutable_options_decide_what_may_change_on_resume(ganrun: Ganrun,
 
 def test_trainer_can_be_built_directly_with_the_probe(probe: str, tmp_path: Path) -> None:
     """Embedding: a Trainer built from a TrainConfig and a Host calls the same hooks."""
-    from registry.train.trainer import Trainer
+    from registry.train import Trainer
 
     host = Host.create([probe])
     config = TrainConfig(dataset="probe-data", model="probe-model", gan_loss="probe-loss", steps=2,

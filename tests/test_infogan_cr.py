@@ -16,7 +16,7 @@ from registry.checkpoint import read_checkpoint
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host, installed_plugins
-from registry.train.trainer import Trainer
+from registry.train import Trainer
 
 SHAPES = ["--dataset", "shapes", "--image-size", "28", "--noise-dim", "4", "--code", "uniform:3",
           "--code", "categorical:3", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",

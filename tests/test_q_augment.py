@@ -13,7 +13,7 @@ from infogan_plugin.traversals import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.train.trainer import Pass, StepContext, Trainer
+from registry.train import Pass, StepContext, Trainer
 
 FAST = ["--batch-size", "16", "--log-every", "1", "--no-progress", "--sample-every", "100"]
 

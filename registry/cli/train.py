@@ -504,7 +504,7 @@ def _prepare_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -
 
 def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str, Any],
               defaults: dict[str, Any], plugin_keys: set[str]) -> None:
-    from registry.train.trainer import DivergenceError, Interrupted, Trainer
+    from registry.train import DivergenceError, Interrupted, Trainer
 
     mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))

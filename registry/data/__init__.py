@@ -3,7 +3,6 @@ built-in sources, one module each. The bundled digits file ships in ``_data/``."
 
 from registry.data.base import (
     DatasetError,
-    EpochSampler,
     ImageDataset,
     load_digits,
     load_image_folder,
@@ -13,7 +12,6 @@ from registry.data.base import (
 
 __all__ = [
     "DatasetError",
-    "EpochSampler",
     "ImageDataset",
     "load_digits",
     "load_image_folder",
