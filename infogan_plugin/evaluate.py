@@ -93,15 +93,15 @@ def q_encoder(trainer: Any, *, batch_size: int = 500):
     through D's trunk and Q, and each slot's ``q_loss.predict`` is concatenated in slot order;
     a categorical code contributes one dimension, the index of its most likely class.
     """
-    from registry.data.base import _resize_uint8
+    from registry.data import resize_uint8, uint8_to_float
 
     spec: LatentSpec = trainer.sampler
     size = trainer.dataset.image_size
 
     def encode(images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != size:
-            images = _resize_uint8(images.cpu(), size)
-        x = images.to(trainer.device).to(torch.float32).div_(127.5).sub_(1.0)
+            images = resize_uint8(images.cpu(), size)
+        x = uint8_to_float(images, trainer.device)
         q_out = q_outputs(trainer, x, batch_size=batch_size)
         columns = []
         for slot, chunk in zip(spec.slots, spec.split_q(q_out)):

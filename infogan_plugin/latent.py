@@ -26,6 +26,7 @@ from einops import rearrange, repeat
 
 from infogan_plugin.codes import DEFAULT_TRAVERSAL_STEPS, LatentCode
 from infogan_plugin.qlosses import QLoss
+from registry.train.noise import sample_noise
 
 __all__ = ["CodeSlot", "LatentSpec", "NoiseKind", "parse_code_spec"]
 
@@ -34,12 +35,11 @@ NoiseSampler = Callable[[int, int, torch.Generator, "torch.device | str"], torch
 
 
 def _uniform_noise(n: int, dim: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
-    # z ~ U(-1, 1), as in the reference implementation
-    return torch.rand((n, dim), generator=generator, device=device, dtype=torch.float32) * 2.0 - 1.0
+    return sample_noise("uniform", n, dim, generator=generator, device=device)
 
 
 def _normal_noise(n: int, dim: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
-    return torch.randn((n, dim), generator=generator, device=device, dtype=torch.float32)
+    return sample_noise("normal", n, dim, generator=generator, device=device)
 
 
 _NOISE_SAMPLERS: dict[str, NoiseSampler] = {"uniform": _uniform_noise, "normal": _normal_noise}

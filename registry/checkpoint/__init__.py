@@ -2,6 +2,7 @@
 optimizers (``codec``), a training run's persistence (``run``) and the save/restore pair
 for hand-written loops (``embedding``)."""
 
+from registry.checkpoint.atomic import atomic_write
 from registry.checkpoint.file import (
     FORMAT_VERSION,
     MAX_HEADER_BYTES,
@@ -16,12 +17,14 @@ from registry.checkpoint.file import (
     read_metadata,
     require_keys,
     save_checkpoint,
+    step_of,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "MAX_HEADER_BYTES",
     "CheckpointError",
+    "atomic_write",
     "checkpoint_name",
     "find_latest",
     "load_module_state",
@@ -32,4 +35,5 @@ __all__ = [
     "read_metadata",
     "require_keys",
     "save_checkpoint",
+    "step_of",
 ]

@@ -17,10 +17,26 @@ from typing import Any
 import torch
 
 from registry import checkpoint as ckpt
+from registry.checkpoint.atomic import atomic_write
 from registry.config import TrainConfig
 from registry.plugins import Host
 from registry.train import distributed
 from registry.train.step import DivergenceError
+
+
+def find_checkpoint(path: Path) -> Path | None:
+    """``path`` itself when it is a file; for a run folder its newest complete checkpoint
+    (in ``checkpoints/``, else in the folder itself), or None when there is none."""
+    path = Path(path)
+    if path.is_dir():
+        return ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path)
+    return path
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to: the parent of ``checkpoints/``, else its folder."""
+    parent = Path(checkpoint).parent
+    return parent.parent if parent.name == "checkpoints" else parent
 
 
 class RunPersistence:
@@ -89,7 +105,7 @@ class RunPersistence:
         if keep <= 0:
             return
         ours = sorted((step, path) for path in (self.run_dir / "checkpoints").glob("ckpt-*.safetensors")
-                      if (step := _step_of(path)) is not None and step <= self.step)
+                      if (step := ckpt.step_of(path)) is not None and step <= self.step)
         for _, old in ours[:-keep]:
             old.unlink(missing_ok=True)
 
@@ -98,11 +114,10 @@ class RunPersistence:
         """A trainer restored from a checkpoint file or a run folder's newest one, for
         evaluation and pictures (the run's logs are left untouched)."""
         path = Path(path)
-        if path.is_dir():
-            found = ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path)
-            if found is None:
-                raise ckpt.CheckpointError(f"{path}: no complete checkpoint in this run folder")
-            path = found
+        found = find_checkpoint(path)
+        if found is None:
+            raise ckpt.CheckpointError(f"{path}: no complete checkpoint in this run folder")
+        path = found
         tensors, meta = ckpt.read_checkpoint(path)
         try:
             config = TrainConfig.from_dict(json.loads(meta["config"]))
@@ -110,7 +125,7 @@ class RunPersistence:
             raise ckpt.CheckpointError(f"{path}: configuration metadata is missing or malformed ({exc})") from None
         if device is not None:
             config.device = device
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        run_dir = run_dir_of(path)
         trainer = cls(config, host, run_dir)
         trainer.restore(path, loaded=(tensors, meta), truncate_logs=False)
         return trainer
@@ -171,26 +186,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _step_of(path: Path) -> int | None:
-    try:
-        return int(path.name.split(".")[0].split("-")[1])
-    except (IndexError, ValueError):
-        return None
-
-
 def _truncate_after(run_dir: Path, step: int) -> None:
     """Drop metric lines and host pictures from steps after ``step`` (a resumed run redoes
     them), so logs never repeat a step number. Checkpoints from after ``step`` belong to an
     abandoned timeline: they move to ``checkpoints/superseded/`` (kept, but never picked by
     ``--resume RUN``)."""
     later = [p for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors")
-             if (s := _step_of(p)) is not None and s > step]
+             if (s := ckpt.step_of(p)) is not None and s > step]
     if later:
         aside = run_dir / "checkpoints" / "superseded"
         aside.mkdir(exist_ok=True)
@@ -205,7 +207,7 @@ def _truncate_after(run_dir: Path, step: int) -> None:
                     kept.append(line)
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash
-        _atomic_write(metrics, "".join(f"{line}\n" for line in kept))
+        atomic_write(metrics, "".join(f"{line}\n" for line in kept))
     for png in (run_dir / "samples").glob("step-*.png"):
         try:
             if int(png.stem.split("-")[1]) > step:

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import click
 
 from registry import checkpoint as ckpt
+from registry.checkpoint.run import find_checkpoint, run_dir_of
 from registry.train import distributed
 from registry.config import (
     CORE_KEYS,
@@ -33,6 +33,7 @@ from registry.data import DatasetError
 from registry.plugins import (
     DEFAULT_PLUGINS,
     Host,
+    RESERVED_COMMANDS,
     PluginError,
     Registries,
     UnknownNameError,
@@ -41,8 +42,6 @@ from registry.plugins import (
     hooks_of,
     installed_plugins,
 )
-
-BUILTIN_COMMANDS = ("train", "plugins", "report")
 
 
 class Session:
@@ -68,7 +67,7 @@ class GanrunGroup(click.Group):
         return Session(tuple(ctx.params.get("plugin") or ()))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = list(BUILTIN_COMMANDS)
+        names = list(RESERVED_COMMANDS)
         try:
             names += [n for n in self._session(ctx).host().registries.commands.names() if n not in names]
         except click.ClickException:
@@ -360,11 +359,10 @@ def _explicit(ctx: click.Context, values: dict[str, Any], names: set[str]) -> di
 
 
 def _resolve_resume(path: Path) -> Path:
-    if path.is_dir():
-        found = ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path)
-        if found is None:
-            raise click.BadParameter(f"no complete checkpoint in {path}", param_hint="--resume")
-        return found
+    found = find_checkpoint(path)
+    if found is None:
+        raise click.BadParameter(f"no complete checkpoint in {path}", param_hint="--resume")
+    path = found
     if not path.exists():
         raise click.BadParameter(f"{path} does not exist", param_hint="--resume")
     return path
@@ -467,8 +465,7 @@ def _choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
     """``--out``, else the resumed run's folder, else ``runs/<dataset>-<time>``."""
     if config.out is None:
         if resume_path is not None:
-            parent = resume_path.parent
-            config.out = str(parent.parent if parent.name == "checkpoints" else parent)
+            config.out = str(run_dir_of(resume_path))
         else:
             config.out = os.path.join("runs", f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     return Path(config.out)

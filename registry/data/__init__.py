@@ -7,7 +7,9 @@ from registry.data.base import (
     load_digits,
     load_image_folder,
     load_mnist_idx,
+    resize_uint8,
     to_training_tensor,
+    uint8_to_float,
 )
 
 __all__ = [
@@ -16,5 +18,7 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "load_mnist_idx",
+    "resize_uint8",
     "to_training_tensor",
+    "uint8_to_float",
 ]

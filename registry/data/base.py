@@ -35,7 +35,9 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "load_mnist_idx",
+    "resize_uint8",
     "to_training_tensor",
+    "uint8_to_float",
 ]
 
 
@@ -105,7 +107,7 @@ def _check_image_size(image_size: int | None) -> None:
         raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
 
 
-def _resize_uint8(images: torch.Tensor, image_size: int) -> torch.Tensor:
+def resize_uint8(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """Resize uint8 (N, C, H, W) images to a square side, bilinear with antialiasing.
 
     Antialiasing matters when shrinking: without it thin digit strokes alias
@@ -139,7 +141,7 @@ def load_digits(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
         labels_np = npz["labels"]
     images = rearrange(torch.from_numpy(images_np), "n h w -> n 1 h w")
     if image_size is not None:
-        images = _resize_uint8(images, image_size)
+        images = resize_uint8(images, image_size)
     labels = torch.from_numpy(labels_np).to(torch.int64)
     return ImageDataset(images=images.contiguous(), labels=labels, name="digits")
 
@@ -308,7 +310,7 @@ def load_mnist_idx(*, data_dir: str | os.PathLike[str], image_size: int | None =
 
     images = rearrange(torch.from_numpy(images_np), "n h w -> n 1 h w")
     if image_size is not None:
-        images = _resize_uint8(images, image_size)
+        images = resize_uint8(images, image_size)
     return ImageDataset(images=images.contiguous(), labels=labels, name=f"mnist-idx:{folder.name}")
 
 
@@ -401,11 +403,17 @@ def load_image_folder(
 # ---------------------------------------------------------------------------
 
 
-def to_training_tensor(ds: ImageDataset, device: torch.device | str) -> torch.Tensor:
-    """All images as float32 (N, C, H, W) in [-1, 1] on ``device``, via x / 127.5 - 1.
+def uint8_to_float(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as float32 in [-1, 1] on ``device``, via x / 127.5 - 1: the
+    scale G's outputs and D's inputs use.
 
     The uint8 tensor is moved first and converted on the device, so the
     transfer carries a quarter of the bytes. 0 and 255 map exactly to -1 and 1.
     """
-    x = ds.images.to(device=device, non_blocking=False).to(torch.float32)
+    x = images.to(device=device, non_blocking=False).to(torch.float32)
     return x.div_(127.5).sub_(1.0)
+
+
+def to_training_tensor(ds: ImageDataset, device: torch.device | str) -> torch.Tensor:
+    """All images of ``ds`` as float32 (N, C, H, W) in [-1, 1] on ``device`` (:func:`uint8_to_float`)."""
+    return uint8_to_float(ds.images, device)

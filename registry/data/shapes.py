@@ -57,7 +57,7 @@ import os
 
 import torch
 
-from registry.data.base import ImageDataset, _check_image_size, _resize_uint8
+from registry.data.base import ImageDataset, _check_image_size, resize_uint8
 
 __all__ = [
     "FACTOR_NAMES",
@@ -241,7 +241,7 @@ def load_shapes(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
     factors = index_to_factors(index)
     images = render(factors)
     if image_size is not None:
-        images = _resize_uint8(images, image_size)
+        images = resize_uint8(images, image_size)
     return ImageDataset(
         images=images.contiguous(),
         labels=factors[:, 0].clone(),

@@ -2,20 +2,28 @@
 (``step``), every seeded random stream (``rng``) and torch.distributed setup
 (``distributed``)."""
 
-from registry.train.noise import NoiseSampler
-from registry.train.rng import EpochSampler, seed_for, step_seed
-from registry.train.step import DivergenceError, Pass, StepContext
-from registry.train.trainer import Interrupted, Trainer, resolve_device
+import importlib
 
-__all__ = [
-    "DivergenceError",
-    "EpochSampler",
-    "Interrupted",
-    "NoiseSampler",
-    "Pass",
-    "StepContext",
-    "Trainer",
-    "resolve_device",
-    "seed_for",
-    "step_seed",
-]
+# Where each public name lives; imported on first use (PEP 562), so importing one
+# submodule (say registry.checkpoint.run, which needs registry.train.step) never drags in
+# the trainer and its imports in a cycle.
+_EXPORTS = {
+    "DivergenceError": "registry.train.step",
+    "EpochSampler": "registry.train.rng",
+    "Interrupted": "registry.train.trainer",
+    "NoiseSampler": "registry.train.noise",
+    "Pass": "registry.train.step",
+    "StepContext": "registry.train.step",
+    "Trainer": "registry.train.trainer",
+    "resolve_device": "registry.train.trainer",
+    "sample_noise": "registry.train.noise",
+    "seed_for": "registry.train.rng",
+    "step_seed": "registry.train.rng",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'registry.train' has no attribute {name!r}")

@@ -1,8 +1,27 @@
-"""The plain GAN's generator input: incompressible noise z, uniform on (-1, 1) or normal."""
+"""Incompressible noise z for the generator input: uniform on (-1, 1) or standard normal.
+
+``sample_noise`` is the one way the host and plugins draw z (the InfoGAN latent spec draws
+its z through it too); ``NoiseSampler`` is the plain GAN's whole generator input.
+"""
 
 from __future__ import annotations
 
 import torch
+
+__all__ = ["NOISE_KINDS", "NoiseSampler", "sample_noise"]
+
+NOISE_KINDS = ("normal", "uniform")
+
+
+def sample_noise(kind: str, n: int, dim: int, *, generator: torch.Generator,
+                 device: torch.device | str) -> torch.Tensor:
+    """``(n, dim)`` float32 noise from ``generator``: ``uniform`` is U(-1, 1) (as in the InfoGAN
+    reference implementation), ``normal`` is N(0, 1)."""
+    if kind == "uniform":
+        return torch.rand((n, dim), generator=generator, device=device, dtype=torch.float32) * 2.0 - 1.0
+    if kind == "normal":
+        return torch.randn((n, dim), generator=generator, device=device, dtype=torch.float32)
+    raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {kind!r}")
 
 
 class NoiseSampler:
@@ -13,8 +32,4 @@ class NoiseSampler:
         self.noise = noise
 
     def sample(self, n: int, *, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, None]:
-        if self.noise == "uniform":
-            z = torch.rand(n, self.input_dim, generator=generator, device=device) * 2 - 1
-        else:
-            z = torch.randn(n, self.input_dim, generator=generator, device=device)
-        return z, None
+        return sample_noise(self.noise, n, self.input_dim, generator=generator, device=device), None

@@ -21,7 +21,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from registry.checkpoint.run import RunPersistence, _atomic_write
+from registry.checkpoint.atomic import atomic_write
+from registry.checkpoint.run import RunPersistence
 from registry.config import TrainConfig
 from registry.cpu import allocator as perf
 from registry.data import ImageDataset, to_training_tensor
@@ -177,7 +178,7 @@ class Trainer(StepMixin, RunPersistence):
         cfg, main = self.config, self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.run_dir / "config.json", json.dumps(self.describe(), indent=2, sort_keys=True))
+            atomic_write(self.run_dir / "config.json", json.dumps(self.describe(), indent=2, sort_keys=True))
         last_path = None
         bar = None
         if main and cfg.progress:
