@@ -35,8 +35,6 @@ def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
             lam = float(lam_text) if lam_text is not None else None
         except ValueError:
             raise ValueError(f"{text!r}: lambda={lam_text!r} is not a number") from None
-        if size is not None and size < 1:
-            raise ValueError(f"{text!r}: size must be at least 1")
         try:
             loss_type = registries.q_losses.get(loss_name or code_type.default_q_loss)
         except UnknownNameError as exc:

@@ -27,7 +27,7 @@ from registry.config import (
     TrainConfig,
     read_toml,
     resume_differences,
-    split_known,
+    refuse_unknown,
 )
 from registry.data import DatasetError
 from registry.plugins import (
@@ -386,7 +386,7 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
     if values.get("config") is not None:
         try:
             file_values = read_toml(values["config"])
-            split_known(file_values, plugin_keys, str(values["config"]))
+            refuse_unknown(file_values, plugin_keys, str(values["config"]))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--config") from None
     explicit = {**file_values, **cli_values}

@@ -60,7 +60,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def _make_adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device):
+def _make_adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float]):
     """Adam with the fused kernel where available (one kernel for all tensors), else foreach."""
     try:
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
@@ -114,8 +114,8 @@ class Trainer(StepMixin, RunPersistence):
         for module in self.modules.values():
             module.to(self.device)
         self.optimizers = {
-            "G": _make_adam(self._params("G"), config.lr_g, (config.beta1, config.beta2), self.device),
-            "D": _make_adam(self._params("D"), config.lr_d, (config.beta1, config.beta2), self.device),
+            "G": _make_adam(self._params("G"), config.lr_g, (config.beta1, config.beta2)),
+            "D": _make_adam(self._params("D"), config.lr_d, (config.beta1, config.beta2)),
         }
         self._base_lr = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
         self.gan_loss = reg.gan_losses.get(config.gan_loss)
