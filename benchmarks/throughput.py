@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from registry.nets.models import _init_dcgan  # the same initialisation as the project's models
+from registry.nets.models import init_dcgan  # the same initialisation as the project's models
 from registry.config import TrainConfig
 from registry.data import to_training_tensor
 from registry.plugins import Host
@@ -156,7 +156,7 @@ class ReferenceStep:
         torch.manual_seed(seed)
         self.G, self.FE, self.D, self.Q = (m().to(device) for m in (RefG, FrontEnd, RefD, RefQ))
         for m in (self.G, self.FE, self.D, self.Q):
-            _init_dcgan(m)
+            init_dcgan(m)
         self.optimD = torch.optim.Adam([{"params": self.FE.parameters()}, {"params": self.D.parameters()}],
                                        lr=2e-4, betas=(0.5, 0.99))
         self.optimG = torch.optim.Adam([{"params": self.G.parameters()}, {"params": self.Q.parameters()}],
