@@ -27,7 +27,7 @@ from registry.plugins import hookimpl
 
 # The paper's MNIST experiment (Chen et al. 2016, section 7.1 and appendix C.1).
 PAPER_MNIST_CODES = ["categorical:10", "uniform:2"]
-DEFAULT_STEPS = 4000  # about 9 minutes on 2 CPU cores; accuracy still creeps up from 3000 (benchmarks/README.md)
+DEFAULT_STEPS = 4000  # accuracy still creeps up from 3000; time and scores: benchmarks/README.md
 
 
 @hookimpl
