@@ -31,7 +31,7 @@ import torch
 from infogan_plugin.evaluate import classification_accuracy, information_bounds
 from registry.checkpoint import read_checkpoint
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 
 def train(out: Path, seed: int, steps: int | None, extra: list[str]) -> float:

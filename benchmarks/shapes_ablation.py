@@ -28,7 +28,7 @@ import torch
 
 from infogan_plugin.evaluate import disentanglement_metrics
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 BASE = ["--dataset", "shapes", "--model", "conv64", "--code", "uniform:5", "--noise", "uniform", "--noise-dim", "5",
         "--lambda", "0.05", "--batch-size", "64", "--lr-g", "1e-3", "--lr-d", "2e-4", "--beta1", "0.5"]

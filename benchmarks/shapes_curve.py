@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 from infogan_plugin.evaluate import disentanglement_metrics
-from registry.checkpoint import find_latest
+from registry import find_latest
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 FIELDS = ["recipe", "seed", "step", "mig", "factor_vae", "dci", "sap", "metrics_samples", "acc_real", "acc_fake",
           "logit_gap", "eval_seconds"]

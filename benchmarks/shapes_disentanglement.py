@@ -38,7 +38,7 @@ import torch
 
 from infogan_plugin.evaluate import disentanglement_metrics
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 METRICS = (("mig", "MIG"), ("factor_vae", "FactorVAE"), ("dci", "DCI"), ("sap", "SAP"))
 

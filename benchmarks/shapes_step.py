@@ -26,7 +26,7 @@ import torch
 
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 PRESET = Path(__file__).resolve().parent.parent / "examples" / "configs" / "shapes_infogan.toml"
 VARIANTS = {

@@ -5,7 +5,7 @@ U(-1, 1) codes; G: FC1024-BN-ReLU, FC7x7x128-BN-ReLU, deconv64-BN-ReLU, deconv1-
 D: conv64-LReLU, conv128-BN-LReLU, FC1024-BN-LReLU and a real/fake logit; Q: FC128-BN-LReLU
 and the code outputs, on D's shared trunk.
 
-"ours" is the project's own training step: a ``registry.trainer.Trainer`` built with the
+"ours" is the project's own training step: a ``registry.train.trainer.Trainer`` built with the
 ``infogan`` plugin, timed through ``Trainer.train_step()``. "reference" is the same model
 trained the way the widely used public PyTorch InfoGAN implementations do it, written out below:
 a shared D trunk ("FrontEnd"), a D head (sigmoid + BCE) and a Q head (FC128-BN-LReLU, then
@@ -19,7 +19,7 @@ and one over G + Q head; D's weight gradients are computed in the G step and thr
 are ``nn.Linear`` in both (the public code writes them as 1x1 / 7x7 convolutions, the same
 arithmetic). Both read real batches from the same resident tensor, so data loading is not part
 of the comparison. Building the Trainer sets the process's allocator options
-(``registry.perf``), so the reference runs with them too; compare separate processes with
+(``registry.cpu.allocator``), so the reference runs with them too; compare separate processes with
 ``GANRUN_NO_MALLOPT=1`` to see their effect.
 
 For each batch size it times blocks of ``--steps-per-rep`` steps after ``--warmup`` steps,
@@ -67,11 +67,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from registry.models import _init_dcgan  # the same initialisation as the project's models
+from registry.nets.models import init_dcgan  # the same initialisation as the project's models
 from registry.config import TrainConfig
-from registry.datasets import to_training_tensor
+from registry.data import to_training_tensor
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 NOISE_DIM = 62
 CODES = ["categorical:10", "uniform:2"]
@@ -156,7 +156,7 @@ class ReferenceStep:
         torch.manual_seed(seed)
         self.G, self.FE, self.D, self.Q = (m().to(device) for m in (RefG, FrontEnd, RefD, RefQ))
         for m in (self.G, self.FE, self.D, self.Q):
-            _init_dcgan(m)
+            init_dcgan(m)
         self.optimD = torch.optim.Adam([{"params": self.FE.parameters()}, {"params": self.D.parameters()}],
                                        lr=2e-4, betas=(0.5, 0.99))
         self.optimG = torch.optim.Adam([{"params": self.G.parameters()}, {"params": self.Q.parameters()}],
@@ -290,7 +290,7 @@ _ONEDNN_LINEAR_COUNTED = False
 
 
 def _count_onednn_linear() -> None:
-    """Teach flop_counter the oneDNN linear op that registry.linear runs (it has no formula)."""
+    """Teach flop_counter the oneDNN linear op that registry.cpu.linear runs (it has no formula)."""
     global _ONEDNN_LINEAR_COUNTED
     if _ONEDNN_LINEAR_COUNTED:
         return

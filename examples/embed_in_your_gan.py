@@ -32,8 +32,8 @@ from torch import nn
 
 from infogan_plugin import Categorical, CategoricalCE, CodeSlot, GaussianNLLFixed, LatentSpec, QHead, Uniform  # InfoGAN:
 from registry import save_training_state
-from registry.datasets import load_digits, to_training_tensor
-from registry.images import save_grid
+from registry.data import load_digits, to_training_tensor
+from registry.report.images import save_grid
 
 TRAVERSAL_ROWS = 10
 

@@ -8,10 +8,10 @@ code values, ``encode`` images through Q. Names in ``__all__`` are stable; the C
 
 from infogan_plugin.augment import AffineAugment
 from infogan_plugin.codes import Categorical, ContinuousCode, Gaussian, LatentCode, Uniform
-from infogan_plugin.cr import ContrastiveClassifier, contrastive_loss
+from infogan_plugin.contrastive import ContrastiveClassifier, contrastive_loss
 from infogan_plugin.head import QHead
 from infogan_plugin.latent import CodeSlot, LatentSpec, parse_code_spec
-from infogan_plugin.metrics import cluster_accuracy, hungarian
+from registry.eval.assignment import cluster_accuracy, hungarian
 from infogan_plugin.qlosses import (
     CategoricalCE,
     GaussianNLL,

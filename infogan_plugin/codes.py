@@ -56,7 +56,7 @@ class LatentCode(abc.ABC):
     """Base class of all latent code types.
 
     Subclasses set the class variables and implement ``sample``, ``entropy`` and
-    ``traversal_values``; ``describe``/``from_description`` come for free from the
+    ``traversal_values``; ``describe`` comes for free from the
     dataclass fields.
     """
 
@@ -185,14 +185,6 @@ class LatentCode(abc.ABC):
         paper's c2 and c3. Option values are converted to the field's declared type.
         """
         return [cls(**_convert_options(cls, options)) for _ in range(1 if size is None else size)]
-
-    @classmethod
-    def from_description(cls, description: Mapping[str, Any]) -> LatentCode:
-        """Rebuild a code from ``describe()`` output (derived fields such as a categorical's dim are skipped)."""
-        if description.get("type") != cls.type_name:
-            raise ValueError(f"{cls.__name__}: description type {description.get('type')!r} != {cls.type_name!r}")
-        init_names = {f.name for f in dataclasses.fields(cls) if f.init}
-        return cls(**{key: value for key, value in description.items() if key in init_names})
 
 
 @dataclass(frozen=True, kw_only=True)

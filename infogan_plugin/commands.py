@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from registry.checkpoint import CheckpointError
+from registry.checkpoint import CheckpointError, atomic_write
 
 
 def _load(ctx: click.Context, run: Path, device: str | None):
-    from registry.trainer import Trainer
+    from registry.train import Trainer
 
     host = ctx.obj.host()
     try:
@@ -40,7 +39,7 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
     its values: every class of a categorical code, -2..2 for a U(-1, 1) code (beyond the
     training range, as in the paper's figures).
     """
-    from infogan_plugin.spec import traversal_grids
+    from infogan_plugin.traversals import traversal_grids
 
     trainer = _load(ctx, run, device)
     out = out or trainer.run_dir / "traversals"
@@ -95,9 +94,7 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
             trainer, num_samples=metrics_samples, seed=metrics_seed,
             on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"))
     path = trainer.run_dir / "eval.json"
-    tmp = path.with_name(f".eval.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(result, indent=2))
     for name, info in result["information"].items():
         click.echo(f"{name}: L_I {info['L_I']:.3f} nats of H {info['H']:.3f} ({info['ratio']:.1%})")
     for name, acc in result["classification"].items():

@@ -77,7 +77,7 @@ def encode_command(ctx: click.Context, run: Path, source: str, out: Path, batch_
     \b
     ganrun --plugin infogan encode RUN --images my_digits/ --out codes.csv
     """
-    from registry.datasets import DatasetError
+    from registry.data import DatasetError
 
     if out.exists() and not overwrite:
         raise click.BadParameter(f"{out} exists; pass --overwrite to replace it, or choose another name",

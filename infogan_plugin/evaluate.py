@@ -12,7 +12,7 @@ import torch
 
 from infogan_plugin.codes import Categorical
 from infogan_plugin.latent import LatentSpec
-from infogan_plugin.metrics import cluster_accuracy, confusion_counts
+from registry.eval.assignment import cluster_accuracy, confusion_counts
 
 
 def _eval_mode(trainer: Any):
@@ -93,15 +93,15 @@ def q_encoder(trainer: Any, *, batch_size: int = 500):
     through D's trunk and Q, and each slot's ``q_loss.predict`` is concatenated in slot order;
     a categorical code contributes one dimension, the index of its most likely class.
     """
-    from registry.datasets import _resize_uint8
+    from registry.data import resize_uint8, uint8_to_float
 
     spec: LatentSpec = trainer.sampler
     size = trainer.dataset.image_size
 
     def encode(images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != size:
-            images = _resize_uint8(images.cpu(), size)
-        x = images.to(trainer.device).to(torch.float32).div_(127.5).sub_(1.0)
+            images = resize_uint8(images.cpu(), size)
+        x = uint8_to_float(images, trainer.device)
         q_out = q_outputs(trainer, x, batch_size=batch_size)
         columns = []
         for slot, chunk in zip(spec.slots, spec.split_q(q_out)):
@@ -134,10 +134,10 @@ def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: in
     """MIG, FactorVAE score, DCI disentanglement and SAP of Q's code estimates on a run
     trained on the ``shapes`` dataset, with ground truth drawn from the full factor grid
     (rendered on the run's device). Sizes are disentanglement_lib's scaled by
-    ``num_samples / 10,000`` (see ``infogan_plugin.disentanglement.evaluate_all``, which also
+    ``num_samples / 10,000`` (see ``registry.eval.disentanglement.evaluate_all``, which also
     describes ``on_metric``)."""
-    from infogan_plugin.disentanglement import evaluate_all
-    from registry import shapes
+    from registry.eval.disentanglement import evaluate_all
+    from registry.data import shapes
 
     if trainer.config.dataset != "shapes":
         raise ValueError(f"disentanglement metrics need the 'shapes' dataset, this run used {trainer.config.dataset!r}")

@@ -13,7 +13,7 @@ import torch
 
 from infogan_plugin.run import CodeValue, InfoGANRun, load_run
 from registry import CheckpointError, PluginError, atomic_output
-from registry.images import save_grid
+from registry import save_grid
 
 run_arg = click.argument("run", type=click.Path(exists=True, path_type=Path))
 device_opt = click.option("--device", default="cpu", show_default=True, help="Device G, D and Q run on.")
@@ -25,7 +25,7 @@ overwrite_opt = click.option("--overwrite", is_flag=True, default=False, help="R
 def load_for_command(ctx: click.Context, run: Path, checkpoint: str | None, device: str) -> InfoGANRun:
     """``load_run`` with every failure as a one-line ``Error:`` (the run's recorded plugins
     and those named with --plugin are active)."""
-    from registry.datasets import DatasetError
+    from registry.data import DatasetError
 
     chosen: str | int | None = int(checkpoint) if checkpoint is not None and checkpoint.isdigit() else checkpoint
     plugins = ctx.obj.plugin_names if ctx.obj is not None else ()

@@ -10,7 +10,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from registry.linear import Linear
+from registry.cpu.linear import Linear
 
 __all__ = ["NORMS", "QHead"]
 

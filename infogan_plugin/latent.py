@@ -26,6 +26,7 @@ from einops import rearrange, repeat
 
 from infogan_plugin.codes import DEFAULT_TRAVERSAL_STEPS, LatentCode
 from infogan_plugin.qlosses import QLoss
+from registry.train.noise import sample_noise
 
 __all__ = ["CodeSlot", "LatentSpec", "NoiseKind", "parse_code_spec"]
 
@@ -34,12 +35,11 @@ NoiseSampler = Callable[[int, int, torch.Generator, "torch.device | str"], torch
 
 
 def _uniform_noise(n: int, dim: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
-    # z ~ U(-1, 1), as in the reference implementation
-    return torch.rand((n, dim), generator=generator, device=device, dtype=torch.float32) * 2.0 - 1.0
+    return sample_noise("uniform", n, dim, generator=generator, device=device)
 
 
 def _normal_noise(n: int, dim: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
-    return torch.randn((n, dim), generator=generator, device=device, dtype=torch.float32)
+    return sample_noise("normal", n, dim, generator=generator, device=device)
 
 
 _NOISE_SAMPLERS: dict[str, NoiseSampler] = {"uniform": _uniform_noise, "normal": _normal_noise}
@@ -128,12 +128,6 @@ class LatentSpec:
         cols = torch.arange(self.input_dim, device=device)
         keep = (cols < self.noise_dim) | ((cols >= starts[:, None]) & (cols < ends[:, None]))
         return a, torch.where(keep, a, b), shared
-
-    def split_input(self, g_input: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Inverse of the concatenation in ``sample``: ``(B, input_dim)`` -> z, [codes] (views)."""
-        self._check_width(g_input, self.input_dim, "G input")
-        z, *codes = g_input.split([self.noise_dim, *self._input_widths], dim=1)
-        return z, codes
 
     def split_q(self, q_out: torch.Tensor) -> list[torch.Tensor]:
         """Q's output ``(B, q_dim)`` -> per-slot chunks ``(B, num_outputs_i)`` (views)."""

@@ -22,12 +22,12 @@ from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import NORMS, QHead
 from infogan_plugin.latent import LatentSpec
 from infogan_plugin.qlosses import CategoricalCE, GaussianNLL, GaussianNLLFixed
-from infogan_plugin.spec import build_latent_spec, traversal_grids
+from infogan_plugin.traversals import build_latent_spec, traversal_grids
 from registry.plugins import hookimpl
 
 # The paper's MNIST experiment (Chen et al. 2016, section 7.1 and appendix C.1).
 PAPER_MNIST_CODES = ["categorical:10", "uniform:2"]
-DEFAULT_STEPS = 4000  # about 9 minutes on 2 CPU cores; accuracy still creeps up from 3000 (benchmarks/README.md)
+DEFAULT_STEPS = 4000  # accuracy still creeps up from 3000; time and scores: benchmarks/README.md
 
 
 @hookimpl

@@ -80,15 +80,12 @@ def read_toml(path: Path) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 
-def split_known(values: dict[str, Any], plugin_keys: set[str], source: str) -> tuple[dict, dict]:
-    """Split a flat key/value dict into core fields and plugin options; refuse unknown keys."""
-    core = {k: v for k, v in values.items() if k in CORE_KEYS}
-    extra = {k: v for k, v in values.items() if k in plugin_keys}
-    unknown = sorted(set(values) - set(core) - set(extra))
+def refuse_unknown(values: dict[str, Any], plugin_keys: set[str], source: str) -> None:
+    """Refuse keys that are neither core fields nor options of the active plugins."""
+    unknown = sorted(set(values) - set(CORE_KEYS) - plugin_keys)
     if unknown:
         known = ", ".join(sorted(set(CORE_KEYS) | plugin_keys))
         raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {known}")
-    return core, extra
 
 
 def resume_differences(saved: TrainConfig, wanted: TrainConfig,

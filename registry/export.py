@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from registry import checkpoint as ckpt
-from registry.linear import Linear
+from registry.cpu.linear import Linear
 from registry.run import Run, atomic_output
 
 __all__ = ["FORMATS", "ExportError", "METADATA_KEY", "describe_generator", "export_generator"]
@@ -145,7 +145,7 @@ def export_command(ctx: click.Context, run: Path, fmt: str, out: Path, checkpoin
     (noise and code columns) and image shape in the file's metadata.
 
     The plugins the run was trained with are activated from its checkpoint."""
-    from registry.datasets import DatasetError
+    from registry.data import DatasetError
     from registry.plugins import PluginError
     from registry.run import load_run
 

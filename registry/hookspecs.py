@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import click
 
-    from registry.trainer import StepContext, Trainer
+    from registry.train import StepContext, Trainer
 
 hookspec = pluggy.HookspecMarker("ganrun")
 
@@ -56,9 +56,9 @@ def ganrun_register_datasets(register: Callable[[str, Callable[..., Any]], None]
 
     Called once per plugin while the host builds its registries. Call
     ``register(name, factory)`` where ``factory(*, data_dir, image_size)`` returns a
-    ``registry.datasets.ImageDataset`` (uint8 images, optional labels and factors).
+    ``registry.data.ImageDataset`` (uint8 images, optional labels and factors).
     ``data_dir`` is ``None`` unless the user passed ``--data-dir``; a factory that needs
-    one raises ``registry.datasets.DatasetError`` saying so. Return value is ignored.
+    one raises ``registry.data.DatasetError`` saying so. Return value is ignored.
     """
 
 

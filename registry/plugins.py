@@ -27,8 +27,8 @@ ENTRY_POINT_GROUP = "ganrun"
 RESERVED_COMMANDS = ("train", "plugins", "report", "export")  # built-in commands no plugin may replace
 # Plugins that ship with the framework and are always active. They go through the same
 # hooks as third-party plugins; nothing else in the host knows their contents.
-# registry.tensorboard adds --tensorboard (off by default).
-DEFAULT_PLUGINS = ("registry.builtins", "registry.tensorboard")
+# registry.default_plugins.tensorboard adds --tensorboard (off by default).
+DEFAULT_PLUGINS = ("registry.default_plugins.builtins", "registry.default_plugins.tensorboard")
 
 REGISTRY_KINDS = {
     "latent_codes": ("ganrun_register_latent_codes", "latent code type"),

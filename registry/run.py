@@ -105,7 +105,7 @@ def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[s
     dataset cannot be read (its size and channels are taken from it), ``ValueError`` for a bad
     device. Torch's global random state is the same after the call as before.
     """
-    from registry.trainer import Trainer
+    from registry.train.trainer import Trainer
 
     file = resolve_checkpoint(path, checkpoint)
     names = list(dict.fromkeys([*_recorded_plugins(file), *plugins]))
@@ -197,7 +197,7 @@ class Run:
         """Images ``(n, C, H, W)`` in [0, 1] tiled ``nrow`` to a row, as PNG bytes (for serving)."""
         import io
 
-        from registry.images import _to_pil, make_grid
+        from registry.report.images import _to_pil, make_grid
 
         buffer = io.BytesIO()
         _to_pil(make_grid(images.detach().cpu() * 2.0 - 1.0, nrow)).save(buffer, format="PNG")
@@ -214,7 +214,7 @@ class Run:
         type or dtype and ``ValueError`` for a wrong layout, channel count or value range,
         each naming what was expected.
         """
-        from registry.datasets import _resize_uint8
+        from registry.data import resize_uint8 as _resize_uint8
 
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(np.ascontiguousarray(images))
@@ -251,7 +251,7 @@ class Run:
         ``DatasetError`` naming an unreadable file."""
         from PIL import Image
 
-        from registry.datasets import DatasetError, _load_one
+        from registry.data.base import DatasetError, _load_one
 
         c, size, _ = self.image_shape
         mode = "L" if c == 1 else "RGB"
@@ -273,7 +273,7 @@ class Run:
         index) and ``read(start, stop)`` -> uint8 ``(stop - start, C, H, W)``, so a caller can
         go through a large folder in batches. Raises ``DatasetError`` or ``ValueError`` (one line).
         """
-        from registry.datasets import _IDX_IMAGE_NAMES, _find_images, _first_existing, _read_idx
+        from registry.data.base import _IDX_IMAGE_NAMES, _find_images, _first_existing, _read_idx
 
         c, size, _ = self.image_shape
         path = Path(source)

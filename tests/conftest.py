@@ -40,7 +40,7 @@ TINY_SOURCE = '''\
 from torch import nn
 
 from registry import hookimpl
-from registry.models import Discriminator
+from registry.nets.models import Discriminator
 
 
 def tiny(*, latent_dim, channels, image_size):

@@ -18,7 +18,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from registry import checkpoint as ck
+from registry.checkpoint import atomic
 from registry.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -299,7 +299,7 @@ def test_failed_rename_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: py
     def crash(src: Any, dst: Any) -> None:
         raise OSError("simulated crash before rename")
 
-    monkeypatch.setattr(ck, "_replace", crash)
+    monkeypatch.setattr(atomic, "_replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, {"w": torch.zeros(3)}, {"step": "10"})
     assert path.read_bytes() == before

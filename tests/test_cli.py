@@ -63,7 +63,7 @@ def test_help_and_plugins_in_real_processes(ganrun: Ganrun, tmp_path: Path) -> N
     assert re.search(r"^\s+train\s", done["help"], re.M) and re.search(r"^\s+plugins\s", done["help"], re.M)
 
     lines = done["plugins"].splitlines()
-    first = lines.index("registry.builtins (built-in, active)")
+    first = lines.index("registry.default_plugins.builtins (built-in, active)")
     listed = {}
     for line in lines[first + 1:]:
         if not line.startswith("  "):
@@ -75,7 +75,7 @@ def test_help_and_plugins_in_real_processes(ganrun: Ganrun, tmp_path: Path) -> N
     assert {"hinge", "nonsaturating"} <= set(listed["gan losses"])
 
     rows = json.loads(done["json"])
-    builtin = next(row for row in rows if row["name"] == "registry.builtins")
+    builtin = next(row for row in rows if row["name"] == "registry.default_plugins.builtins")
     assert builtin["builtin"] is True and builtin["active"] is True and builtin["error"] is None
     assert set(builtin["registers"]) == {"datasets", "models", "gan_losses"}
     assert builtin["registers"]["datasets"] == listed["datasets"]
@@ -110,14 +110,14 @@ def test_plugins_command_reports_the_broken_plugin(ganrun: Ganrun, broken: str) 
     header = lines.index(f"{broken} (-, active)")
     assert lines[header + 1].startswith("  BROKEN: ")
     assert broken in lines[header + 1] and "RuntimeError: the plugin exploded on import" in lines[header + 1]
-    assert "registry.builtins (built-in, active)" in lines
+    assert "registry.default_plugins.builtins (built-in, active)" in lines
 
     result = ganrun.invoke("plugins", "--json", plugins=[broken])
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows[broken]["active"] is True
     assert "the plugin exploded on import" in rows[broken]["error"]
     assert rows[broken]["hooks"] == [] and rows[broken]["registers"] == {}
-    assert rows["registry.builtins"]["error"] is None
+    assert rows["registry.default_plugins.builtins"]["error"] is None
 
 
 def test_train_with_a_broken_plugin_fails_with_one_line(ganrun: Ganrun, broken: str, tmp_path: Path,

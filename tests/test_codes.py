@@ -120,17 +120,14 @@ def test_constructor_is_keyword_only() -> None:
 
 
 @pytest.mark.parametrize("code", CODES, ids=repr)
-def test_describe_is_json_and_round_trips(code: LatentCode) -> None:
+def test_describe_is_json(code: LatentCode) -> None:
     description = json.loads(json.dumps(code.describe()))
     assert description["type"] == code.type_name and description["dim"] == code.dim
-    assert type(code).from_description(description) == code
 
 
 def test_describe_records_options() -> None:
     assert Categorical(k=10).describe() == {"type": "categorical", "dim": 1, "k": 10}
     assert Uniform(dim=2, low=-0.5, high=0.5).describe() == {"type": "uniform", "dim": 2, "low": -0.5, "high": 0.5}
-    with pytest.raises(ValueError, match="uniform"):
-        Categorical.from_description({"type": "uniform", "dim": 1})
 
 
 def test_new_code_type_is_one_short_subclass() -> None:

@@ -1,4 +1,4 @@
-"""Tests for registry.datasets: loaders, error messages and the resumable sampler."""
+"""Tests for registry.data: loaders, error messages and the resumable sampler."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from registry.datasets import (
+from registry.data import (
     DatasetError,
-    EpochSampler,
     ImageDataset,
     load_digits,
     load_image_folder,
     load_mnist_idx,
     to_training_tensor,
 )
+from registry.train import EpochSampler
 
 # ---------------------------------------------------------------------------
 # Built-in digits

@@ -10,12 +10,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from infogan_plugin import disentanglement as dis
+from registry.eval import disentanglement as dis
 from infogan_plugin.evaluate import q_encoder, q_outputs
-from registry import shapes
+from registry.data import shapes
 from registry.cli import build_cli
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 SIZES = shapes.factor_sizes()
 SMALL = {  # a fifth of disentanglement_lib's sizes or less, to stay fast

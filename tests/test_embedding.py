@@ -21,7 +21,7 @@ from torch import nn
 import infogan_plugin
 import registry
 from registry.checkpoint import CheckpointError, load_module_state, read_checkpoint
-from registry.state import load_training_state, save_training_state
+from registry.checkpoint.embedding import load_training_state, save_training_state
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "embed_in_your_gan.py"

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from infogan_plugin import plugin as infogan
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 BATCH = 16
 NOISE_DIM = 62
@@ -96,7 +96,7 @@ def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
 
     # Plain copies of the initial weights, and what the trainer will draw.
     G, D, Q = (copy.deepcopy(trainer.modules[n]) for n in ("G", "D", "Q"))
-    # The copies keep the trainer's linear layers (registry.linear: oneDNN on CPU). Their rounding
+    # The copies keep the trainer's linear layers (registry.cpu.linear: oneDNN on CPU). Their rounding
     # differs from MKL's in the last bits, and Adam's first step turns noise-level gradients (biases
     # in front of BatchNorm) into +-lr moves of either sign, which the G step then reads through D;
     # so backends are compared where that cannot happen: against fp64 in tests/test_linear.py.

@@ -78,9 +78,9 @@ from torch import nn
 
 from registry import hookimpl
 from registry.checkpoint import CheckpointError
-from registry.datasets import ImageDataset
-from registry.losses import GanLoss, nonsaturating_d, nonsaturating_g
-from registry.models import Discriminator
+from registry.data import ImageDataset
+from registry.nets.losses import GanLoss, nonsaturating_d, nonsaturating_g
+from registry.nets.models import Discriminator
 
 CALLS = {}
 STATE = {"counter": 0}
@@ -393,7 +393,7 @@ def test_defaults_apply_and_flags_override_them(ganrun: Ganrun, probe: str, tmp_
     run = tmp_path / "run"
     probe_train(ganrun, probe, run, "--steps", 1, "--log-every", 1)
     configure = module(probe).CALLS["configure"]
-    # tensorboard: the option of the built-in plugin registry.tensorboard, off by default
+    # tensorboard: the option of the built-in plugin registry.default_plugins.tensorboard, off by default
     assert configure == [{"extra": {"probe_weight": 0.5, "probe_tag": "auto", "tensorboard": False},
                           "log_every": 1, "batch_size": 16}]
     saved = ganrun.config(run)["config"]
@@ -544,7 +544,7 @@ def test_resume_mutable_options_decide_what_may_change_on_resume(ganrun: Ganrun,
 
 def test_trainer_can_be_built_directly_with_the_probe(probe: str, tmp_path: Path) -> None:
     """Embedding: a Trainer built from a TrainConfig and a Host calls the same hooks."""
-    from registry.trainer import Trainer
+    from registry.train import Trainer
 
     host = Host.create([probe])
     config = TrainConfig(dataset="probe-data", model="probe-model", gan_loss="probe-loss", steps=2,

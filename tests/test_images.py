@@ -1,4 +1,4 @@
-"""Tests for registry.images: grid tiling and atomic PNG writing."""
+"""Tests for registry.report.images: grid tiling and atomic PNG writing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from registry.images import make_grid, save_grid
+from registry.report.images import make_grid, save_grid
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,13 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from infogan_plugin import cr
-from infogan_plugin.spec import build_latent_spec
+from infogan_plugin import contrastive as cr
+from infogan_plugin.traversals import build_latent_spec
 from registry.checkpoint import read_checkpoint
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host, installed_plugins
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 SHAPES = ["--dataset", "shapes", "--image-size", "28", "--noise-dim", "4", "--code", "uniform:3",
           "--code", "categorical:3", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",
@@ -38,12 +38,18 @@ def test_the_plugin_is_an_installed_entry_point():
     assert "infogan_cr" in installed_plugins()
 
 
+def _split_input(spec, g_input):
+    """G's input ``(B, input_dim)`` as z and the per-slot codes (the layout ``spec.sample`` writes)."""
+    z, *codes = g_input.split([spec.noise_dim, *(slot.code.input_width for slot in spec.slots)], dim=1)
+    return z, codes
+
+
 def test_pairs_share_z_and_exactly_the_chosen_code(host):
     spec = _spec(host, ["uniform:3", "gaussian:1"])
     a, b, shared = spec.sample_pairs(4000, generator=torch.Generator().manual_seed(0), device="cpu")
     assert a.shape == b.shape == (4000, spec.input_dim) and shared.dtype == torch.int64
     torch.testing.assert_close(a[:, :6], b[:, :6], atol=0, rtol=0)        # z shared
-    codes = spec.split_input(a)[1], spec.split_input(b)[1]
+    codes = _split_input(spec, a)[1], _split_input(spec, b)[1]
     for i in range(len(spec.slots)):
         equal = (codes[0][i] == codes[1][i]).all(dim=1)
         assert torch.equal(equal, shared == i), f"slot {i}"
@@ -56,7 +62,7 @@ def test_pairs_share_z_and_exactly_the_chosen_code(host):
 def test_categorical_pairs_share_the_one_hot_block(host):
     spec = _spec(host, ["categorical:5", "uniform:1"])
     a, b, shared = spec.sample_pairs(500, generator=torch.Generator().manual_seed(1), device="cpu")
-    ca, cb = spec.split_input(a)[1], spec.split_input(b)[1]
+    ca, cb = _split_input(spec, a)[1], _split_input(spec, b)[1]
     assert torch.equal(ca[0][shared == 0], cb[0][shared == 0])
     assert torch.equal(ca[1][shared == 1], cb[1][shared == 1])
     assert not torch.equal(ca[1][shared == 0], cb[1][shared == 0])
@@ -93,7 +99,7 @@ def test_classifier_learns_which_code_a_pair_shares(host):
 
     class Stripes(nn.Module):
         def forward(self, g_input):
-            z, codes = spec.split_input(g_input)
+            z, codes = _split_input(spec, g_input)
             img = torch.zeros(g_input.shape[0], 1, 16, 16)
             for i, c in enumerate(codes):
                 img[:, 0, 5 * i:5 * i + 4, :] = c[:, :1, None]

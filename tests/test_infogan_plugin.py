@@ -15,11 +15,11 @@ from safetensors.torch import load_file
 
 from infogan_plugin import plugin as infogan
 from infogan_plugin.latent import LatentSpec
-from infogan_plugin.spec import build_latent_spec
+from infogan_plugin.traversals import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.trainer import Pass, StepContext, Trainer
+from registry.train import Pass, StepContext, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--batch-size", "32", "--log-every", "2", "--no-progress"]

@@ -1,4 +1,4 @@
-"""registry.linear: fp32 CPU linear layers through oneDNN, exactly F.linear in value and gradient."""
+"""registry.cpu.linear: fp32 CPU linear layers through oneDNN, exactly F.linear in value and gradient."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from registry import linear as L
-from registry.models import dcgan28
+from registry.cpu import linear as L
+from registry.nets.models import dcgan28
 
 
 def _pair(shape_x, out_features=11, bias=True, seed=0):
@@ -100,7 +100,7 @@ def test_autocast_and_other_dtypes_use_f_linear():
 
 
 def test_env_switch_turns_it_off():
-    code = "from registry.linear import onednn_linear_available as a; print(a())"
+    code = "from registry.cpu.linear import onednn_linear_available as a; print(a())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, L.ENV_DISABLE: "1"})
     assert out.stdout.strip() == "False"

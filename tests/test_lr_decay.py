@@ -11,7 +11,7 @@ import pytest
 
 from registry.checkpoint import checkpoint_name, read_checkpoint
 from registry.config import TrainConfig
-from registry.trainer import Trainer
+from registry.train import Trainer
 
 if TYPE_CHECKING:
     from conftest import Ganrun

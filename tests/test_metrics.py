@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from infogan_plugin.evaluate import confusion_lines
-from infogan_plugin.metrics import cluster_accuracy, confusion_counts, hungarian, mutual_information_bound
+from registry.eval.assignment import cluster_accuracy, confusion_counts, hungarian
 
 
 def brute_force_min_cost(cost: np.ndarray) -> float:
@@ -90,11 +90,6 @@ def test_cluster_accuracy_with_errors_and_unequal_counts() -> None:
         cluster_accuracy(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValueError, match="empty"):
         cluster_accuracy(torch.zeros(0), torch.zeros(0))
-
-
-def test_mutual_information_bound() -> None:
-    assert mutual_information_bound(nll_mean=0.0, entropy=math.log(10)) == pytest.approx(math.log(10))
-    assert mutual_information_bound(nll_mean=math.log(10), entropy=math.log(10)) == pytest.approx(0.0)
 
 
 def test_confusion_counts_show_a_merged_pair() -> None:

@@ -9,7 +9,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import registry.plugins
-from registry import builtins, datasets, losses, models
+from registry.data import base as datasets
+from registry.default_plugins import builtins
+from registry.nets import losses, models
 from registry.plugins import (
     DuplicateNameError,
     Host,
@@ -25,8 +27,8 @@ from registry.plugins import (
 
 GOOD_SOURCE = '''\
 from registry import hookimpl
-from registry.datasets import load_digits
-from registry.models import dcgan28
+from registry.data import load_digits
+from registry.nets.models import dcgan28
 
 
 @hookimpl
@@ -106,15 +108,15 @@ def test_each_call_returns_an_independent_manager() -> None:
 
 def test_builtins_register_the_core_names_as_plugin_registry_builtins() -> None:
     pm = get_plugin_manager()
-    assert pm.has_plugin("registry.builtins")
+    assert pm.has_plugin("registry.default_plugins.builtins")
     regs = Registries.collect(pm)
     assert {"digits", "mnist-idx", "image-folder"} <= set(regs.datasets.names())
     assert {"dcgan28", "dcgan64"} <= set(regs.models.names())
     assert {"nonsaturating", "hinge"} <= set(regs.gan_losses.names())
     assert regs.latent_codes.names() == [] and regs.q_losses.names() == [] and regs.commands.names() == []
     for registry_ in (regs.datasets, regs.models, regs.gan_losses):
-        assert {entry.plugin for entry in registry_.entries.values()} == {"registry.builtins"}
-        assert list(registry_.by_plugin()) == ["registry.builtins"]
+        assert {entry.plugin for entry in registry_.entries.values()} == {"registry.default_plugins.builtins"}
+        assert list(registry_.by_plugin()) == ["registry.default_plugins.builtins"]
     assert regs.datasets.get("mnist-idx") is datasets.load_mnist_idx
     assert regs.models.get("dcgan64") is models.dcgan64
     assert regs.gan_losses.get("hinge") is losses.HINGE
@@ -135,7 +137,7 @@ def test_registered_plugin_names_appear_with_their_owner(registered: tuple[Any, 
     assert regs.models.entries[model].plugin == name
     assert regs.datasets.get(dataset) is toy_factory
     assert regs.datasets.by_plugin()[name] == [dataset]
-    assert regs.datasets.entries["digits"].plugin == "registry.builtins"  # built-ins stay
+    assert regs.datasets.entries["digits"].plugin == "registry.default_plugins.builtins"  # built-ins stay
 
 
 # ------------------------------------------------------------------------------ names
@@ -169,7 +171,7 @@ def test_registering_a_builtin_name_again_is_a_duplicate() -> None:
     with pytest.raises(DuplicateNameError) as info:
         Registries.collect(pm)
     assert "dataset 'digits'" in str(info.value)
-    assert "'registry.builtins'" in str(info.value) and "'shadow'" in str(info.value)
+    assert "'registry.default_plugins.builtins'" in str(info.value) and "'shadow'" in str(info.value)
 
 
 def test_unknown_name_lists_the_known_names() -> None:

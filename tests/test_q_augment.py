@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from infogan_plugin import plugin as infogan
 from infogan_plugin.augment import AffineAugment, parse_augment
-from infogan_plugin.spec import build_latent_spec
+from infogan_plugin.traversals import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.trainer import Pass, StepContext, Trainer
+from registry.train import Pass, StepContext, Trainer
 
 FAST = ["--batch-size", "16", "--log-every", "1", "--no-progress", "--sample-every", "100"]
 

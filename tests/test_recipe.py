@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from infogan_plugin.head import QHead
-from registry.balance import BalanceWatch
+from registry.train.balance import BalanceWatch
 from registry.checkpoint import checkpoint_name, read_checkpoint
-from registry.shapes import FACTOR_NAMES, draw_batch, factor_sizes, render
-from registry.trainer import apply_spectral_norm
+from registry.data.shapes import FACTOR_NAMES, draw_batch, factor_sizes, render
+from registry.nets.spectral import apply_spectral_norm
 
 if TYPE_CHECKING:
     from conftest import Ganrun

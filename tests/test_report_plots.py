@@ -17,7 +17,7 @@ pytest.importorskip("matplotlib")  # the ``plot`` extra, part of the ``test`` ex
 
 from PIL import Image  # noqa: E402
 
-from registry import report  # noqa: E402
+from registry.report import page as report  # noqa: E402
 
 if TYPE_CHECKING:
     from conftest import Ganrun

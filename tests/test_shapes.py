@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from registry import shapes
+from registry.data import shapes
 from registry.plugins import Host
 
 SQUARE, ELLIPSE, HEART = 0, 1, 2

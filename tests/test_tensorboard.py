@@ -1,4 +1,4 @@
-"""``ganrun train --tensorboard`` (the built-in plugin registry.tensorboard): event files
+"""``ganrun train --tensorboard`` (the built-in plugin registry.default_plugins.tensorboard): event files
 read back with TensorBoard's own reader after real runs."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytest.importorskip("tensorboard")  # the ``tensorboard`` extra, part of the ``t
 from PIL import Image  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from registry import tensorboard as tb  # noqa: E402
+from registry.default_plugins import tensorboard as tb  # noqa: E402
 from registry.config import TrainConfig  # noqa: E402
 
 if TYPE_CHECKING:
@@ -134,16 +134,16 @@ def test_listed_as_a_builtin_plugin_with_its_own_hooks(ganrun: Ganrun) -> None:
     result = ganrun.invoke("plugins", "--json")
     assert result.exit_code == 0, ganrun.describe(result)
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    row = rows["registry.tensorboard"]
+    row = rows["registry.default_plugins.tensorboard"]
     assert row["builtin"] is True and row["active"] is True and row["error"] is None
     assert row["registers"] == {}  # listed alone: the other built-in's names are not its own
     assert row["hooks"] == ["ganrun_config_defaults", "ganrun_configure", "ganrun_log", "ganrun_resume_mutable_options",
                             "ganrun_sample", "ganrun_step_end", "ganrun_train_options"]
-    assert set(rows["registry.builtins"]["registers"]) == {"datasets", "models", "gan_losses"}
+    assert set(rows["registry.default_plugins.builtins"]["registers"]) == {"datasets", "models", "gan_losses"}
 
 
 def test_ganrun_resume_mutable_options_is_how_the_switch_may_change(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
-    from registry import tensorboard
+    from registry.default_plugins import tensorboard
 
     assert tensorboard.ganrun_resume_mutable_options() == ["tensorboard"]
     run = tmp_path / "run"

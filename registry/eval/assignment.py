@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["hungarian", "cluster_accuracy", "confusion_counts", "mutual_information_bound"]
+__all__ = ["hungarian", "cluster_accuracy", "confusion_counts"]
 
 
 def _assign(cost: np.ndarray) -> np.ndarray:
@@ -118,7 +118,3 @@ def confusion_counts(pred: torch.Tensor, labels: torch.Tensor, num_values: int, 
     flat = torch.bincount(pred * len(classes) + label_idx, minlength=num_values * len(classes))
     return flat.reshape(num_values, len(classes)).tolist()
 
-
-def mutual_information_bound(nll_mean: float, entropy: float) -> float:
-    """L_I = H(c) - E[-log Q(c|x)] in nats (float version of ``LatentSpec.lower_bounds``)."""
-    return entropy - nll_mean

@@ -29,11 +29,14 @@ from safetensors.torch import load as _load_safetensors_bytes  # tensors only, n
 import torch
 from torch import nn
 
+from registry.checkpoint.atomic import atomic_write
+
 __all__ = [
     "FORMAT_VERSION",
     "MAX_HEADER_BYTES",
     "CheckpointError",
     "checkpoint_name",
+    "step_of",
     "save_checkpoint",
     "read_checkpoint",
     "read_metadata",
@@ -84,10 +87,6 @@ _TORCH_DTYPES: dict[torch.dtype, str] = {
 _NAME_RE = re.compile(r"ckpt-(\d+)\.safetensors")
 _MAX_LISTED = 5  # how many offending keys an error message names
 
-# The rename goes through this name so tests can simulate a crash between
-# writing the temporary file and publishing it.
-_replace: Callable[[PathLike, PathLike], None] = os.replace
-
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used.
@@ -108,6 +107,12 @@ def _listing(keys: list[str]) -> str:
     shown = ", ".join(keys[:_MAX_LISTED])
     more = len(keys) - _MAX_LISTED
     return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def step_of(path: PathLike) -> int | None:
+    """The step in a checkpoint file name written by :func:`checkpoint_name`, else None."""
+    match = _NAME_RE.fullmatch(pathlib.Path(path).name)
+    return int(match.group(1)) if match else None
 
 
 def checkpoint_name(step: int) -> str:
@@ -136,20 +141,6 @@ def _prepare_tensor(name: str, value: Any) -> torch.Tensor:
     return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
 
 
-def _fsync_dir(folder: pathlib.Path) -> None:
-    """Persist the rename itself; best effort where directories cannot be synced."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(
     path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 ) -> None:
@@ -164,30 +155,8 @@ def save_checkpoint(
     header_meta = {**metadata, "format_version": FORMAT_VERSION}
     prepared = {name: _prepare_tensor(name, value) for name, value in tensors.items()}
 
-    final = pathlib.Path(path)
-    # Same folder as the target so the rename stays on one filesystem; the
-    # leading dot and .tmp suffix keep it out of find_latest's pattern.
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
-        safetensors.torch.save_file(prepared, tmp, metadata=header_meta)
-        # save_file closes the file without syncing; force the bytes to disk
-        # before the rename makes them the checkpoint (writable handle because
-        # some platforms refuse to sync read-only ones).
-        with open(tmp, "r+b") as handle:
-            os.fsync(handle.fileno())
-        # save_file creates the file 0600; give checkpoints the permissions of any other
-        # file the user creates (the umask decides), like the PNGs and logs beside them.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        _replace(tmp, final)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    _fsync_dir(final.parent)
+    # durable: the bytes reach the disk before the rename makes them the checkpoint
+    atomic_write(path, safetensors.torch.save(prepared, metadata=header_meta), durable=True)
 
 
 # --------------------------------------------------------------------------

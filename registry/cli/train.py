@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -20,19 +19,21 @@ from typing import Any
 import click
 
 from registry import checkpoint as ckpt
-from registry import distributed
+from registry.checkpoint.run import find_checkpoint, run_dir_of
+from registry.train import distributed
 from registry.config import (
     CORE_KEYS,
     MUTABLE_ON_RESUME,
     TrainConfig,
     read_toml,
     resume_differences,
-    split_known,
+    refuse_unknown,
 )
-from registry.datasets import DatasetError
+from registry.data import DatasetError
 from registry.plugins import (
     DEFAULT_PLUGINS,
     Host,
+    RESERVED_COMMANDS,
     PluginError,
     Registries,
     UnknownNameError,
@@ -41,8 +42,6 @@ from registry.plugins import (
     hooks_of,
     installed_plugins,
 )
-
-BUILTIN_COMMANDS = ("train", "plugins", "report", "export")
 
 
 class Session:
@@ -68,7 +67,7 @@ class GanrunGroup(click.Group):
         return Session(tuple(ctx.params.get("plugin") or ()))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = list(BUILTIN_COMMANDS)
+        names = list(RESERVED_COMMANDS)
         try:
             names += [n for n in self._session(ctx).host().registries.commands.names() if n not in names]
         except click.ClickException:
@@ -369,11 +368,10 @@ def _explicit(ctx: click.Context, values: dict[str, Any], names: set[str]) -> di
 
 
 def _resolve_resume(path: Path) -> Path:
-    if path.is_dir():
-        found = ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path)
-        if found is None:
-            raise click.BadParameter(f"no complete checkpoint in {path}", param_hint="--resume")
-        return found
+    found = find_checkpoint(path)
+    if found is None:
+        raise click.BadParameter(f"no complete checkpoint in {path}", param_hint="--resume")
+    path = found
     if not path.exists():
         raise click.BadParameter(f"{path} does not exist", param_hint="--resume")
     return path
@@ -397,7 +395,7 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
     if values.get("config") is not None:
         try:
             file_values = read_toml(values["config"])
-            split_known(file_values, plugin_keys, str(values["config"]))
+            refuse_unknown(file_values, plugin_keys, str(values["config"]))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--config") from None
     explicit = {**file_values, **cli_values}
@@ -476,8 +474,7 @@ def _choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
     """``--out``, else the resumed run's folder, else ``runs/<dataset>-<time>``."""
     if config.out is None:
         if resume_path is not None:
-            parent = resume_path.parent
-            config.out = str(parent.parent if parent.name == "checkpoints" else parent)
+            config.out = str(run_dir_of(resume_path))
         else:
             config.out = os.path.join("runs", f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     return Path(config.out)
@@ -513,7 +510,7 @@ def _prepare_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -
 
 def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str, Any],
               defaults: dict[str, Any], plugin_keys: set[str]) -> None:
-    from registry.trainer import DivergenceError, Interrupted, Trainer
+    from registry.train import DivergenceError, Interrupted, Trainer
 
     mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))

@@ -1,4 +1,4 @@
-"""Image datasets for GAN training and a stateless, resumable batch sampler.
+"""Image datasets for GAN training: ``ImageDataset`` and the built-in loaders.
 
 Every loader returns an :class:`ImageDataset` holding uint8 ``(N, C, H, W)``
 images on the CPU. Keeping the stored copy as uint8 costs a quarter of the
@@ -31,12 +31,13 @@ from PIL import Image, ImageOps
 
 __all__ = [
     "DatasetError",
-    "EpochSampler",
     "ImageDataset",
     "load_digits",
     "load_image_folder",
     "load_mnist_idx",
+    "resize_uint8",
     "to_training_tensor",
+    "uint8_to_float",
 ]
 
 
@@ -110,7 +111,7 @@ def _check_image_size(image_size: int | None) -> None:
         raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
 
 
-def _resize_uint8(images: torch.Tensor, image_size: int) -> torch.Tensor:
+def resize_uint8(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """Resize uint8 (N, C, H, W) images to a square side, bilinear with antialiasing.
 
     Antialiasing matters when shrinking: without it thin digit strokes alias
@@ -137,14 +138,14 @@ def load_digits(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
     """
     del data_dir  # Same signature as the other loaders; the data ships with the package.
     _check_image_size(image_size)
-    resource = importlib.resources.files("registry") / _DIGITS_FOLDER / _DIGITS_FILE
+    resource = importlib.resources.files("registry.data") / _DIGITS_FOLDER / _DIGITS_FILE
     with resource.open("rb") as fh, np.load(fh) as npz:
         # NpzFile reads members lazily, so both arrays must be read inside the block.
         images_np = npz["images"]
         labels_np = npz["labels"]
     images = rearrange(torch.from_numpy(images_np), "n h w -> n 1 h w")
     if image_size is not None:
-        images = _resize_uint8(images, image_size)
+        images = resize_uint8(images, image_size)
     labels = torch.from_numpy(labels_np).to(torch.int64)
     return ImageDataset(images=images.contiguous(), labels=labels, name="digits")
 
@@ -313,7 +314,7 @@ def load_mnist_idx(*, data_dir: str | os.PathLike[str], image_size: int | None =
 
     images = rearrange(torch.from_numpy(images_np), "n h w -> n 1 h w")
     if image_size is not None:
-        images = _resize_uint8(images, image_size)
+        images = resize_uint8(images, image_size)
     return ImageDataset(images=images.contiguous(), labels=labels, name=f"mnist-idx:{folder.name}")
 
 
@@ -402,91 +403,21 @@ def load_image_folder(
 
 
 # ---------------------------------------------------------------------------
-# Conversion and sampling
+# Conversion
 # ---------------------------------------------------------------------------
 
 
-def to_training_tensor(ds: ImageDataset | torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """All images of a dataset (or a uint8 ``(N, C, H, W)`` tensor) as float32 in [-1, 1] on
-    ``device``, via x / 127.5 - 1.
+def uint8_to_float(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as float32 in [-1, 1] on ``device``, via x / 127.5 - 1: the
+    scale G's outputs and D's inputs use.
 
     The uint8 tensor is moved first and converted on the device, so the
     transfer carries a quarter of the bytes. 0 and 255 map exactly to -1 and 1.
     """
-    images = ds if isinstance(ds, torch.Tensor) else ds.images
     x = images.to(device=device, non_blocking=False).to(torch.float32)
     return x.div_(127.5).sub_(1.0)
 
 
-_SEED_MULTIPLIER = 1_000_003
-_SEED_MASK = (1 << 63) - 1
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """Generator seed for one epoch: ``(seed * 1_000_003 + epoch) & (2**63 - 1)``.
-
-    The prime multiplier keeps (seed, epoch) pairs from colliding for any
-    realistic number of epochs (seed s, epoch e+1 never equals seed s+1,
-    epoch e unless e reaches a million), and masking to 63 bits keeps the
-    value inside what ``torch.Generator.manual_seed`` accepts, negative seeds
-    included.
-    """
-    return (seed * _SEED_MULTIPLIER + epoch) & _SEED_MASK
-
-
-class EpochSampler:
-    """Stateless, seeded batch order: the batch for global step s is a pure function of (seed, s), so
-    resuming at step s needs no saved state and crosses epoch boundaries exactly.
-
-    Epoch ``e = s // steps_per_epoch`` shuffles with ``torch.randperm(N)`` seeded by
-    :func:`_epoch_seed`. ``steps_per_epoch = N // (batch_size * world_size)``;
-    the last partial batch is dropped so every step has full batches.
-
-    Under data parallelism, step ``k`` of an epoch takes the global batch
-    ``perm[k*B*W : (k+1)*B*W]`` and rank ``r`` takes the ``r``-th slice of it.
-    Ranks therefore see disjoint shards, and the union over ranks equals the
-    batch a single process with batch size ``B*W`` would draw, so changing the
-    world size at a fixed global batch does not change the data order.
-    """
-
-    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if world_size < 1:
-            raise ValueError(f"world_size must be at least 1, got {world_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-        global_batch = batch_size * world_size
-        if global_batch > n:
-            across = f" x world size {world_size} = {global_batch}" if world_size > 1 else ""
-            raise DatasetError(
-                f"batch size {batch_size}{across} is larger than the dataset ({n} images); "
-                "use a smaller batch size or a larger dataset"
-            )
-        self.n = n
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.steps_per_epoch: int = n // global_batch
-        self._cached_epoch: int | None = None
-        self._cached_perm: torch.Tensor | None = None
-
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        # Consecutive steps share an epoch, so caching one permutation makes
-        # indices() O(batch) instead of O(N) for all but the first step.
-        if self._cached_epoch != epoch or self._cached_perm is None:
-            gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
-            self._cached_perm = torch.randperm(self.n, generator=gen)
-            self._cached_epoch = epoch
-        return self._cached_perm
-
-    def indices(self, step: int) -> torch.Tensor:
-        """(batch_size,) int64 CPU dataset indices for this rank at global step ``step``."""
-        if step < 0:
-            raise ValueError(f"step must be non-negative, got {step}")
-        epoch, k = divmod(step, self.steps_per_epoch)
-        perm = self._permutation(epoch)
-        start = (k * self.world_size + self.rank) * self.batch_size
-        # clone() so a caller mutating the batch cannot corrupt the cached permutation.
-        return perm[start : start + self.batch_size].clone()
+def to_training_tensor(ds: ImageDataset, device: torch.device | str) -> torch.Tensor:
+    """All images of ``ds`` as float32 (N, C, H, W) in [-1, 1] on ``device`` (:func:`uint8_to_float`)."""
+    return uint8_to_float(ds.images, device)

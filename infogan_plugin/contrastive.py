@@ -29,7 +29,7 @@ from torch import nn
 
 from infogan_plugin.latent import LatentSpec
 from registry.plugins import hookimpl
-from registry.trainer import seed_for
+from registry.train import seed_for
 
 __all__ = ["ContrastiveClassifier", "contrastive_loss"]
 

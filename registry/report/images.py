@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image
+
+from registry.checkpoint.atomic import atomic_write
 
 __all__ = ["make_grid", "save_grid"]
 
@@ -62,24 +63,12 @@ def _to_pil(grid: torch.Tensor) -> Image.Image:
 def save_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: int, **kw: Any) -> Path:
     """Write :func:`make_grid` of ``images`` as a PNG at ``path`` and return the path.
 
-    The PNG is written to a temporary file in the same folder and moved into
-    place with ``os.replace``, which is atomic on one filesystem, so an image
-    viewer or web page refreshing during training never reads half a file.
+    The PNG is written with ``atomic_write``, so an image viewer or web page
+    refreshing during training never reads half a file.
     Missing parent folders are created. ``kw`` goes to :func:`make_grid`.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     picture = _to_pil(make_grid(images, nrow, **kw))
 
-    # Open with mode 0o666 so the umask applies, as for any ordinary file;
-    # tempfile.mkstemp would leave the final PNG readable only by its owner.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            picture.save(fh, format="PNG")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(target, lambda fh: picture.save(fh, format="PNG"))

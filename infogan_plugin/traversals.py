@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from infogan_plugin.latent import CodeSlot, LatentSpec, parse_code_spec
-from registry.images import save_grid
+from registry.report.images import save_grid
 from registry.plugins import UnknownNameError
 
 TRAVERSAL_ROWS = 10  # rows of fixed (z, other codes) per traversal grid, as in the paper's figures
@@ -35,8 +35,6 @@ def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
             lam = float(lam_text) if lam_text is not None else None
         except ValueError:
             raise ValueError(f"{text!r}: lambda={lam_text!r} is not a number") from None
-        if size is not None and size < 1:
-            raise ValueError(f"{text!r}: size must be at least 1")
         try:
             loss_type = registries.q_losses.get(loss_name or code_type.default_q_loss)
         except UnknownNameError as exc:
@@ -60,7 +58,7 @@ def traversal_grids(trainer: Any, out_dir: Path, step: int, *, rows: int = TRAVE
     The fixed inputs come from their own seeded generator, so grids from different steps
     (and from resumed runs) show the same rows and never disturb training's RNG streams.
     """
-    from registry.trainer import seed_for
+    from registry.train import seed_for
 
     spec: LatentSpec = trainer.sampler
     device = trainer.device

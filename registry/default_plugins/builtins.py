@@ -5,7 +5,8 @@ It is registered like any third-party plugin, through the same hooks.
 
 from __future__ import annotations
 
-from registry import datasets, losses, models, shapes
+from registry.data import base as datasets, shapes
+from registry.nets import losses, models
 from registry.plugins import hookimpl
 
 

@@ -2,11 +2,10 @@
 
 PyTorch sends an fp32 ``nn.Linear`` on the CPU to the BLAS it was built with (MKL in the
 official wheels). On CPUs where that BLAS does not use the widest vector units (MKL on
-AMD processors, for one), its sgemm reaches about half of what oneDNN, the library that
-already runs PyTorch's CPU convolutions, gets from the same core: measured on a 2-core
-AVX-512 EPYC, 102 against 218-248 GFLOP/s for each of the three products of a
-128 x 6272 x 1024 layer (forward, input gradient, weight gradient). The fully connected
-layers are most of the paper's MNIST model, so this is the largest single CPU cost.
+AMD processors, for one), its sgemm can reach about half of what oneDNN, the library that
+already runs PyTorch's CPU convolutions, gets from the same core (the measurement, for the
+products of the paper's 6272 -> 1024 layer, is in benchmarks/README.md). The fully
+connected layers are most of the paper's MNIST model, so this is the largest single CPU cost.
 
 ``linear(x, weight, bias)`` computes exactly ``torch.nn.functional.linear`` in fp32 and
 differentiates like it (including double backward, for gradient penalties). It takes the

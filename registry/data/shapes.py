@@ -63,7 +63,7 @@ import os
 
 import torch
 
-from registry.datasets import ImageDataset, _check_image_size, _resize_uint8
+from registry.data.base import ImageDataset, _check_image_size, resize_uint8
 
 __all__ = [
     "FACTOR_NAMES",
@@ -182,7 +182,7 @@ def draw_batch(n: int, generator: torch.Generator, device: torch.device | str, *
     columns = [torch.randint(size, (n,), generator=generator, device=generator.device, dtype=torch.int64)
                for size in _FACTOR_SIZES]
     images = render(torch.stack(columns, dim=1).to(device))
-    return images if image_size is None else _resize_uint8(images, image_size)
+    return images if image_size is None else resize_uint8(images, image_size)
 
 
 def _inside(shape: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -268,7 +268,7 @@ def load_shapes(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
     factors = index_to_factors(index)
     images = render(factors)
     if image_size is not None:
-        images = _resize_uint8(images, image_size)
+        images = resize_uint8(images, image_size)
     return ImageDataset(
         images=images.contiguous(),
         labels=factors[:, 0].clone(),

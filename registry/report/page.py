@@ -14,12 +14,13 @@ import html
 import io
 import json
 import math
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+from registry.checkpoint.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
@@ -143,9 +144,7 @@ def _png_chart(state: _PngCharts, lines: dict[str, Series], *, title: str, refer
         name, n = f"{stem}-{n}.png", n + 1
     state.folder.mkdir(parents=True, exist_ok=True)
     path = state.folder / name
-    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, buffer.getvalue())
     state.written.append(path)
     return image_tag(path, alt=title, max_width=width, pixelated=False, caption=False)
 
@@ -272,7 +271,4 @@ def render(title: str, sections: Sequence[tuple[str, str]]) -> str:
 
 
 def write_report(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, text)

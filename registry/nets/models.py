@@ -18,10 +18,10 @@ import torch
 from einops.layers.torch import Rearrange
 from torch import nn
 
-from registry.linear import Linear
+from registry.cpu.linear import Linear
 
 
-def _init_dcgan(module: nn.Module) -> None:
+def init_dcgan(module: nn.Module) -> None:
     """N(0, 0.02) weights as in DCGAN; BN scale N(1, 0.02)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
@@ -66,7 +66,7 @@ def dcgan28(*, latent_dim: int, channels: int = 1, image_size: int = 28,
         Linear(128 * 7 * 7, 1024), nn.BatchNorm1d(1024), nn.LeakyReLU(slope, True),
     )
     D = Discriminator(trunk, 1024)
-    _init_dcgan(G), _init_dcgan(D)
+    init_dcgan(G), init_dcgan(D)
     return G, D
 
 
@@ -91,7 +91,7 @@ def dcgan64(*, latent_dim: int, channels: int = 3, image_size: int = 64,
         Rearrange("b c h w -> b (c h w)"),
     )
     D = Discriminator(trunk, w * 8 * 4 * 4)
-    _init_dcgan(G), _init_dcgan(D)
+    init_dcgan(G), init_dcgan(D)
     return G, D
 
 
@@ -120,5 +120,5 @@ def conv64(*, latent_dim: int, channels: int = 1, image_size: int = 64,
         Linear(64 * 4 * 4, 128), nn.LeakyReLU(slope, True),
     )
     D = Discriminator(trunk, 128)
-    _init_dcgan(G), _init_dcgan(D)
+    init_dcgan(G), init_dcgan(D)
     return G, D

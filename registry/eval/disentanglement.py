@@ -20,9 +20,9 @@ Every metric takes the same first four arguments:
 - ``encode(observations)`` -> representation ``(N, d)`` (tensor or array);
 - ``factor_sizes``: the number of values of each factor;
 - ``sample_factors(n, generator)`` -> ``(n, F)`` integer factor indices drawn from the
-  ``torch.Generator`` it is given (``registry.shapes.sample_factors``, or
+  ``torch.Generator`` it is given (``registry.data.shapes.sample_factors``, or
   :func:`uniform_factor_sampler`);
-- ``render(factor_indices)`` -> the observations ``encode`` reads (``registry.shapes.render``
+- ``render(factor_indices)`` -> the observations ``encode`` reads (``registry.data.shapes.render``
   gives uint8 images; any callable works, e.g. the identity when ``encode`` reads factors).
 
 and keyword arguments for the random seed and the sizes (defaults: disentanglement_lib's).

@@ -1,0 +1,39 @@
+"""Checkpoints: the validated safetensors file (``file``), the tensors of modules and
+optimizers (``codec``), a training run's persistence (``run``) and the save/restore pair
+for hand-written loops (``embedding``)."""
+
+from registry.checkpoint.atomic import atomic_write
+from registry.checkpoint.file import (
+    FORMAT_VERSION,
+    MAX_HEADER_BYTES,
+    CheckpointError,
+    checkpoint_name,
+    find_latest,
+    load_module_state,
+    load_optimizer_state,
+    module_state,
+    optimizer_state,
+    read_checkpoint,
+    read_metadata,
+    require_keys,
+    save_checkpoint,
+    step_of,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_HEADER_BYTES",
+    "CheckpointError",
+    "atomic_write",
+    "checkpoint_name",
+    "find_latest",
+    "load_module_state",
+    "load_optimizer_state",
+    "module_state",
+    "optimizer_state",
+    "read_checkpoint",
+    "read_metadata",
+    "require_keys",
+    "save_checkpoint",
+    "step_of",
+]

@@ -1,0 +1,217 @@
+"""Persisting a training run: a checkpoint of everything the trainer holds (modules,
+optimizers, every rank's RNG states, plugin state, the step and configuration), the exact
+restore that ``--resume`` needs, keeping only the newest checkpoints, and setting aside the
+checkpoints and log lines of an abandoned timeline when a run resumes from an older step.
+
+``RunPersistence`` holds these methods of ``registry.train.Trainer``; the file format
+itself is ``registry.checkpoint.file``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from registry import checkpoint as ckpt
+from registry.checkpoint.atomic import atomic_write
+from registry.config import TrainConfig
+from registry.plugins import Host
+from registry.train import distributed
+from registry.train.step import DivergenceError
+
+
+def find_checkpoint(path: Path) -> Path | None:
+    """``path`` itself when it is a file; for a run folder its newest complete checkpoint
+    (in ``checkpoints/``, else in the folder itself), or None when there is none."""
+    path = Path(path)
+    if path.is_dir():
+        return ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path)
+    return path
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to: the parent of ``checkpoints/``, else its folder."""
+    parent = Path(checkpoint).parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+class RunPersistence:
+    """Checkpoint methods of ``Trainer``."""
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration and what was resolved from it."""
+        return {
+            "config": json.loads(self.config.to_json()),
+            "model": self.model_name,
+            "generator_input": self.sampler.input_dim,
+            "image_shape": list(self.data.shape[1:]),
+            "plugins": self.host.plugins,
+            "world_size": self.dist.world_size,
+            "versions": _versions(),
+        }
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, str] = {}
+        for name, module in self.modules.items():
+            tensors.update(ckpt.module_state(module, f"model.{name}"))
+        for name, opt in self.optimizers.items():
+            t, meta[f"optim.{name}"] = ckpt.optimizer_state(opt, f"optim.{name}")
+            tensors.update(t)
+        for rank, state in enumerate(distributed.gather_bytes(self.dist, torch.get_rng_state())):
+            tensors[f"rng.torch_cpu.{rank}"] = state
+        for rank, state in enumerate(distributed.gather_bytes(self.dist, self.latent_gen.get_state())):
+            tensors[f"rng.latent.{rank}"] = state
+        if self.device.type == "cuda":
+            for rank, state in enumerate(distributed.gather_bytes(self.dist, torch.cuda.get_rng_state(self.device))):
+                tensors[f"rng.cuda.{rank}"] = state
+        for extra in self.host.hook.ganrun_checkpoint_state(trainer=self):
+            for key, value in (extra or {}).items():
+                if f"plugin.{key}" in tensors:
+                    raise ValueError(f"two plugins save checkpoint state under {key!r}")
+                tensors[f"plugin.{key}"] = value
+        meta.update(step=str(self.step), config=self.config.to_json(),
+                    run=json.dumps(self.describe(), sort_keys=True))
+        return tensors, meta
+
+    def save(self) -> Path | None:
+        """Write ``checkpoints/ckpt-<step>.safetensors`` atomically (rank 0); refuse to save
+        NaN/Inf so a poisoned checkpoint never replaces a good one."""
+        self._check_finite()
+        finite = {n: torch.stack([torch.isfinite(p).all() for p in m.parameters()]).all()
+                  for n, m in self.modules.items() if any(True for _ in m.parameters())}
+        flags = torch.stack(list(finite.values())).tolist()  # one device sync for every module
+        bad = [n for n, ok in zip(finite, flags) if not ok]
+        if bad:
+            raise DivergenceError(f"weights of {sorted(set(bad))} became NaN or Inf at step {self.step}; "
+                                  f"the last good checkpoint is kept")
+        tensors, meta = self.state_tensors()
+        path = self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.step)
+        if self.dist.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ckpt.save_checkpoint(path, tensors, meta)
+            self._prune_checkpoints()
+        distributed.barrier(self.dist)
+        return path
+
+    def _prune_checkpoints(self) -> None:
+        """Keep the newest ``keep_checkpoints`` of this run's timeline (steps up to now), so the
+        file just written is never the one deleted, whatever else lies in the folder."""
+        keep = self.config.keep_checkpoints
+        if keep <= 0:
+            return
+        ours = sorted((step, path) for path in (self.run_dir / "checkpoints").glob("ckpt-*.safetensors")
+                      if (step := ckpt.step_of(path)) is not None and step <= self.step)
+        for _, old in ours[:-keep]:
+            old.unlink(missing_ok=True)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, host: Host, *, device: str | None = None) -> "Trainer":
+        """A trainer restored from a checkpoint file or a run folder's newest one, for
+        evaluation and pictures (the run's logs are left untouched)."""
+        path = Path(path)
+        found = find_checkpoint(path)
+        if found is None:
+            raise ckpt.CheckpointError(f"{path}: no complete checkpoint in this run folder")
+        path = found
+        tensors, meta = ckpt.read_checkpoint(path)
+        try:
+            config = TrainConfig.from_dict(json.loads(meta["config"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ckpt.CheckpointError(f"{path}: configuration metadata is missing or malformed ({exc})") from None
+        if device is not None:
+            config.device = device
+        run_dir = run_dir_of(path)
+        trainer = cls(config, host, run_dir)
+        trainer.restore(path, loaded=(tensors, meta), truncate_logs=False)
+        return trainer
+
+    def _check_plugins(self, path: Path, meta: dict[str, str]) -> None:
+        """Refuse a checkpoint written with plugins that are not active now, naming them."""
+        try:
+            recorded = json.loads(meta.get("run", "{}")).get("plugins") or {}
+        except (ValueError, AttributeError):
+            return  # older or foreign metadata: the module and optimizer checks still apply
+        missing = [name for name in recorded if name not in self.host.plugins]
+        if missing:
+            flags = " ".join(f"--plugin {name}" for name in recorded)
+            raise ckpt.CheckpointError(
+                f"{path}: the run was trained with plugin(s) {', '.join(missing)}, which are not active; "
+                f"run the command as 'ganrun {flags} ...'")
+
+    def restore(self, path: Path, *, loaded: tuple[dict, dict] | None = None, truncate_logs: bool = True) -> None:
+        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state."""
+        tensors, meta = loaded if loaded is not None else ckpt.read_checkpoint(path)
+        self._check_plugins(path, meta)
+        for name, module in self.modules.items():
+            ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
+        for name, opt in self.optimizers.items():
+            if f"optim.{name}" not in meta:
+                raise ckpt.CheckpointError(f"{path}: missing optimizer entry 'optim.{name}' in the metadata")
+            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path)
+        rank = self.dist.rank
+        keys = [f"rng.torch_cpu.{rank}", f"rng.latent.{rank}"]
+        if self.device.type == "cuda":
+            keys.append(f"rng.cuda.{rank}")
+        ckpt.require_keys(tensors, keys, path=path, what="RNG")
+        try:
+            torch.set_rng_state(tensors[f"rng.torch_cpu.{rank}"])
+            self.latent_gen.set_state(tensors[f"rng.latent.{rank}"])
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(tensors[f"rng.cuda.{rank}"], self.device)
+        except (RuntimeError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"{path}: RNG state is malformed ({exc})") from None
+        plugin_state = {k[len("plugin."):]: v for k, v in tensors.items() if k.startswith("plugin.")}
+        self.host.hook.ganrun_load_checkpoint_state(trainer=self, tensors=plugin_state)
+        try:
+            self.step = int(meta["step"])
+        except (KeyError, ValueError):
+            raise ckpt.CheckpointError(f"{path}: metadata 'step' is missing or not an integer") from None
+        if truncate_logs and self.dist.is_main:
+            _truncate_after(self.run_dir, self.step)
+            self.balance.replay(self.run_dir / "metrics.jsonl")
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"torch": torch.__version__}
+    try:
+        out["ganrun"] = md.version("ganrun")
+    except md.PackageNotFoundError:
+        out["ganrun"] = "unknown"
+    return out
+
+
+def _truncate_after(run_dir: Path, step: int) -> None:
+    """Drop metric lines and host pictures from steps after ``step`` (a resumed run redoes
+    them), so logs never repeat a step number. Checkpoints from after ``step`` belong to an
+    abandoned timeline: they move to ``checkpoints/superseded/`` (kept, but never picked by
+    ``--resume RUN``)."""
+    later = [p for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors")
+             if (s := ckpt.step_of(p)) is not None and s > step]
+    if later:
+        aside = run_dir / "checkpoints" / "superseded"
+        aside.mkdir(exist_ok=True)
+        for path in later:
+            os.replace(path, aside / path.name)
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        kept = []
+        for line in metrics.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+        atomic_write(metrics, "".join(f"{line}\n" for line in kept))
+    for png in (run_dir / "samples").glob("step-*.png"):
+        try:
+            if int(png.stem.split("-")[1]) > step:
+                png.unlink()
+        except (IndexError, ValueError):
+            pass

@@ -1,0 +1,2 @@
+"""CPU speed: fp32 linear layers through oneDNN (``linear``) and glibc allocator tuning
+(``allocator``)."""

@@ -1,0 +1,24 @@
+"""Image datasets: the in-memory ``ImageDataset`` every loader returns (``base``) and the
+built-in sources, one module each. The bundled digits file ships in ``_data/``."""
+
+from registry.data.base import (
+    DatasetError,
+    ImageDataset,
+    load_digits,
+    load_image_folder,
+    load_mnist_idx,
+    resize_uint8,
+    to_training_tensor,
+    uint8_to_float,
+)
+
+__all__ = [
+    "DatasetError",
+    "ImageDataset",
+    "load_digits",
+    "load_image_folder",
+    "load_mnist_idx",
+    "resize_uint8",
+    "to_training_tensor",
+    "uint8_to_float",
+]

@@ -1,0 +1,36 @@
+"""What a run shows: sample grids as PNG files (``images``) and the one-page HTML report
+(``page``) that plugins add sections to."""
+
+from registry.report.page import (
+    PLOT_EXTRA_HINT,
+    chart_figure,
+    core_sections,
+    image_tag,
+    line_chart,
+    matplotlib_available,
+    newest,
+    png_charts,
+    read_metrics,
+    recorded_plugins,
+    render,
+    series,
+    slug,
+    write_report,
+)
+
+__all__ = [
+    "PLOT_EXTRA_HINT",
+    "chart_figure",
+    "core_sections",
+    "image_tag",
+    "line_chart",
+    "matplotlib_available",
+    "newest",
+    "png_charts",
+    "read_metrics",
+    "recorded_plugins",
+    "render",
+    "series",
+    "slug",
+    "write_report",
+]
