@@ -13,6 +13,7 @@ for the newest state of the controls, so a fast slider drag never queues stale g
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
 import math
 import re
@@ -121,6 +122,31 @@ def _integer(key: str, text: str, low: int, high: int) -> int:
     return int(text)
 
 
+def _is_loopback(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_allowed(header: str | None, bound: str) -> bool:
+    """Whether a request's ``Host`` header may be served: any, for a server bound to another
+    interface on purpose (``--host``); a loopback name or address (any port), for a loopback
+    server."""
+    if not _is_loopback(bound):
+        return True
+    if not header:
+        return False
+    name = header.strip().lower()
+    if name.startswith("["):  # [::1]:8765
+        name = name[1:name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    return _is_loopback(name)
+
+
 def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
     """A ``ThreadingHTTPServer`` for ``explorer`` bound to ``host:port`` (port 0: a free one);
     the caller runs ``serve_forever()`` and ``shutdown()``/``server_close()``."""
@@ -147,6 +173,11 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) -
             self._send(status, (message + "\n").encode(), "text/plain; charset=utf-8")
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if not _host_allowed(self.headers.get("Host"), host):
+                # DNS rebinding: a page elsewhere that points its own name at 127.0.0.1 would
+                # otherwise reach this server; a loopback server answers loopback names only
+                self._text(HTTPStatus.FORBIDDEN, "forbidden: this server answers requests for localhost only")
+                return
             parts = urlsplit(self.path)
             if parts.path == "/" and not parts.query:
                 self._send(HTTPStatus.OK, explorer.page(), "text/html; charset=utf-8")

@@ -129,6 +129,12 @@ class LatentSpec:
         keep = (cols < self.noise_dim) | ((cols >= starts[:, None]) & (cols < ends[:, None]))
         return a, torch.where(keep, a, b), shared
 
+    def split_input(self, g_input: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Inverse of the concatenation in ``sample``: ``(B, input_dim)`` -> z, [codes] (views)."""
+        self._check_width(g_input, self.input_dim, "G input")
+        z, *codes = g_input.split([self.noise_dim, *self._input_widths], dim=1)
+        return z, codes
+
     def split_q(self, q_out: torch.Tensor) -> list[torch.Tensor]:
         """Q's output ``(B, q_dim)`` -> per-slot chunks ``(B, num_outputs_i)`` (views)."""
         self._check_width(q_out, self.q_dim, "Q output")
