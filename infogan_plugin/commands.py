@@ -67,6 +67,8 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On the shapes dataset, also the
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json."""
+    from infogan_plugin._optional import MissingEvalDependency, check_eval_dependencies, require
+    from infogan_plugin.codes import Categorical
     from infogan_plugin.evaluate import (classification_accuracy, classifies, confusion_lines,
                                          disentanglement_metrics, information_bounds)
 
@@ -75,6 +77,14 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     if metrics_samples < 2:
         raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
     trainer = _load(ctx, run, device)
+    scores_disentanglement = disentanglement and trainer.config.dataset == "shapes"
+    try:  # fail before the first stage, not minutes into the evaluation
+        if classifies(trainer) and any(isinstance(slot.code, Categorical) for slot in trainer.sampler.slots):
+            require("scipy.optimize", "the unsupervised classification accuracy")
+        if scores_disentanglement:
+            check_eval_dependencies("the disentanglement metrics (MIG, DCI, SAP)")
+    except MissingEvalDependency as exc:
+        raise click.ClickException(str(exc)) from None
 
     def stage(text: str) -> None:  # progress on stderr, so stdout stays the results
         click.echo(f"[eval] {text}", err=True)
@@ -83,17 +93,20 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     information = information_bounds(trainer, n=samples)
     if classifies(trainer):
         stage("unsupervised classification accuracy on the labelled data")
-    result = {
-        "step": trainer.step,
-        "dataset": trainer.config.dataset,
-        "information": information,
-        "classification": classification_accuracy(trainer),
-    }
-    if disentanglement and trainer.config.dataset == "shapes":
-        labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
-        result["disentanglement"] = disentanglement_metrics(
-            trainer, num_samples=metrics_samples, seed=metrics_seed,
-            on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"))
+    try:
+        result = {
+            "step": trainer.step,
+            "dataset": trainer.config.dataset,
+            "information": information,
+            "classification": classification_accuracy(trainer),
+        }
+        if scores_disentanglement:
+            labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
+            result["disentanglement"] = disentanglement_metrics(
+                trainer, num_samples=metrics_samples, seed=metrics_seed,
+                on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"))
+    except MissingEvalDependency as exc:
+        raise click.ClickException(str(exc)) from None
     path = trainer.run_dir / "eval.json"
     tmp = path.with_name(f".eval.json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2))
