@@ -114,6 +114,22 @@ class QLoss(abc.ABC):
         """Q's point estimate of the code, ``(B, input_width)``, for evaluation."""
         ...
 
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        """Q's estimate of the code as a representation to score, ``(B, width)`` float32.
+
+        The disentanglement metrics read these columns, one slot after another, as the code
+        dimensions of the encoder. The default is :meth:`predict` (the most likely value in
+        the code's input layout: the mean for the Gaussian losses, one 0/1 column per
+        dimension for a Bernoulli code); a loss whose ``predict`` is a one-hot over classes
+        should override it with one column holding the class index, as
+        :class:`CategoricalCE` does, since a one-hot's columns are not separate codes.
+        ``width`` must not depend on the values of ``q_out``.
+        """
+        estimate = self.predict(q_out)
+        if not isinstance(estimate, torch.Tensor):
+            raise NotImplementedError(f"Q loss {self.name!r} implements neither predict nor point_estimate")
+        return estimate.float()
+
     def describe(self) -> dict[str, Any]:
         """JSON-able record (registry name + options) for checkpoints."""
         return {"name": self.name, **vars(self)}
@@ -140,6 +156,10 @@ class CategoricalCE(QLoss):
 
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         return F.one_hot(q_out.argmax(dim=1), q_out.shape[1]).to(torch.float32)
+
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        """The most likely class's index, ``(B, 1)`` float32."""
+        return q_out.argmax(dim=1, keepdim=True).to(torch.float32)
 
 
 class GaussianNLL(QLoss):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -11,7 +14,10 @@ import torch
 from click.testing import CliRunner
 
 from infogan_plugin import disentanglement as dis
-from infogan_plugin.evaluate import q_encoder, q_outputs
+from infogan_plugin.codes import Categorical, LatentCode, Uniform
+from infogan_plugin.evaluate import encoder_layout, q_encoder, q_outputs
+from infogan_plugin.latent import CodeSlot, LatentSpec
+from infogan_plugin.qlosses import CategoricalCE, GaussianNLLFixed, QLoss
 from registry import shapes
 from registry.cli import build_cli
 from registry.plugins import Host
@@ -430,8 +436,9 @@ def test_eval_on_a_shapes_run_writes_the_metrics(tmp_path, monkeypatch, tiny):
     images = shapes.render(factors)
     codes = q_encoder(trainer)(images)
     q_out = q_outputs(trainer, images.float() / 127.5 - 1.0)
-    expected = torch.cat([slot.q_loss.predict(chunk) for slot, chunk in zip(trainer.sampler.slots,
-                                                                             trainer.sampler.split_q(q_out))], dim=1)
+    expected = torch.cat([slot.q_loss.point_estimate(chunk) for slot, chunk in zip(trainer.sampler.slots,
+                                                                                    trainer.sampler.split_q(q_out))],
+                         dim=1)
     assert codes.shape == (5, 2) and torch.allclose(codes, expected)
 
     result = CliRunner().invoke(cli, [*plugins, "eval", str(run), "--no-disentanglement", "--samples", "8"])
@@ -440,3 +447,79 @@ def test_eval_on_a_shapes_run_writes_the_metrics(tmp_path, monkeypatch, tiny):
     result = CliRunner().invoke(cli, [*plugins, "eval", str(run), "--metrics-samples", "1"])
     assert result.exit_code == 2 and "--metrics-samples" in result.output
 
+
+# ------------------------------------------------------------------------------------------
+# The encoder: each Q loss's point estimate
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Coin(LatentCode):
+    """A third-party-style discrete code with ONE column: a fair 0/1 bit."""
+
+    type_name: ClassVar[str] = "coin"
+    default_q_loss: ClassVar[str] = "coin_logit"
+    default_lambda: ClassVar[float] = 1.0
+    discrete: ClassVar[bool] = True
+
+    def sample(self, n, *, generator, device):
+        return torch.randint(2, (n, self.dim), generator=generator, device=device).float()
+
+    def entropy(self):
+        return self.dim * math.log(2)
+
+    def traversal_values(self, *, steps=5):
+        return torch.tensor([[0.0], [1.0]])
+
+
+class CoinLogit(QLoss):
+    """One logit per bit; ``predict`` is the likelier bit and ``point_estimate`` the default."""
+
+    name: ClassVar[str] = "coin_logit"
+
+    def num_outputs(self, code):
+        return code.input_width
+
+    def nll(self, q_out, code_value):
+        return torch.nn.functional.binary_cross_entropy_with_logits(q_out.float(), code_value,
+                                                                    reduction="none").sum(dim=1)
+
+    def predict(self, q_out):
+        return (q_out > 0).float()
+
+
+class FlatD(torch.nn.Module):
+    def forward(self, x):
+        return None, x.flatten(1)
+
+
+def test_encoder_scores_a_one_column_discrete_code_by_its_point_estimate():
+    """Before: every discrete code's Q output went through argmax, so a code with one column
+    (a bit, a count) was the constant 0 and no metric could see it."""
+    torch.manual_seed(0)
+    spec = LatentSpec(noise_dim=2, slots=[CodeSlot("bit", Coin(), CoinLogit(), 1.0),
+                                          CodeSlot("cat", Categorical(k=3), CategoricalCE(), 1.0),
+                                          CodeSlot("u", Uniform(), GaussianNLLFixed(), 0.1)])
+    Q = torch.nn.Linear(16, spec.q_dim)  # q_dim = 1 + 3 + 1
+    trainer = SimpleNamespace(sampler=spec, dataset=SimpleNamespace(image_size=4), device="cpu",
+                              modules={"D": FlatD(), "Q": Q})
+    images = torch.randint(0, 256, (200, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    codes = q_encoder(trainer)(images)
+    assert codes.shape == (200, 3)
+    assert encoder_layout(trainer) == ["bit", "cat[argmax]", "u"]
+
+    q_out = Q(images.flatten(1).float() / 127.5 - 1.0).detach()
+    assert torch.equal(codes[:, 0], (q_out[:, 0] > 0).float())  # the likelier bit, not argmax of one column
+    assert set(codes[:, 0].tolist()) == {0.0, 1.0}  # no longer constant
+    assert torch.equal(codes[:, 1], q_out[:, 1:4].argmax(dim=1).float())
+    torch.testing.assert_close(codes[:, 2], q_out[:, 4])
+
+    # and the metrics see the bit: a factor the bit reads is found in its column
+    def encode(factors):
+        bits = factors[:, 0].float()[:, None]
+        return torch.cat([CoinLogit().point_estimate(bits * 4 - 2), torch.randn(len(factors), 1)], dim=1)
+
+    result = dis.mig(encode, (2, 3), dis.uniform_factor_sampler((2, 3)), identity, num_train=500)
+    mi = np.array(result.details["mutual_information"])
+    assert mi[0, 0] == pytest.approx(result.details["factor_entropy"][0], abs=1e-6)  # all of H(factor 0)
+    assert result.details["per_factor"][0] > 0.9  # less the noise column's plug-in bias
