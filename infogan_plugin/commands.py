@@ -54,7 +54,7 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 @click.option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
 @click.option("--disentanglement/--no-disentanglement", default=True, show_default=True,
               help="On a run trained on the shapes dataset, also compute MIG, the FactorVAE score, DCI "
-                   "disentanglement and SAP of Q's code estimates.")
+                   "disentanglement and SAP of Q's code estimates (needs pip install 'ganrun[eval]').")
 @click.option("--metrics-samples", default=10_000, show_default=True,
               help="Size of the disentanglement metrics: training points of MIG, DCI and SAP, variance "
                    "points and training votes of FactorVAE; test sets and evaluation votes get half, and "
@@ -66,7 +66,10 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
                  metrics_samples: int, metrics_seed: int) -> None:
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On the shapes dataset, also the
-    disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json."""
+    disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json.
+
+    The accuracy and the disentanglement metrics need scikit-learn and scipy:
+    pip install 'ganrun[eval]'."""
     from infogan_plugin._optional import MissingEvalDependency, check_eval_dependencies, require
     from infogan_plugin.codes import Categorical
     from infogan_plugin.evaluate import (classification_accuracy, classifies, confusion_lines,
