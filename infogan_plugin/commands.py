@@ -53,7 +53,7 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 @click.option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
 @click.option("--disentanglement/--no-disentanglement", default=True, show_default=True,
               help="On a run trained on the shapes dataset, also compute MIG, the FactorVAE score, DCI "
-                   "disentanglement and SAP of Q's code estimates.")
+                   "disentanglement and SAP of Q's code estimates (needs pip install 'ganrun[eval]').")
 @click.option("--metrics-samples", default=10_000, show_default=True,
               help="Size of the disentanglement metrics: training points of MIG, DCI and SAP, variance "
                    "points and training votes of FactorVAE; test sets and evaluation votes get half, and "
@@ -65,7 +65,12 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
                  metrics_samples: int, metrics_seed: int) -> None:
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On the shapes dataset, also the
-    disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json."""
+    disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json.
+
+    The accuracy and the disentanglement metrics need scikit-learn and scipy:
+    pip install 'ganrun[eval]'."""
+    from registry.eval.optional import MissingEvalDependency, check_eval_dependencies, require
+    from infogan_plugin.codes import Categorical
     from infogan_plugin.evaluate import (classification_accuracy, classifies, confusion_lines,
                                          disentanglement_metrics, information_bounds)
 
@@ -74,6 +79,14 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     if metrics_samples < 2:
         raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
     trainer = _load(ctx, run, device)
+    scores_disentanglement = disentanglement and trainer.config.dataset == "shapes"
+    try:  # fail before the first stage, not minutes into the evaluation
+        if classifies(trainer) and any(isinstance(slot.code, Categorical) for slot in trainer.sampler.slots):
+            require("scipy.optimize", "the unsupervised classification accuracy")
+        if scores_disentanglement:
+            check_eval_dependencies("the disentanglement metrics (MIG, DCI, SAP)")
+    except MissingEvalDependency as exc:
+        raise click.ClickException(str(exc)) from None
 
     def stage(text: str) -> None:  # progress on stderr, so stdout stays the results
         click.echo(f"[eval] {text}", err=True)
@@ -82,17 +95,20 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     information = information_bounds(trainer, n=samples)
     if classifies(trainer):
         stage("unsupervised classification accuracy on the labelled data")
-    result = {
-        "step": trainer.step,
-        "dataset": trainer.config.dataset,
-        "information": information,
-        "classification": classification_accuracy(trainer),
-    }
-    if disentanglement and trainer.config.dataset == "shapes":
-        labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
-        result["disentanglement"] = disentanglement_metrics(
-            trainer, num_samples=metrics_samples, seed=metrics_seed,
-            on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"))
+    try:
+        result = {
+            "step": trainer.step,
+            "dataset": trainer.config.dataset,
+            "information": information,
+            "classification": classification_accuracy(trainer),
+        }
+        if scores_disentanglement:
+            labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
+            result["disentanglement"] = disentanglement_metrics(
+                trainer, num_samples=metrics_samples, seed=metrics_seed,
+                on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"))
+    except MissingEvalDependency as exc:
+        raise click.ClickException(str(exc)) from None
     path = trainer.run_dir / "eval.json"
     atomic_write(path, json.dumps(result, indent=2))
     for name, info in result["information"].items():

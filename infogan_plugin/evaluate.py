@@ -13,6 +13,7 @@ import torch
 from infogan_plugin.codes import Categorical
 from infogan_plugin.latent import LatentSpec
 from registry.eval.assignment import cluster_accuracy, confusion_counts
+from infogan_plugin.qlosses import CategoricalCE
 
 
 def _eval_mode(trainer: Any):
@@ -90,8 +91,10 @@ def q_encoder(trainer: Any, *, batch_size: int = 500):
 
     Returns ``encode(images uint8 (N, C, H, W)) -> (N, d)`` float32 on the CPU: images are
     resized to the run's size if needed, scaled to [-1, 1] like the training data, passed
-    through D's trunk and Q, and each slot's ``q_loss.predict`` is concatenated in slot order;
-    a categorical code contributes one dimension, the index of its most likely class.
+    through D's trunk and Q, and each slot's ``q_loss.point_estimate`` is concatenated in slot
+    order: a categorical code contributes one dimension, the index of its most likely class, a
+    Gaussian one its mean, and a third-party loss whatever its ``point_estimate`` gives (by
+    default its ``predict``, so a one-column Bernoulli code is its most likely bit).
     """
     from registry.data import resize_uint8, uint8_to_float
 
@@ -103,28 +106,27 @@ def q_encoder(trainer: Any, *, batch_size: int = 500):
             images = resize_uint8(images.cpu(), size)
         x = uint8_to_float(images, trainer.device)
         q_out = q_outputs(trainer, x, batch_size=batch_size)
-        columns = []
-        for slot, chunk in zip(spec.slots, spec.split_q(q_out)):
-            estimate = slot.q_loss.predict(chunk)
-            if slot.code.discrete:
-                estimate = estimate.argmax(dim=1, keepdim=True).to(torch.float32)
-            columns.append(estimate)
+        columns = [slot.q_loss.point_estimate(chunk).float() for slot, chunk in zip(spec.slots, spec.split_q(q_out))]
         return torch.cat(columns, dim=1).cpu()
 
     return encode
 
 
 def encoder_layout(trainer: Any) -> list[str]:
-    """Names of the representation's dimensions: the slot name, ``[j]`` for dimension ``j``
-    of a multi-dimensional code, ``[argmax]`` for a categorical one."""
+    """Names of the representation's dimensions, one per column of ``q_encoder``: the slot
+    name for a one-column estimate, ``[argmax]`` after it for a categorical code scored by
+    ``CategoricalCE``, ``[j]`` for column ``j`` of a wider one. Widths come from each loss's
+    ``point_estimate`` of a zero Q output."""
     names = []
     for slot in trainer.sampler.slots:
-        if slot.code.discrete:
+        probe = torch.zeros(1, slot.q_loss.num_outputs(slot.code))
+        width = slot.q_loss.point_estimate(probe).shape[1]
+        if isinstance(slot.q_loss, CategoricalCE):
             names.append(f"{slot.name}[argmax]")
-        elif slot.code.input_width == 1:
+        elif width == 1:
             names.append(slot.name)
         else:
-            names.extend(f"{slot.name}[{j}]" for j in range(slot.code.input_width))
+            names.extend(f"{slot.name}[{j}]" for j in range(width))
     return names
 
 

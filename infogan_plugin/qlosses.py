@@ -120,6 +120,22 @@ class QLoss(abc.ABC):
         loss models no such distribution. ``encode`` reports it next to the point estimate."""
         return None
 
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        """Q's estimate of the code as a representation to score, ``(B, width)`` float32.
+
+        The disentanglement metrics read these columns, one slot after another, as the code
+        dimensions of the encoder. The default is :meth:`predict` (the most likely value in
+        the code's input layout: the mean for the Gaussian losses, one 0/1 column per
+        dimension for a Bernoulli code); a loss whose ``predict`` is a one-hot over classes
+        should override it with one column holding the class index, as
+        :class:`CategoricalCE` does, since a one-hot's columns are not separate codes.
+        ``width`` must not depend on the values of ``q_out``.
+        """
+        estimate = self.predict(q_out)
+        if not isinstance(estimate, torch.Tensor):
+            raise NotImplementedError(f"Q loss {self.name!r} implements neither predict nor point_estimate")
+        return estimate.float()
+
     def describe(self) -> dict[str, Any]:
         """JSON-able record (registry name + options) for checkpoints."""
         return {"name": self.name, **vars(self)}
@@ -149,6 +165,10 @@ class CategoricalCE(QLoss):
 
     def probabilities(self, q_out: torch.Tensor) -> torch.Tensor:
         return q_out.float().softmax(dim=1)  # (B, k), class order of the one-hot code
+
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        """The most likely class's index, ``(B, 1)`` float32."""
+        return q_out.argmax(dim=1, keepdim=True).to(torch.float32)
 
 
 class GaussianNLL(QLoss):

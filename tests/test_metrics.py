@@ -1,4 +1,4 @@
-"""Hungarian assignment against brute force, and cluster accuracy."""
+"""Hungarian assignment (scipy's linear_sum_assignment) against brute force, and cluster accuracy."""
 
 from __future__ import annotations
 
@@ -65,6 +65,34 @@ def test_hungarian_larger_is_optimal_against_perturbation() -> None:
     cost[np.arange(n), perm] = 0.0
     rows, cols = hungarian(cost)
     assert cols.tolist() == perm.tolist()
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_cluster_accuracy_is_the_best_matching_over_all_permutations(seed: int) -> None:
+    """Generated cases: 1-5 clusters against 1-5 labels, from pure noise to nearly a permutation.
+    The accuracy equals the best number of samples matched by any one-to-one map of clusters
+    to labels, found by trying every such map."""
+    rng = np.random.default_rng(seed)
+    n_clusters, n_labels = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+    n = int(rng.integers(1, 60))
+    labels = rng.integers(0, n_labels, n)
+    agree = rng.random(n) < rng.random()  # the share of samples that follow a hidden map
+    hidden = rng.integers(0, n_clusters, n_labels)
+    pred = np.where(agree, hidden[labels], rng.integers(0, n_clusters, n))
+    accuracy, mapping = cluster_accuracy(torch.from_numpy(pred), torch.from_numpy(labels))
+
+    clusters, classes = np.unique(pred), np.unique(labels)
+    counts = np.array([[np.sum((pred == c) & (labels == l)) for l in classes] for c in clusters])
+    if len(clusters) <= len(classes):
+        best = max(sum(counts[i, j] for i, j in enumerate(cols))
+                   for cols in itertools.permutations(range(len(classes)), len(clusters)))
+    else:
+        best = max(sum(counts[i, j] for j, i in enumerate(rows))
+                   for rows in itertools.permutations(range(len(clusters)), len(classes)))
+    assert accuracy == pytest.approx(best / n, abs=1e-12)
+    # the mapping is one-to-one and achieves that count
+    assert len(set(mapping.values())) == len(mapping) == min(len(clusters), len(classes))
+    assert sum(np.sum((pred == c) & (labels == l)) for c, l in mapping.items()) == best
 
 
 def test_cluster_accuracy_permuted_labels() -> None:

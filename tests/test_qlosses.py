@@ -15,6 +15,7 @@ from infogan_plugin.qlosses import (
     CategoricalCE,
     GaussianNLL,
     GaussianNLLFixed,
+    QLoss,
     categorical_nll,
     gaussian_nll,
     gaussian_nll_fixed,
@@ -120,6 +121,40 @@ def test_fixed_and_categorical_descriptors(gen: torch.Generator) -> None:
     torch.testing.assert_close(ce.nll(logits, onehot), categorical_nll(logits, onehot))
     assert torch.equal(ce.predict(logits), torch.nn.functional.one_hot(logits.argmax(1), K).float())
     assert ce.stats(logits) == {}
+
+
+def test_point_estimates(gen: torch.Generator) -> None:
+    """The representation the disentanglement metrics score: the class index of a categorical
+    Q, the mean of a Gaussian one, and by default whatever ``predict`` gives."""
+    logits = torch.randn(B, K, generator=gen)
+    estimate = CategoricalCE().point_estimate(logits)
+    assert estimate.shape == (B, 1) and estimate.dtype == torch.float32
+    assert torch.equal(estimate[:, 0], logits.argmax(dim=1).float())
+    mean, log_std = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
+    torch.testing.assert_close(GaussianNLL().point_estimate(torch.cat([mean, log_std], dim=1)), mean)
+    torch.testing.assert_close(GaussianNLLFixed().point_estimate(mean.double()), mean)  # float32 always
+
+    class OneLogit(QLoss):  # a third-party loss for a one-column 0/1 code, with predict only
+        name = "one_logit"
+
+        def num_outputs(self, code):
+            return 1
+
+        def nll(self, q_out, code_value):
+            return torch.nn.functional.binary_cross_entropy_with_logits(q_out, code_value, reduction="none")[:, 0]
+
+        def predict(self, q_out):
+            return (q_out > 0).float()
+
+    q_out = torch.randn(B, 1, generator=gen)
+    assert torch.equal(OneLogit().point_estimate(q_out), (q_out > 0).float())
+
+    class NoEstimate(OneLogit):
+        name = "no_estimate"
+        predict = QLoss.predict  # the base class's, which gives nothing
+
+    with pytest.raises(NotImplementedError, match="no_estimate"):
+        NoEstimate().point_estimate(q_out)
 
 
 def test_descriptor_validation_and_describe() -> None:
