@@ -132,17 +132,19 @@ def test_balance_watch_warns_once_per_stretch_at_chance(seed: int) -> None:
         assert (warning is not None) == expect, (step, metrics)
         assert metrics["balance/chance_steps"] == (step - since if since is not None else 0)
         if warning:
-            assert "at chance since step" in warning and "--spectral-norm" in warning
+            assert "at chance since step" in warning and "D/G balance" in warning
 
 
 def test_trainer_prints_the_chance_warning(ganrun: Ganrun, tiny: str, tmp_path: Path, monkeypatch) -> None:
     # a learning rate of ~0 keeps D's logits where they start, identical for real and fake
-    monkeypatch.setattr(BalanceWatch.__init__, "__kwdefaults__", {"accuracy": 0.55, "gap": 0.05, "steps": 3})
+    monkeypatch.setattr(BalanceWatch.__init__, "__kwdefaults__",
+                        {"accuracy": 0.55, "gap": 0.05, "steps": 3, "hint": "unused"})
     data = ganrun.write_idx(tmp_path / "idx", 64)
     result = ganrun.train(tmp_path / "r", "--model", "tiny", "--dataset", "mnist-idx", "--data-dir", data,
                           "--batch-size", 16, "--steps", 8, "--log-every", 1, "--lr-d", 1e-30, "--lr-g", 1e-30,
                           "--save-every", 8, plugins=[tiny])
     assert result.stderr.count("warning: D has been at chance") == 1, result.stderr
+    assert "Try --spectral-norm, or a lower --lr-g than 1e-30" in result.stderr
 
 
 # ------------------------------------------------------------------------------ pieces

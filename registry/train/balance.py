@@ -15,11 +15,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["CHANCE_ACCURACY", "CHANCE_GAP", "CHANCE_STEPS", "BalanceWatch"]
+__all__ = ["CHANCE_ACCURACY", "CHANCE_GAP", "CHANCE_STEPS", "BalanceWatch", "balance_hint"]
 
 CHANCE_ACCURACY = 0.55  # balanced accuracy (mean of real and fake accuracy) below this is chance
 CHANCE_GAP = 0.05       # or mean real logit minus mean fake logit below this (logits all alike)
 CHANCE_STEPS = 2000     # warn when D has been at chance this long
+
+
+def balance_hint(config) -> str:
+    """What to try when D sits at chance, given what a run already uses: G outpaces D when it
+    takes several updates or a higher rate per D update, and spectral norm steadies D."""
+    tries = []
+    if not config.spectral_norm:
+        tries.append("--spectral-norm")
+    if config.g_steps > 1:
+        tries.append("--g-steps 1")
+    tries.append(f"a lower --lr-g than {config.lr_g:g} (D runs at {config.lr_d:g})")
+    return "Try " + ", or ".join(tries) + " (README, 'D/G balance')"
 
 
 class BalanceWatch:
@@ -28,8 +40,8 @@ class BalanceWatch:
     stretch. The count is recorded in the metrics as ``balance/chance_steps``."""
 
     def __init__(self, *, accuracy: float = CHANCE_ACCURACY, gap: float = CHANCE_GAP,
-                 steps: int = CHANCE_STEPS) -> None:
-        self.accuracy, self.gap, self.steps = accuracy, gap, steps
+                 steps: int = CHANCE_STEPS, hint: str = "see the README, 'D/G balance'") -> None:
+        self.accuracy, self.gap, self.steps, self.hint = accuracy, gap, steps, hint
         self.since: int | None = None  # first step of the current stretch at chance
         self.warned = False
 
@@ -51,7 +63,7 @@ class BalanceWatch:
             self.warned = True
             return (f"D has been at chance since step {self.since} (balanced accuracy {balanced:.2f}, "
                     f"logit gap {gap:.3f}): G gets no signal from it. "
-                    f"Try --spectral-norm, a different --lr-d/--lr-g ratio or --g-steps (README, 'D/G balance')")
+                    f"{self.hint}")
         return None
 
     def replay(self, metrics_file: Path) -> None:

@@ -31,7 +31,7 @@ from registry.plugins import Host
 from registry.report.images import save_grid
 from registry.nets.spectral import apply_spectral_norm
 from registry.train import distributed
-from registry.train.balance import BalanceWatch
+from registry.train.balance import BalanceWatch, balance_hint
 from registry.train.noise import NoiseSampler
 from registry.train.rng import EpochSampler, seed_for, step_seed
 from registry.train.step import DivergenceError, StepMixin
@@ -137,7 +137,7 @@ class Trainer(StepMixin, RunPersistence):
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
         self._stop_signal: int | None = None
         self._muted = False
-        self.balance = BalanceWatch()
+        self.balance = BalanceWatch(hint=balance_hint(config))
         self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ building
