@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from registry.eval import disentanglement as dis
-from registry import shapes
+from registry.data import shapes
 
 
 def aligned(seed: int = 0):
@@ -66,7 +66,7 @@ def main() -> None:
     num_test = args.num_test or max(1, args.num_train // 2)
 
     fits: list[float] = []
-    fit = dis._gbt_importance
+    fit = dis.gbt_importance
 
     def timed_fit(*a, **kw):
         t0 = time.process_time()
@@ -75,7 +75,7 @@ def main() -> None:
         finally:
             fits.append(time.process_time() - t0)
 
-    dis._gbt_importance = timed_fit
+    dis.gbt_importance = timed_fit
     print(f"DCI on the shapes factors {shapes.factor_sizes()} ({', '.join(shapes.FACTOR_NAMES)}), "
           f"{args.num_train} training / {num_test} test points, seed {args.seed}", flush=True)
     for name in args.encoders:

@@ -74,6 +74,7 @@ __all__ = [
     "dci_from_importance",
     "evaluate_all",
     "factor_vae_score",
+    "gbt_importance",
     "mig",
     "sap_score",
     "uniform_factor_sampler",
@@ -311,7 +312,7 @@ def factor_vae_score(encode: Encode, factor_sizes: Sequence[int], sample_factors
 # --------------------------------------------------------------------------------------
 
 
-def _gbt_importance(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
+def gbt_importance(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
                     random_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One column of disentanglement_lib's ``compute_importance_gbt``: fit
     ``GradientBoostingClassifier()`` (every default argument; ``random_state`` only fixes
@@ -386,7 +387,7 @@ def dci(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFacto
     importance = np.zeros((d, f))
     train_acc, test_acc = [], []
     for k in range(f):
-        imp, pred_train, pred_test = _gbt_importance(x_train, y_train[:, k], x_test, random_state=seed)
+        imp, pred_train, pred_test = gbt_importance(x_train, y_train[:, k], x_test, random_state=seed)
         importance[:, k] = imp
         train_acc.append(float(np.mean(pred_train == y_train[:, k])))
         test_acc.append(float(np.mean(pred_test == y_test[:, k])))
