@@ -52,7 +52,7 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 @_device_opt
 @click.option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
 @click.option("--disentanglement/--no-disentanglement", default=True, show_default=True,
-              help="On a run trained on the shapes dataset, also compute MIG, the FactorVAE score, DCI "
+              help="On a run trained on a dataset with ground-truth factors (shapes), also compute MIG, the FactorVAE score, DCI "
                    "disentanglement and SAP of Q's code estimates (needs pip install 'ganrun[eval]').")
 @click.option("--metrics-samples", default=10_000, show_default=True,
               help="Size of the disentanglement metrics: training points of MIG, DCI and SAP, variance "
@@ -64,7 +64,8 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disentanglement: bool,
                  metrics_samples: int, metrics_seed: int) -> None:
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
-    classification accuracy of each categorical code. On the shapes dataset, also the
+    classification accuracy of each categorical code. On a dataset with ground-truth factors
+    (shapes), also the
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json.
 
     The accuracy and the disentanglement metrics need scikit-learn and scipy:
@@ -79,7 +80,7 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     if metrics_samples < 2:
         raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
     trainer = _load(ctx, run, device)
-    scores_disentanglement = disentanglement and trainer.config.dataset == "shapes"
+    scores_disentanglement = disentanglement and trainer.dataset.ground_truth is not None
     try:  # fail before the first stage, not minutes into the evaluation
         if classifies(trainer) and any(isinstance(slot.code, Categorical) for slot in trainer.sampler.slots):
             require("scipy.optimize", "the unsupervised classification accuracy")

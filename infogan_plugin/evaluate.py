@@ -1,6 +1,7 @@
 """InfoGAN metrics on a trained run: the information bound per code, unsupervised
 classification accuracy of each categorical code (Q's argmax matched to labels) and, for
-runs on the ``shapes`` dataset, disentanglement metrics of Q's code estimates."""
+runs on a dataset with ground-truth factors (``ImageDataset.ground_truth``, e.g. ``shapes``),
+disentanglement metrics of Q's code estimates."""
 
 from __future__ import annotations
 
@@ -134,26 +135,28 @@ def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: in
                             batch_size: int = 1000,
                             on_metric: Callable[[str], None] | None = None) -> dict[str, Any]:
     """MIG, FactorVAE score, DCI disentanglement and SAP of Q's code estimates on a run
-    trained on the ``shapes`` dataset, with ground truth drawn from the full factor grid
-    (rendered on the run's device). Sizes are disentanglement_lib's scaled by
+    trained on a dataset that declares ground-truth factors (``ImageDataset.ground_truth``), with
+    fresh ground truth drawn and rendered by it on the run's device (for ``shapes``: the full
+    factor grid). Sizes are disentanglement_lib's scaled by
     ``num_samples / 10,000`` (see ``registry.eval.disentanglement.evaluate_all``, which also
     describes ``on_metric``)."""
     from registry.eval.disentanglement import evaluate_all
-    from registry.data import shapes
 
-    if trainer.config.dataset != "shapes":
-        raise ValueError(f"disentanglement metrics need the 'shapes' dataset, this run used {trainer.config.dataset!r}")
+    truth = trainer.dataset.ground_truth
+    if truth is None:
+        raise ValueError(f"disentanglement metrics need a dataset with ground-truth factors; "
+                         f"{trainer.config.dataset!r} declares none")
     device = trainer.device
 
     def render(factors: torch.Tensor) -> torch.Tensor:
-        return shapes.render(factors.to(device))
+        return truth.render(factors.to(device))
 
     started = time.perf_counter()
-    results = evaluate_all(q_encoder(trainer), shapes.factor_sizes(), shapes.sample_factors, render,
+    results = evaluate_all(q_encoder(trainer), truth.sizes, truth.sample, render,
                            seed=seed, num_samples=num_samples, batch_size=batch_size, on_metric=on_metric)
     out: dict[str, Any] = {
         "encoder": encoder_layout(trainer),
-        "factors": list(shapes.FACTOR_NAMES),
+        "factors": list(truth.names),
         "num_samples": num_samples,
         "seed": seed,
     }

@@ -126,6 +126,16 @@ def ganrun_resume_mutable_options():
     return list(EVAL_DEFAULTS)
 
 
+def _has_ground_truth(config, registries) -> bool:
+    """Whether the run's dataset declares ground-truth factors: loaded once here, only when
+    --eval-every asks (a dataset that fails to load is reported by the trainer, not here)."""
+    try:
+        dataset = registries.datasets.get(config.dataset)(data_dir=config.data_dir, image_size=config.image_size)
+    except Exception:  # noqa: BLE001 - the trainer loads it again and reports the error properly
+        return True
+    return dataset.ground_truth is not None
+
+
 def eval_options(extra: dict[str, Any]) -> tuple[int, int]:
     """(every, samples) of ``--eval-every``, defaults for runs recorded without them."""
     every, samples = (EVAL_DEFAULTS[k] if extra.get(k) is None else extra[k] for k in EVAL_DEFAULTS)
@@ -157,9 +167,9 @@ def ganrun_configure(config, registries):
     if every and every % config.log_every:
         raise click.BadParameter(f"must be a multiple of --log-every ({config.log_every}), got {every}; "
                                  f"the scores are written on log lines", param_hint="--eval-every")
-    if every and config.dataset != "shapes":
-        raise click.BadParameter(f"needs a dataset with ground-truth factors (shapes); "
-                                 f"{config.dataset!r} has none", param_hint="--eval-every")
+    if every and not _has_ground_truth(config, registries):
+        raise click.BadParameter(f"needs a dataset with ground-truth factors (such as shapes); "
+                                 f"{config.dataset!r} declares none", param_hint="--eval-every")
     head = q_head_options(config.extra)
     hidden = head["q_hidden"]
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:

@@ -234,3 +234,42 @@ def test_bad_eval_every_is_refused(ganrun: Ganrun, tmp_path: Path, flags, messag
 def test_eval_every_needs_factors(ganrun: Ganrun, tmp_path: Path) -> None:
     result = ganrun.invoke("train", "--out", tmp_path / "r", "--steps", 1, "--eval-every", 50, plugins=["infogan"])
     assert result.exit_code == 2 and "ground-truth factors" in result.output, ganrun.describe(result)
+
+
+# ------------------------------------------------------------------------------ ground truth, by declaration
+
+def test_metrics_read_ground_truth_from_the_dataset_not_its_name(ganrun: Ganrun, tmp_path: Path, monkeypatch) -> None:
+    """A dataset under another name that declares ground-truth factors is scored; the same
+    images without the declaration are refused with the reason."""
+    from infogan_plugin.evaluate import disentanglement_metrics
+    from registry.data import GroundTruth, shapes as shapes_module
+    from registry.plugins import Host
+    from registry.train import Trainer
+
+    run = tmp_path / "r"
+    ganrun.train(run, *SHAPES, "--steps", 2, "--save-every", 2, plugins=["infogan"])
+    trainer = Trainer.from_checkpoint(run, Host.create(["infogan"]), device="cpu")
+    truth = trainer.dataset.ground_truth
+    assert isinstance(truth, GroundTruth) and truth.names == shapes_module.FACTOR_NAMES
+    report = disentanglement_metrics(trainer, num_samples=40)
+    assert report["factors"] == list(shapes_module.FACTOR_NAMES)
+    # a renamed copy with two factors: the metrics follow the declaration
+    two = GroundTruth(names=("shape", "scale"), sizes=(3, 6),
+                      sample=lambda n, g: torch.stack([torch.randint(3, (n,), generator=g),
+                                                       torch.randint(6, (n,), generator=g)], 1),
+                      render=lambda f: render(torch.cat([f, torch.full_like(f, 16)[:, :1].repeat(1, 3)], 1)))
+    import dataclasses
+    object.__setattr__(trainer, "dataset", dataclasses.replace(trainer.dataset, name="other", ground_truth=two))
+    assert disentanglement_metrics(trainer, num_samples=40)["factors"] == ["shape", "scale"]
+    object.__setattr__(trainer, "dataset", dataclasses.replace(trainer.dataset, ground_truth=None))
+    with pytest.raises(ValueError, match="declares none"):
+        disentanglement_metrics(trainer, num_samples=40)
+
+
+def test_ground_truth_declaration_is_checked() -> None:
+    from registry.data import GroundTruth
+
+    with pytest.raises(ValueError, match="one positive size per factor"):
+        GroundTruth(names=("a", "b"), sizes=(3,), sample=lambda n, g: None, render=lambda f: None)
+    with pytest.raises(ValueError, match="one positive size per factor"):
+        GroundTruth(names=("a",), sizes=(0,), sample=lambda n, g: None, render=lambda f: None)

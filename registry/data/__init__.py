@@ -3,6 +3,7 @@ built-in sources, one module each. The bundled digits file ships in ``_data/``."
 
 from registry.data.base import (
     DatasetError,
+    GroundTruth,
     ImageDataset,
     load_digits,
     load_image_folder,
@@ -14,6 +15,7 @@ from registry.data.base import (
 
 __all__ = [
     "DatasetError",
+    "GroundTruth",
     "ImageDataset",
     "load_digits",
     "load_image_folder",

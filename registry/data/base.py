@@ -45,6 +45,28 @@ class DatasetError(Exception):
     """Bad dataset input. str(err) is one line naming the file/folder, what is wrong and what to do."""
 
 
+@dataclass(frozen=True)
+class GroundTruth:
+    """The generative factors behind a dataset's images, for disentanglement metrics
+    (``registry.eval``): any dataset that can draw factor combinations and render them
+    declares one, and the metrics ask it for fresh ground truth instead of knowing the
+    dataset by name.
+
+    ``sample(n, generator)`` returns ``(n, len(sizes))`` int64 factor indices on the CPU,
+    drawn from ``generator`` only; ``render(factors)`` turns such indices (on any device)
+    into the dataset's uint8 ``(n, C, H, W)`` images on that device.
+    """
+
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+    sample: Callable[[int, torch.Generator], torch.Tensor]
+    render: Callable[[torch.Tensor], torch.Tensor]
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.sizes) or not self.sizes or min(self.sizes) < 1:
+            raise ValueError(f"GroundTruth: need one positive size per factor name, got {self.names} and {self.sizes}")
+
+
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
     """An in-memory image dataset.
@@ -57,6 +79,7 @@ class ImageDataset:
     labels: torch.Tensor | None  # (N,) int64 or None
     name: str
     factors: dict[str, torch.Tensor] | None = None  # optional ground-truth factors, each (N,)
+    ground_truth: GroundTruth | None = None  # optional: draws and renders fresh factors (metrics)
     # Optional: draw(n, generator, device) -> uint8 (n, C, H, W) on ``device``, a pure function of
     # the generator's state. When set, training draws every batch fresh from it (a procedural
     # dataset's whole grid) instead of sampling ``images``, which then serve evaluation.

@@ -63,7 +63,7 @@ import os
 
 import torch
 
-from registry.data.base import ImageDataset, _check_image_size, resize_uint8
+from registry.data.base import GroundTruth, ImageDataset, _check_image_size, resize_uint8
 
 __all__ = [
     "FACTOR_NAMES",
@@ -275,4 +275,12 @@ def load_shapes(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
         name="shapes",
         factors={name: factors[:, i].clone() for i, name in enumerate(FACTOR_NAMES)},
         draw=functools.partial(draw_batch, image_size=image_size),
+        ground_truth=GroundTruth(names=FACTOR_NAMES, sizes=factor_sizes(), sample=sample_factors,
+                                 render=functools.partial(_render_at, image_size=image_size)),
     )
+
+
+def _render_at(factor_indices: torch.Tensor, *, image_size: int | None) -> torch.Tensor:
+    """:func:`render`, resized like the registered dataset's images."""
+    images = render(factor_indices)
+    return images if image_size is None else resize_uint8(images, image_size)
