@@ -273,3 +273,43 @@ def test_ground_truth_declaration_is_checked() -> None:
         GroundTruth(names=("a", "b"), sizes=(3,), sample=lambda n, g: None, render=lambda f: None)
     with pytest.raises(ValueError, match="one positive size per factor"):
         GroundTruth(names=("a",), sizes=(0,), sample=lambda n, g: None, render=lambda f: None)
+
+
+# ------------------------------------------------------------------------------ a seed stream per plugin
+
+GREEDY = '''
+import torch
+from torch import nn
+from registry.plugins import hookimpl
+
+@hookimpl
+def ganrun_build_modules(config, models, sampler):
+    torch.randn(12345)                      # draws from the global RNG while building
+    probe = nn.Linear(3, 3)
+    return {"probe": (probe, "G")}
+'''
+
+
+def test_each_plugins_modules_start_from_its_own_seed_stream(make_plugin, tmp_path: Path) -> None:
+    """A plugin that draws while building shifts nobody else's initialisation, and its own
+    modules start the same whatever other plugins are active."""
+    from registry.config import TrainConfig
+    from registry.plugins import Host
+    from registry.train import Trainer
+
+    greedy = make_plugin(GREEDY)
+
+    def build(plugins: list[str]) -> Trainer:
+        host = Host.create(plugins)
+        config = TrainConfig(steps=1, batch_size=8, device="cpu", progress=False, seed=4,
+                             extra={"code": ["categorical:3"], "info_lambda": None})
+        host.hook.ganrun_configure(config=config, registries=host.registries)
+        return Trainer(config, host, tmp_path / "unused")
+
+    alone, both = build(["infogan"]), build(["infogan", greedy])
+    for name in ("G", "D", "Q"):
+        a, b = alone.modules[name].state_dict(), both.modules[name].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    plain = build([greedy])
+    assert torch.equal(plain.modules["probe"].weight, both.modules["probe"].weight)
+    assert torch.equal(plain.modules["G"].state_dict()["0.weight"], build([]).modules["G"].state_dict()["0.weight"])

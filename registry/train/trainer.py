@@ -106,7 +106,7 @@ class Trainer(StepMixin, RunPersistence):
                        image_size=self.dataset.image_size)
         self.modules: dict[str, nn.Module] = {"G": G, "D": D}
         self.groups: dict[str, list[str]] = {"G": ["G"], "D": ["D"]}
-        for extra in host.hook.ganrun_build_modules(config=config, models=dict(self.modules), sampler=self.sampler):
+        for extra in _build_plugin_modules(host, config, dict(self.modules), self.sampler):
             for name, (module, group) in (extra or {}).items():
                 if name in self.modules:
                     raise ValueError(f"two plugins build a module named {name!r}")
@@ -279,6 +279,22 @@ class Trainer(StepMixin, RunPersistence):
         finally:
             for n, m in self.modules.items():
                 m.train(training[n])
+
+
+def _build_plugin_modules(host: Host, config: TrainConfig, models: dict[str, nn.Module], sampler) -> list:
+    """``ganrun_build_modules`` of each plugin in turn (pluggy's call order), each under the
+    global RNG seeded from the run seed and that plugin's name, and the RNG restored after:
+    a plugin's initialisation is a function of the seed and its own name alone, so adding,
+    removing or reordering another plugin never shifts it."""
+    impls = list(reversed(host.pm.hook.ganrun_build_modules.get_hookimpls()))
+    results = []
+    for impl in impls:
+        others = [other.plugin for other in impls if other is not impl]
+        call = host.pm.subset_hook_caller("ganrun_build_modules", remove_plugins=others)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(step_seed(config.seed, f"build:{impl.plugin_name}", 0, 0))
+            results.extend(call(config=config, models=models, sampler=sampler))
+    return results
 
 
 def _warn(text: str) -> None:
