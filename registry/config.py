@@ -100,3 +100,51 @@ def resume_differences(saved: TrainConfig, wanted: TrainConfig,
         if key not in mutable and a["extra"].get(key) != b["extra"].get(key):
             diffs.append(f"{key}: {a['extra'].get(key)!r} -> {b['extra'].get(key)!r}")
     return diffs
+
+
+class ResumeConflict(ValueError):
+    """A resume that would change settings the checkpoint's run was trained with;
+    ``diffs`` holds one ``key: saved -> wanted`` line per setting."""
+
+    def __init__(self, diffs: list[str], mutable: frozenset[str]):
+        self.diffs = diffs
+        self.mutable = mutable
+        super().__init__("; ".join(diffs))
+
+
+def merge_config(explicit: dict[str, Any], *, defaults: dict[str, Any], plugin_keys: set[str],
+                 saved: TrainConfig | None = None,
+                 mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME) -> TrainConfig:
+    """The effective configuration, as a pure function of what the user gave.
+
+    ``explicit`` holds the values the user set (the TOML file's, overridden by flags typed
+    on the command line), never a command line's unset defaults. A fresh run starts from
+    the field defaults updated by the plugins' ``defaults``; a resume (``saved`` given)
+    starts from the checkpoint's configuration, with ``out`` cleared so the run continues
+    where the checkpoint lies now. ``explicit`` then overrides either. On resume a change
+    to a key outside ``mutable_on_resume`` raises :class:`ResumeConflict`.
+    """
+    if saved is not None:
+        merged = dataclasses.asdict(saved)
+        extra = dict(merged.pop("extra"))
+        merged["out"] = None  # continue where the checkpoint is now (the run may have moved)
+    else:
+        merged = dataclasses.asdict(TrainConfig())
+        merged.pop("extra")
+        extra = {k: None for k in plugin_keys}
+        for key, value in defaults.items():
+            if key in CORE_KEYS:
+                merged[key] = value
+            elif key in plugin_keys:
+                extra[key] = value
+    for key, value in explicit.items():
+        if key in CORE_KEYS:
+            merged[key] = value
+        else:
+            extra[key] = value
+    config = TrainConfig(**merged, extra=extra)
+    if saved is not None:
+        diffs = resume_differences(saved, config, mutable_on_resume)
+        if diffs:
+            raise ResumeConflict(diffs, mutable_on_resume)
+    return config
