@@ -3,16 +3,13 @@ optimizers (``codec``), a training run's persistence (``run``) and the save/rest
 for hand-written loops (``embedding``)."""
 
 from registry.checkpoint.atomic import atomic_write
+from registry.checkpoint.codec import load_module_state, load_optimizer_state, module_state, optimizer_state
 from registry.checkpoint.file import (
     FORMAT_VERSION,
     MAX_HEADER_BYTES,
     CheckpointError,
     checkpoint_name,
     find_latest,
-    load_module_state,
-    load_optimizer_state,
-    module_state,
-    optimizer_state,
     read_checkpoint,
     read_metadata,
     require_keys,

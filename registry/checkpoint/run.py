@@ -4,7 +4,7 @@ restore that ``--resume`` needs, keeping only the newest checkpoints, and settin
 checkpoints and log lines of an abandoned timeline when a run resumes from an older step.
 
 ``RunPersistence`` holds these methods of ``registry.train.Trainer``; the file format
-itself is ``registry.checkpoint.file``.
+itself is ``registry.checkpoint.file``, the module and optimizer entries ``registry.checkpoint.codec``.
 """
 
 from __future__ import annotations
