@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,18 @@ class RunPersistence:
                 f"{path}: the run was trained with plugin(s) {', '.join(missing)}, which are not active; "
                 f"run the command as 'ganrun {flags} ...'")
 
+    def restart_from_zero(self) -> None:
+        """Start a run folder's run again from step 0 (``--auto-resume`` of a run that died before
+        its first checkpoint): what the dead attempt logged and drew is set aside."""
+        _truncate_after(self.run_dir, 0)
+
     def restore(self, path: Path, *, loaded: tuple[dict, dict] | None = None, truncate_logs: bool = True) -> None:
-        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state."""
+        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state.
+
+        Everything the checkpoint carries is checked before the run folder is touched: the
+        logs are set aside only once every entry has loaded."""
         tensors, meta = loaded if loaded is not None else ckpt.read_checkpoint(path)
+        step = checked_step(path, meta, self.config.steps)
         self._check_plugins(path, meta)
         for name, module in self.modules.items():
             ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
@@ -167,13 +177,23 @@ class RunPersistence:
             raise ckpt.CheckpointError(f"{path}: RNG state is malformed ({exc})") from None
         plugin_state = {k[len("plugin."):]: v for k, v in tensors.items() if k.startswith("plugin.")}
         self.host.hook.ganrun_load_checkpoint_state(trainer=self, tensors=plugin_state)
-        try:
-            self.step = int(meta["step"])
-        except (KeyError, ValueError):
-            raise ckpt.CheckpointError(f"{path}: metadata 'step' is missing or not an integer") from None
+        self.step = step
         if truncate_logs and self.dist.is_main:
             _truncate_after(self.run_dir, self.step)
             self.balance.replay(self.run_dir / "metrics.jsonl")
+
+
+def checked_step(path: Path, meta: dict[str, str], steps: int) -> int:
+    """The checkpoint's step: decimal digits, and at most ``steps`` (the run's length), so a
+    resume never acts on a step this build could not have written for this run."""
+    text = meta.get("step")
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,18}", text):
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {text!r}, not a non-negative integer")
+    step = int(text)
+    if step > steps:
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps; "
+                                   f"pass --steps {step} or more to continue it")
+    return step
 
 
 def _versions() -> dict[str, str]:
@@ -187,31 +207,63 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# A picture a run writes for one step: ``step-000000004.png`` (samples), ``c1-step-000000004.png``
+# (InfoGAN's traversals), or any plugin's ``...step<N>...png`` below the run folder.
+_STEP_PICTURE_RE = re.compile(r"(?:^|.*[-_.])step[-_]?(\d+)(?:[-_.].*)?\.png", re.IGNORECASE)
+SUPERSEDED = "superseded"
+
+
+def _timeline_names(names: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """``(source, target)`` pairs with targets no earlier timeline has taken: the first abandoned
+    timeline keeps the plain names; a later one gets ``.timeline-N`` before the suffix, with one
+    N for all its files so they stay recognisable as one timeline."""
+    if not any(target.exists() for _, target in names):
+        return names
+    n = 2
+    while True:
+        renamed = [(src, t.with_name(f"{t.stem}.timeline-{n}{t.suffix}")) for src, t in names]
+        if not any(target.exists() for _, target in renamed):
+            return renamed
+        n += 1
+
+
 def _truncate_after(run_dir: Path, step: int) -> None:
-    """Drop metric lines and host pictures from steps after ``step`` (a resumed run redoes
-    them), so logs never repeat a step number. Checkpoints from after ``step`` belong to an
-    abandoned timeline: they move to ``checkpoints/superseded/`` (kept, but never picked by
-    ``--resume RUN``)."""
+    """Set aside what a run wrote after ``step`` (a resumed run redoes it), so logs never repeat a
+    step number and nothing already kept is overwritten. Checkpoints from after ``step`` belong
+    to an abandoned timeline: they move to ``checkpoints/superseded/`` (kept, but never picked by
+    ``--resume RUN``). Pictures with a step after ``step`` in their name (samples, traversals,
+    any plugin's) move to ``superseded/`` under the same relative path, where ``report`` does not
+    look; metric lines after ``step`` go to ``superseded/metrics.jsonl``. A second resume from an
+    older step gets ``.timeline-N`` names instead of overwriting the first one's files."""
     later = [p for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors")
              if (s := ckpt.step_of(p)) is not None and s > step]
-    if later:
-        aside = run_dir / "checkpoints" / "superseded"
-        aside.mkdir(exist_ok=True)
-        for path in later:
-            os.replace(path, aside / path.name)
+    aside = run_dir / "checkpoints" / SUPERSEDED
+    for path, target in _timeline_names([(p, aside / p.name) for p in sorted(later)]):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+
+    pictures = []
+    for png in run_dir.rglob("*.png"):
+        rel = png.relative_to(run_dir)
+        if rel.parts[0] == SUPERSEDED or SUPERSEDED in rel.parts[:-1] or not png.is_file():
+            continue
+        match = _STEP_PICTURE_RE.fullmatch(png.name)
+        if match and int(match.group(1)) > step:
+            pictures.append((png, run_dir / SUPERSEDED / rel))
+    for path, target in _timeline_names(sorted(pictures)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
-        kept = []
-        for line in metrics.read_text().splitlines():
+        kept, dropped = [], []
+        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError):
+                (kept if json.loads(line)["step"] <= step else dropped).append(line)
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue  # a line cut short by a crash
+        if dropped:
+            [(_, target)] = _timeline_names([(metrics, run_dir / SUPERSEDED / "metrics.jsonl")])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, "".join(f"{line}\n" for line in dropped))
         atomic_write(metrics, "".join(f"{line}\n" for line in kept))
-    for png in (run_dir / "samples").glob("step-*.png"):
-        try:
-            if int(png.stem.split("-")[1]) > step:
-                png.unlink()
-        except (IndexError, ValueError):
-            pass

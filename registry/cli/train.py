@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from registry import checkpoint as ckpt
+from registry.checkpoint.lock import LOCK_NAME, RunFolderBusy, RunLock, stale_temporaries
 from registry.checkpoint.run import find_checkpoint, run_dir_of
 from registry.cli.session import Session
 from registry.config import (
@@ -26,6 +27,7 @@ from registry.config import (
     merge_config,
     read_toml,
     refuse_unknown,
+    resume_differences,
 )
 from registry.data import DatasetError
 from registry.plugins import Host, UnknownNameError
@@ -243,12 +245,26 @@ def _choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
     return Path(config.out)
 
 
-def _check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> None:
-    """Refuse an unusable run folder before anything is built; changes nothing on disk."""
+def _run_entries(run_dir: Path) -> list[Path]:
+    """What a run folder holds, its lock file aside (a failed start may leave only that)."""
+    if not run_dir.is_dir():
+        return []
+    return [p for p in run_dir.iterdir() if p.name != LOCK_NAME]
+
+
+def _check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool,
+                   restart: TrainConfig | None = None, mutable: frozenset[str] = MUTABLE_ON_RESUME) -> None:
+    """Refuse an unusable run folder before anything is built; changes nothing on disk.
+
+    ``restart`` is the configuration of an ``--auto-resume`` that found no checkpoint: a run
+    that died before its first checkpoint starts again from step 0 in its folder."""
     if run_dir.exists() and not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} exists and is not a folder", param_hint="--out")
-    has_run = run_dir.is_dir() and any(run_dir.iterdir())
+    has_run = bool(_run_entries(run_dir))
     if has_run and resume_path is None:
+        if restart is not None and not overwrite:
+            _check_restartable(run_dir, restart, mutable)
+            return
         if not overwrite:
             raise click.BadParameter(
                 f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
@@ -258,15 +274,57 @@ def _check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> 
                                      param_hint="--out")
 
 
+def _check_restartable(run_dir: Path, config: TrainConfig, mutable: frozenset[str]) -> None:
+    """A folder ``--auto-resume`` may start again from step 0: a run of this same configuration
+    that wrote no checkpoint yet. Anything else (checkpoints that do not validate, another
+    configuration, a folder that is not a run) is refused as for a fresh start."""
+    hint = "pass --overwrite to start over, or another --out"
+    stranded = [p.name for folder in (run_dir, run_dir / "checkpoints")
+                for p in (folder.glob("ckpt-*.safetensors") if folder.is_dir() else ())]
+    if stranded:
+        raise click.BadParameter(
+            f"run folder {run_dir} has checkpoints but none is complete ({', '.join(sorted(stranded)[:3])}); "
+            f"refusing to start it again from step 0: {hint}", param_hint="--auto-resume")
+    try:
+        recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
+        previous = TrainConfig.from_dict(recorded)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise click.BadParameter(
+            f"run folder {run_dir} has no checkpoint and its config.json is missing or unreadable "
+            f"({type(exc).__name__}); refusing to start it again: {hint}", param_hint="--auto-resume") from None
+    diffs = resume_differences(previous, config, mutable)
+    if diffs:
+        raise click.BadParameter(
+            f"run folder {run_dir} was started with a different configuration ({'; '.join(diffs)}); "
+            f"refusing to start it again: {hint}", param_hint="--auto-resume")
+
+
+def _lock_run_dir(run_dir: Path) -> RunLock:
+    """Become the one writer of ``run_dir`` (creating it), or refuse naming the holder's pid."""
+    try:
+        return RunLock(run_dir).acquire()
+    except RunFolderBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write to {run_dir}: {exc.strerror}", param_hint="--out") from None
+
+
 def _prepare_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> None:
-    """Start over if asked (only once the new run has been built), create and probe the folder."""
-    if overwrite and resume_path is None and run_dir.is_dir() and any(run_dir.iterdir()):
-        shutil.rmtree(run_dir)
+    """Start over if asked (only once the new run has been built), create and probe the folder,
+    and remove temporary files that killed saves left behind (the caller holds the lock)."""
+    if overwrite and resume_path is None:
+        for entry in _run_entries(run_dir):  # the lock file stays: we hold it
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
+        for stale in stale_temporaries(run_dir):
+            stale.unlink(missing_ok=True)
     except OSError as exc:
         raise click.BadParameter(f"cannot write to {run_dir}: {exc.strerror}", param_hint="--out") from None
 
@@ -287,8 +345,15 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
     info = distributed.from_environment()
     overwrite = values.get("overwrite", False)
     run_dir = _choose_run_dir(config, resume_path)
+    # --auto-resume without a checkpoint: a run that died before its first one starts again
+    restart = config if values.get("auto_resume") and resume_path is None else None
+    folder_checks = (run_dir, resume_path, overwrite, restart, frozenset(mutable))
     if info.is_main:
-        _check_run_dir(run_dir, resume_path, overwrite)
+        try:  # a live writer is named before the folder's contents are judged
+            RunLock(run_dir).check_free()
+        except RunFolderBusy as exc:
+            raise click.ClickException(str(exc)) from None
+        _check_run_dir(*folder_checks)
     try:
         trainer = Trainer(config, host, run_dir, dist=info)  # writes nothing yet
     except DatasetError as exc:
@@ -297,10 +362,16 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
         raise click.BadParameter(str(exc), param_hint=_option_for(str(exc)) or None) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if info.is_main:
-        _prepare_run_dir(run_dir, resume_path, overwrite)
+    lock = None
     clean = False
     try:
+        if info.is_main:  # one writer per run folder; under torchrun rank 0 writes for all
+            lock = _lock_run_dir(run_dir)
+            _check_run_dir(*folder_checks)  # again: another writer may have finished meanwhile
+            _prepare_run_dir(run_dir, resume_path, overwrite)
+            if restart is not None and _run_entries(run_dir):
+                trainer.restart_from_zero()
+                click.echo(f"restarting {run_dir} from step 0 (it has no checkpoint yet)", err=True)
         if resume_path is not None:
             trainer.restore(resume_path)
             if info.is_main:
@@ -320,6 +391,8 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
     finally:
         trainer.release_distributed()
         distributed.destroy(info, clean=clean)
+        if lock is not None:
+            lock.release()
     if info.is_main:
         shown = {k: round(v, 4) for k, v in trainer.last_metrics.items()}
         click.echo(f"done: {trainer.step} steps; last checkpoint {last}", err=True)
