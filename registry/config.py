@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,53 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A configuration read back (from a checkpoint or config.json): every key known and
+        every value of its field's type, else ValueError naming the key."""
+        if not isinstance(data, dict):
+            raise ValueError(f"configuration is a {type(data).__name__}, not an object")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        problems = type_errors({k: v for k, v in data.items() if k != "extra"})
+        extra = data.get("extra", {})
+        if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+            problems.append(f"extra: expected an object of plugin options, got {extra!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return cls(**data)
+
+
+_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+def type_errors(values: dict[str, Any]) -> list[str]:
+    """``key: expected ..., got ...`` for each core value whose type is not its field's (an int
+    is a number; a bool is neither; a number must be finite). Keys that are not core fields
+    are left to the caller."""
+    problems = []
+    for key, value in values.items():
+        annotation = _FIELD_TYPES.get(key)
+        if annotation is None:
+            continue
+        kind, _, optional = annotation.partition(" | ")
+        if value is None and optional == "None":
+            continue
+        if not _fits(value, kind):
+            expected = _TYPE_WORDS[kind] + (" (or absent)" if optional else "")
+            problems.append(f"{key}: expected {expected}, got {value!r}")
+    return problems
 
 
 CORE_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra")

@@ -9,13 +9,22 @@ becomes tensors plus a JSON string for the metadata. The file these live in is
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from registry.checkpoint.file import PathLike, _error, _is_int, _listing, require_keys
+from registry.checkpoint.file import (
+    MAX_JSON_DEPTH,
+    PathLike,
+    _error,
+    _is_int,
+    _listing,
+    json_depth,
+    require_keys,
+)
 
 __all__ = ["module_state", "load_module_state", "optimizer_state", "load_optimizer_state"]
 
@@ -93,6 +102,14 @@ def load_module_state(
                 f"tensor '{prefix}.{key}' has shape {list(value.shape)} in the file "
                 f"but the model expects {list(current.shape)}",
             )
+        if value.dtype != current.dtype:  # load_state_dict would cast it silently
+            raise _error(
+                path,
+                f"tensor '{prefix}.{key}' is {str(value.dtype).removeprefix('torch.')} in the file "
+                f"but the model holds {str(current.dtype).removeprefix('torch.')}",
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise _error(path, f"tensor '{prefix}.{key}' holds NaN or Inf")
         incoming[key] = value
     try:
         target.load_state_dict(incoming, strict=True)
@@ -183,6 +200,8 @@ def load_optimizer_state(
     """
     _check_prefix(prefix)
     try:
+        if json_depth(meta_json) > MAX_JSON_DEPTH:
+            raise ValueError("nested too deeply")
         meta = json.loads(meta_json)
     except (TypeError, ValueError, RecursionError):
         raise _error(path, f"optimizer state for {prefix!r} is not valid JSON") from None
@@ -222,10 +241,92 @@ def load_optimizer_state(
     extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in referenced)
     if extra:
         raise _error(path, f"unexpected optimizer tensors {_listing(extra)}")
+    _check_optimizer_values(opt, groups, state, prefix, path)
     try:
         opt.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise _error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
+
+
+# Per-parameter state entries of the optimizers this build makes, and which must be >= 0.
+_ADAM_STATE = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+_NON_NEGATIVE = {"step", "exp_avg_sq", "max_exp_avg_sq"}
+
+
+def _check_optimizer_values(opt: torch.optim.Optimizer, groups: list[dict[str, Any]],
+                            state: dict[int, dict[str, Any]], prefix: str, path: PathLike) -> None:
+    """Every value against what this build would have written, before torch sees any of it:
+    hyperparameters of the type (and range) the live optimizer holds, per-parameter tensors of
+    the parameter's shape and dtype (a scalar float32 ``step``), all finite."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for g, (saved, current) in enumerate(zip(groups, opt.param_groups)):
+        for key, value in saved.items():
+            if key == "params":
+                continue
+            where = f"{prefix}.param_groups.{g}.{key}"
+            if key not in current:
+                raise _error(path, f"optimizer entry {where!r} is not a setting of this optimizer")
+            cause = _value_mismatch(value, current[key], key)
+            if cause:
+                raise _error(path, f"optimizer entry {where!r} {cause}")
+    adam = isinstance(opt, torch.optim.Adam)
+    for index, entry in state.items():
+        if index >= len(params):
+            raise _error(path, f"optimizer layout differs: state for unknown parameter index {index}")
+        param = params[index]
+        for key, value in entry.items():
+            where = f"{prefix}.state.{index}.{key}"
+            if adam and key not in _ADAM_STATE:
+                raise _error(path, f"optimizer entry {where!r} is not state Adam keeps")
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise _error(path, f"optimizer entry {where!r} is a {type(value).__name__}, not a tensor")
+            if key == "step":
+                if value.shape != () or value.dtype != torch.float32:
+                    raise _error(path, f"optimizer entry {where!r} is {_describe(value)}; "
+                                       f"expected a scalar float32")
+                if not (math.isfinite(value.item()) and value.item() >= 0 and value.item() == int(value.item())):
+                    raise _error(path, f"optimizer entry {where!r} is {value.item()!r}, not a step count")
+                continue
+            if value.shape != param.shape or value.dtype != param.dtype:
+                raise _error(path, f"optimizer entry {where!r} is {_describe(value)}; the parameter "
+                                   f"is {_describe(param)}")
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise _error(path, f"optimizer entry {where!r} holds NaN or Inf")
+            if key in _NON_NEGATIVE and bool((value < 0).any()):
+                raise _error(path, f"optimizer entry {where!r} holds negative values")
+
+
+def _describe(t: torch.Tensor) -> str:
+    return f"{str(t.dtype).removeprefix('torch.')} of shape {list(t.shape)}"
+
+
+def _value_mismatch(saved: Any, current: Any, key: str) -> str:
+    """Why ``saved`` is not what this run's optimizer could have written for setting ``key``,
+    or '' when it is. The optimizer is built from the same configuration the resume has
+    checked, so each setting must equal the live one; the exceptions are the learning rate
+    (a schedule changes it: any finite non-negative number) and ``fused``/``foreach`` (torch
+    chooses them per machine: a flag or none)."""
+    if key in ("lr", "initial_lr"):
+        if isinstance(saved, bool) or not isinstance(saved, (int, float)):
+            return f"is {saved!r}, expected a number"
+        if not math.isfinite(saved) or saved < 0:
+            return f"is {saved!r}, expected a finite non-negative number"
+        return ""
+    if key in ("fused", "foreach"):
+        return "" if saved is None or isinstance(saved, bool) else f"is {saved!r}, expected a flag or none"
+    same = type(saved) is type(current) or (isinstance(saved, (tuple, list)) and isinstance(current, (tuple, list)))
+    if not same or _plain(saved) != _plain(current):
+        return f"is {saved!r}, but this run's optimizer has {current!r}"
+    return ""
+
+
+def _plain(value: Any) -> Any:
+    """Lists and tuples alike, and the type of each number kept, for an exact comparison."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return (type(value).__name__, value)
 
 
 def _collect_refs(value: Any, out: set[str]) -> None:

@@ -23,6 +23,7 @@ import math
 import os
 import pathlib
 import re
+import stat
 import struct
 from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO, Union
@@ -44,6 +45,8 @@ __all__ = [
     "read_metadata",
     "find_latest",
     "require_keys",
+    "json_entry",
+    "MAX_JSON_DEPTH",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -303,14 +306,79 @@ def _validate(path: PathLike, handle: BinaryIO) -> tuple[dict[str, Any], dict[st
 
 
 def _open(path: PathLike) -> BinaryIO:
+    """Open a regular file for reading; a FIFO, device or socket is refused without waiting
+    (O_NONBLOCK: opening a FIFO with no writer would otherwise block forever)."""
     try:
-        return open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise _error(path, "file not found") from None
     except IsADirectoryError:
         raise _error(path, "is a directory, not a checkpoint file") from None
     except OSError as exc:
         raise _error(path, f"cannot open ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _error(path, "is a directory, not a checkpoint file")
+        if not stat.S_ISREG(mode):
+            raise _error(path, "is not a regular file (a FIFO, device or socket), not a checkpoint file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+#: How deeply a JSON metadata entry may nest. What this build writes nests at most 6 levels
+#: (optimizer state); the bound stops hostile nesting before the parser recurses.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in JSON text, found without parsing (so without
+    recursion); brackets inside strings do not count."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def json_entry(path: PathLike, metadata: Mapping[str, str], key: str, *, required: bool = True) -> Any:
+    """Parse the JSON metadata entry ``key``, refusing a missing entry (when ``required``),
+    non-JSON text, NaN/Infinity and nesting deeper than :data:`MAX_JSON_DEPTH` with one line
+    that names the file and the entry. A missing optional entry gives None."""
+    text = metadata.get(key)
+    if text is None:
+        if required:
+            raise _error(path, f"metadata entry {key!r} is missing")
+        return None
+    if not isinstance(text, str):
+        raise _error(path, f"metadata entry {key!r} is not a string")
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise _error(path, f"metadata entry {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
+
+    def refuse_constant(name: str) -> None:
+        raise ValueError(f"{name} is not a value this build writes")
+
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates,
+                          parse_constant=None if key.startswith("optim.") else refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _error(path, f"metadata entry {key!r} is not valid JSON ({exc})") from None
 
 
 def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -120,10 +120,7 @@ class RunPersistence:
             raise ckpt.CheckpointError(f"{path}: no complete checkpoint in this run folder")
         path = found
         tensors, meta = ckpt.read_checkpoint(path)
-        try:
-            config = TrainConfig.from_dict(json.loads(meta["config"]))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ckpt.CheckpointError(f"{path}: configuration metadata is missing or malformed ({exc})") from None
+        config = saved_config(path, meta)
         if device is not None:
             config.device = device
         run_dir = run_dir_of(path)
@@ -133,9 +130,9 @@ class RunPersistence:
 
     def _check_plugins(self, path: Path, meta: dict[str, str]) -> None:
         """Refuse a checkpoint written with plugins that are not active now, naming them."""
-        try:
-            recorded = json.loads(meta.get("run", "{}")).get("plugins") or {}
-        except (ValueError, AttributeError):
+        run = ckpt.json_entry(path, meta, "run", required=False)
+        recorded = run.get("plugins") if isinstance(run, dict) else None
+        if not isinstance(recorded, (dict, list)):
             return  # older or foreign metadata: the module and optimizer checks still apply
         missing = [name for name in recorded if name not in self.host.plugins]
         if missing:
@@ -168,6 +165,15 @@ class RunPersistence:
         if self.device.type == "cuda":
             keys.append(f"rng.cuda.{rank}")
         ckpt.require_keys(tensors, keys, path=path, what="RNG")
+        like = {f"rng.torch_cpu.{rank}": torch.get_rng_state(), f"rng.latent.{rank}": self.latent_gen.get_state()}
+        if self.device.type == "cuda":
+            like[f"rng.cuda.{rank}"] = torch.cuda.get_rng_state(self.device)
+        for key, current in like.items():  # what this build writes: uint8 states of a fixed size
+            if tensors[key].dtype != current.dtype or tensors[key].shape != current.shape:
+                raise ckpt.CheckpointError(
+                    f"{path}: RNG entry {key!r} is {str(tensors[key].dtype).removeprefix('torch.')} of shape "
+                    f"{list(tensors[key].shape)}; this build writes {str(current.dtype).removeprefix('torch.')} "
+                    f"of shape {list(current.shape)}")
         try:
             torch.set_rng_state(tensors[f"rng.torch_cpu.{rank}"])
             self.latent_gen.set_state(tensors[f"rng.latent.{rank}"])
@@ -181,6 +187,14 @@ class RunPersistence:
         if truncate_logs and self.dist.is_main:
             _truncate_after(self.run_dir, self.step)
             self.balance.replay(self.run_dir / "metrics.jsonl")
+
+
+def saved_config(path: Path, meta: dict[str, str]) -> TrainConfig:
+    """The configuration a checkpoint records, every key and type checked; one-line error."""
+    try:
+        return TrainConfig.from_dict(ckpt.json_entry(path, meta, "config"))
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'config' is malformed ({exc})") from None
 
 
 def checked_step(path: Path, meta: dict[str, str], steps: int) -> int:

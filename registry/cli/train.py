@@ -17,7 +17,7 @@ import click
 
 from registry import checkpoint as ckpt
 from registry.checkpoint.lock import LOCK_NAME, RunFolderBusy, RunLock, stale_temporaries
-from registry.checkpoint.run import find_checkpoint, run_dir_of
+from registry.checkpoint.run import find_checkpoint, run_dir_of, saved_config
 from registry.cli.session import Session
 from registry.config import (
     CORE_KEYS,
@@ -192,11 +192,9 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
     if resume_path is not None:
         try:
             meta = ckpt.read_metadata(resume_path)  # tensors are read once, by the trainer
-            saved = TrainConfig.from_dict(json.loads(meta["config"]))
+            saved = saved_config(resume_path, meta)
         except ckpt.CheckpointError as exc:
             raise click.ClickException(str(exc)) from None
-        except (KeyError, ValueError, TypeError) as exc:
-            raise click.ClickException(f"{resume_path}: configuration metadata is missing or malformed ({exc})") from None
     try:
         config = merge_config(explicit, defaults=defaults, plugin_keys=plugin_keys, saved=saved,
                               mutable_on_resume=mutable_on_resume)
