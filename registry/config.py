@@ -68,7 +68,7 @@ class TrainConfig:
 
 
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+_TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a string", "bool": "true or false"}
 
 
 def _fits(value: Any, kind: str) -> bool:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -28,6 +30,7 @@ from registry.config import (
     read_toml,
     refuse_unknown,
     resume_differences,
+    type_errors,
 )
 from registry.data import DatasetError
 from registry.plugins import Host, UnknownNameError
@@ -167,6 +170,48 @@ def _option_for(message: str) -> str:
     return ""
 
 
+def _plugin_type_errors(ctx: click.Context, values: dict[str, Any], plugin_keys: set[str]) -> list[str]:
+    """``key: ...`` for each plugin option in a TOML file whose value is not what its flag takes:
+    the Python type first (TOML has types; "3" is not 3, "no" is not false), then the option's
+    own check (choices, ranges)."""
+    options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+    problems = []
+    for key in sorted(set(values) & plugin_keys):
+        option, value = options.get(key), values[key]
+        if option is None:
+            continue
+        items = value if option.multiple and isinstance(value, list) else [value]
+        if option.multiple and not isinstance(value, list):
+            problems.append(f"{key}: expected a list, got {value!r}")
+            continue
+        for item in items:
+            cause = _option_value_error(ctx, option, item)
+            if cause:
+                problems.append(f"{key}: {cause}")
+                break
+    return problems
+
+
+def _option_value_error(ctx: click.Context, option: click.Option, value: Any) -> str:
+    kind = option.type
+    if option.is_flag or isinstance(kind, click.types.BoolParamType):
+        return "" if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if isinstance(value, bool):
+        return f"expected {kind.name}, got {value!r}"
+    if isinstance(kind, click.types.IntParamType) and not isinstance(value, int):
+        return f"expected an integer, got {value!r}"
+    if isinstance(kind, click.types.FloatParamType):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+    if isinstance(kind, (click.types.StringParamType, click.Choice, click.Path)) and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    try:
+        kind.convert(value, option, ctx)
+    except click.BadParameter as exc:
+        return exc.message
+    return ""
+
+
 def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str, Any],
                  plugin_keys: set[str], mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME,
                  ) -> tuple[TrainConfig, Path | None, dict[str, Any]]:
@@ -180,6 +225,9 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
             refuse_unknown(file_values, plugin_keys, str(values["config"]))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--config") from None
+        problems = type_errors(file_values) + _plugin_type_errors(ctx, file_values, plugin_keys)
+        if problems:
+            raise click.BadParameter(f"{values['config']}: " + "; ".join(problems), param_hint="--config")
     explicit = {**file_values, **cli_values}
 
     resume_path = _resolve_resume(values["resume"]) if values.get("resume") is not None else None
@@ -207,6 +255,17 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
 
 
 def _validate(config: TrainConfig, host: Host) -> None:
+    for problem in type_errors({key: getattr(config, key) for key in CORE_KEYS}):
+        key = problem.split(":", 1)[0]
+        raise click.BadParameter(problem.split(": ", 1)[1], param_hint=f"--{key.replace('_', '-')}")
+    if config.keep_checkpoints < 0:
+        raise click.BadParameter(f"must be 0 (keep all) or more, got {config.keep_checkpoints}",
+                                 param_hint="--keep-checkpoints")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(config, key) < 1.0:
+            raise click.BadParameter(f"must be in [0, 1), got {getattr(config, key)!r}", param_hint=f"--{key}")
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", config.device):
+        raise click.BadParameter(f"expected auto, cpu, cuda or cuda:N, got {config.device!r}", param_hint="--device")
     positive = ("steps", "batch_size", "noise_dim", "save_every", "sample_every", "log_every", "g_steps")
     for key in positive:
         value = getattr(config, key)
