@@ -79,22 +79,53 @@ class RunPersistence:
                     run=json.dumps(self.describe(), sort_keys=True))
         return tensors, meta
 
+    def last_good_checkpoint_text(self) -> str:
+        """Where a stopped run can continue from, truthfully: the newest complete checkpoint of
+        this run's timeline, or that none was written."""
+        newest = ckpt.find_latest(self.run_dir / "checkpoints")
+        if newest is None or (ckpt.step_of(newest) or 0) > self.step:
+            return "no checkpoint was written before it, so there is nothing to resume"
+        return f"the last good checkpoint {newest} is kept"
+
+    def _non_finite_state(self) -> list[str]:
+        """Modules whose parameters or buffers (BatchNorm statistics, spectral-norm vectors) and
+        optimizers whose state (Adam's moments) hold NaN or Inf; one device sync for all."""
+        names, flags = [], []
+        for name, module in self.modules.items():
+            values = [t for t in module.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+            if values:
+                names.append(f"module {name} (weights or buffers)")
+                flags.append(torch.stack([torch.isfinite(t).all() for t in values]).all())
+        for name, opt in self.optimizers.items():
+            values = [t for state in opt.state.values() for t in state.values()
+                      if torch.is_tensor(t) and t.is_floating_point()]
+            if values:
+                names.append(f"the {name} optimizer's state")
+                flags.append(torch.stack([torch.isfinite(t).all().to(self.device) for t in values]).all())
+        if not flags:
+            return []
+        return [n for n, ok in zip(names, torch.stack(flags).tolist()) if not ok]
+
     def save(self) -> Path | None:
         """Write ``checkpoints/ckpt-<step>.safetensors`` atomically (rank 0); refuse to save
-        NaN/Inf so a poisoned checkpoint never replaces a good one."""
+        NaN/Inf (weights, buffers, optimizer state) so a poisoned checkpoint never replaces a
+        good one. A failed write (disk full) is a one-line CheckpointError saying the previous
+        checkpoint is intact."""
         self._check_finite()
-        finite = {n: torch.stack([torch.isfinite(p).all() for p in m.parameters()]).all()
-                  for n, m in self.modules.items() if any(True for _ in m.parameters())}
-        flags = torch.stack(list(finite.values())).tolist()  # one device sync for every module
-        bad = [n for n, ok in zip(finite, flags) if not ok]
+        bad = self._non_finite_state()
         if bad:
-            raise DivergenceError(f"weights of {sorted(set(bad))} became NaN or Inf at step {self.step}; "
-                                  f"the last good checkpoint is kept")
+            raise DivergenceError(f"{', '.join(bad)} became NaN or Inf at step {self.step}; "
+                                  f"{self.last_good_checkpoint_text()}")
         tensors, meta = self.state_tensors()
         path = self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.step)
         if self.dist.is_main:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.save_checkpoint(path, tensors, meta)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ckpt.save_checkpoint(path, tensors, meta)
+            except OSError as exc:
+                raise ckpt.CheckpointError(
+                    f"{path}: could not write the checkpoint ({exc.strerror or exc}); nothing was replaced: "
+                    f"{self.last_good_checkpoint_text()}. Free space (or fix the folder) and resume") from None
             self._prune_checkpoints()
         distributed.barrier(self.dist)
         return path
