@@ -192,8 +192,15 @@ def load_optimizer_state(
     meta_json: str,
     *,
     path: PathLike,
+    strict: bool = False,
 ) -> None:
     """Restore state saved by :func:`optimizer_state` into ``opt``.
+
+    Every value is checked first: per-parameter tensors must have the parameter's shape and
+    dtype (Adam's ``step`` a whole non-negative float32 scalar) and be finite; each setting the
+    kind and range of the live optimizer's. Like torch's ``load_state_dict`` the file's settings
+    replace the live ones; ``strict=True`` (what a training run uses) also requires them equal
+    to the live ones, the learning rate aside.
 
     The optimizer must have the same parameter-group layout as when saved;
     torch itself moves state onto each parameter's device and dtype.
@@ -241,7 +248,7 @@ def load_optimizer_state(
     extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in referenced)
     if extra:
         raise _error(path, f"unexpected optimizer tensors {_listing(extra)}")
-    _check_optimizer_values(opt, groups, state, prefix, path)
+    _check_optimizer_values(opt, groups, state, prefix, path, strict)
     try:
         opt.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
@@ -254,7 +261,8 @@ _NON_NEGATIVE = {"step", "exp_avg_sq", "max_exp_avg_sq"}
 
 
 def _check_optimizer_values(opt: torch.optim.Optimizer, groups: list[dict[str, Any]],
-                            state: dict[int, dict[str, Any]], prefix: str, path: PathLike) -> None:
+                            state: dict[int, dict[str, Any]], prefix: str, path: PathLike,
+                            strict: bool) -> None:
     """Every value against what this build would have written, before torch sees any of it:
     hyperparameters of the type (and range) the live optimizer holds, per-parameter tensors of
     the parameter's shape and dtype (a scalar float32 ``step``), all finite."""
@@ -266,10 +274,16 @@ def _check_optimizer_values(opt: torch.optim.Optimizer, groups: list[dict[str, A
             where = f"{prefix}.param_groups.{g}.{key}"
             if key not in current:
                 raise _error(path, f"optimizer entry {where!r} is not a setting of this optimizer")
-            cause = _value_mismatch(value, current[key], key)
+            cause = _value_mismatch(value, current[key], key, strict)
             if cause:
                 raise _error(path, f"optimizer entry {where!r} {cause}")
     adam = isinstance(opt, torch.optim.Adam)
+    for g, saved in enumerate(groups):  # amsgrad without its state would fail at the next step
+        if adam and saved.get("amsgrad") is True:
+            lacking = [i for i in saved["params"] if i in state and "max_exp_avg_sq" not in state[i]]
+            if lacking:
+                raise _error(path, f"optimizer entry '{prefix}.param_groups.{g}.amsgrad' is true but parameter "
+                                   f"{lacking[0]} has no max_exp_avg_sq state")
     for index, entry in state.items():
         if index >= len(params):
             raise _error(path, f"optimizer layout differs: state for unknown parameter index {index}")
@@ -302,22 +316,43 @@ def _describe(t: torch.Tensor) -> str:
     return f"{str(t.dtype).removeprefix('torch.')} of shape {list(t.shape)}"
 
 
-def _value_mismatch(saved: Any, current: Any, key: str) -> str:
-    """Why ``saved`` is not what this run's optimizer could have written for setting ``key``,
-    or '' when it is. The optimizer is built from the same configuration the resume has
-    checked, so each setting must equal the live one; the exceptions are the learning rate
-    (a schedule changes it: any finite non-negative number) and ``fused``/``foreach`` (torch
-    chooses them per machine: a flag or none)."""
-    if key in ("lr", "initial_lr"):
+def _value_mismatch(saved: Any, current: Any, key: str, strict: bool) -> str:
+    """Why ``saved`` cannot be setting ``key`` of an optimizer that now has ``current``, or ''.
+
+    Always: the kind of value the live optimizer holds (a flag for a flag, a finite number for
+    a number, non-negative where torch requires it, betas in [0, 1), as many values for a tuple).
+    ``strict`` (a training run, whose optimizer was built from the configuration the resume has
+    checked): equal to the live value, except the learning rate (a schedule changes it) and
+    ``fused``/``foreach`` (torch chooses them per machine)."""
+    if key in ("fused", "foreach") or current is None:
+        ok = saved is None or isinstance(saved, bool)
+        if ok and strict and key not in ("fused", "foreach") and saved is not current:
+            return f"is {saved!r}, but this run's optimizer has {current!r}"
+        return "" if ok else f"is {saved!r}, expected a flag or none"
+    if saved is None:
+        return f"is None, expected a {type(current).__name__}"
+    if isinstance(current, bool):
+        if not isinstance(saved, bool):
+            return f"is {saved!r}, expected true or false"
+    elif isinstance(current, (int, float)):
         if isinstance(saved, bool) or not isinstance(saved, (int, float)):
             return f"is {saved!r}, expected a number"
-        if not math.isfinite(saved) or saved < 0:
-            return f"is {saved!r}, expected a finite non-negative number"
-        return ""
-    if key in ("fused", "foreach"):
-        return "" if saved is None or isinstance(saved, bool) else f"is {saved!r}, expected a flag or none"
-    same = type(saved) is type(current) or (isinstance(saved, (tuple, list)) and isinstance(current, (tuple, list)))
-    if not same or _plain(saved) != _plain(current):
+        if not math.isfinite(saved):
+            return f"is {saved!r}, expected a finite number"
+        if key.split(".")[0] in ("lr", "initial_lr", "eps", "weight_decay") and saved < 0:
+            return f"is {saved!r}, expected a non-negative number"
+        if key.startswith("betas") and not 0 <= saved < 1:
+            return f"is {saved!r}, expected a number in [0, 1)"
+    elif isinstance(current, (tuple, list)):
+        if not isinstance(saved, (tuple, list)) or len(saved) != len(current):
+            return f"is {saved!r}, expected {len(current)} values"
+        for i, (a, b) in enumerate(zip(saved, current)):
+            cause = _value_mismatch(a, b, f"{key}.{i}", strict=False)
+            if cause:
+                return f"[{i}] {cause}"
+    elif type(saved) is not type(current):
+        return f"is {saved!r}, expected a {type(current).__name__}"
+    if strict and key not in ("lr", "initial_lr") and _plain(saved) != _plain(current):
         return f"is {saved!r}, but this run's optimizer has {current!r}"
     return ""
 

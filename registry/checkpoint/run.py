@@ -190,7 +190,8 @@ class RunPersistence:
         for name, opt in self.optimizers.items():
             if f"optim.{name}" not in meta:
                 raise ckpt.CheckpointError(f"{path}: missing optimizer entry 'optim.{name}' in the metadata")
-            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path)
+            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path,
+                                      strict=True)
         rank = self.dist.rank
         keys = [f"rng.torch_cpu.{rank}", f"rng.latent.{rank}"]
         if self.device.type == "cuda":
