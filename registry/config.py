@@ -82,7 +82,7 @@ def _fits(value: Any, kind: str) -> bool:
 
 
 def type_errors(values: dict[str, Any]) -> list[str]:
-    """``key: expected ..., got ...`` for each core value whose type is not its field's (an int
+    """``key: must be ..., got ...`` for each core value whose type is not its field's (an int
     is a number; a bool is neither; a number must be finite). Keys that are not core fields
     are left to the caller."""
     problems = []
@@ -95,7 +95,7 @@ def type_errors(values: dict[str, Any]) -> list[str]:
             continue
         if not _fits(value, kind):
             expected = _TYPE_WORDS[kind] + (" (or absent)" if optional else "")
-            problems.append(f"{key}: expected {expected}, got {value!r}")
+            problems.append(f"{key}: must be {expected}, got {value!r}")
     return problems
 
 

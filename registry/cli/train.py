@@ -182,12 +182,12 @@ def _plugin_type_errors(ctx: click.Context, values: dict[str, Any], plugin_keys:
             continue
         items = value if option.multiple and isinstance(value, list) else [value]
         if option.multiple and not isinstance(value, list):
-            problems.append(f"{key}: expected a list, got {value!r}")
+            problems.append(f"{key}: must be a list, got {value!r} (option {option.opts[0]})")
             continue
         for item in items:
             cause = _option_value_error(ctx, option, item)
             if cause:
-                problems.append(f"{key}: {cause}")
+                problems.append(f"{key}: {cause} (option {option.opts[0]})")
                 break
     return problems
 
@@ -195,16 +195,16 @@ def _plugin_type_errors(ctx: click.Context, values: dict[str, Any], plugin_keys:
 def _option_value_error(ctx: click.Context, option: click.Option, value: Any) -> str:
     kind = option.type
     if option.is_flag or isinstance(kind, click.types.BoolParamType):
-        return "" if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        return "" if isinstance(value, bool) else f"must be true or false, got {value!r}"
     if isinstance(value, bool):
-        return f"expected {kind.name}, got {value!r}"
+        return f"must be {kind.name}, got {value!r}"
     if isinstance(kind, click.types.IntParamType) and not isinstance(value, int):
-        return f"expected an integer, got {value!r}"
+        return f"must be an integer, got {value!r}"
     if isinstance(kind, click.types.FloatParamType):
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"expected a finite number, got {value!r}"
+            return f"must be a finite number, got {value!r}"
     if isinstance(kind, (click.types.StringParamType, click.Choice, click.Path)) and not isinstance(value, str):
-        return f"expected a string, got {value!r}"
+        return f"must be a string, got {value!r}"
     try:
         kind.convert(value, option, ctx)
     except click.BadParameter as exc:
