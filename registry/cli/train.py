@@ -1,25 +1,23 @@
 """``ganrun train``: the command with the core options plus every active plugin's, the
-configuration it builds (through the pure ``registry.config.merge_config``), the run
-folder it checks and prepares, and the trainer it runs."""
+configuration it builds (through the pure ``registry.config.merge_config``), and the trainer
+it runs in a run folder that ``rundir.py`` chooses, checks, locks and prepares."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
 import re
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from registry import checkpoint as ckpt
-from registry.checkpoint.lock import LOCK_NAME, RunFolderBusy, RunLock, stale_temporaries
-from registry.checkpoint.run import find_checkpoint, run_dir_of, saved_config
+from registry.checkpoint.lock import RunFolderBusy, RunLock
+from registry.checkpoint.run import find_checkpoint, saved_config
+from registry.cli.rundir import check_run_dir, choose_run_dir, lock_run_dir, prepare_run_dir, run_entries
 from registry.cli.session import Session
 from registry.config import (
     CORE_KEYS,
@@ -29,7 +27,6 @@ from registry.config import (
     merge_config,
     read_toml,
     refuse_unknown,
-    resume_differences,
     type_errors,
 )
 from registry.data import DatasetError
@@ -292,100 +289,6 @@ def _validate(config: TrainConfig, host: Host) -> None:
             raise click.BadParameter(str(exc), param_hint="--model") from None
 
 
-def _choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
-    """``--out``, else the resumed run's folder, else ``runs/<dataset>-<time>``."""
-    if config.out is None:
-        if resume_path is not None:
-            config.out = str(run_dir_of(resume_path))
-        else:
-            config.out = os.path.join("runs", f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return Path(config.out)
-
-
-def _run_entries(run_dir: Path) -> list[Path]:
-    """What a run folder holds, its lock file aside (a failed start may leave only that)."""
-    if not run_dir.is_dir():
-        return []
-    return [p for p in run_dir.iterdir() if p.name != LOCK_NAME]
-
-
-def _check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool,
-                   restart: TrainConfig | None = None, mutable: frozenset[str] = MUTABLE_ON_RESUME) -> None:
-    """Refuse an unusable run folder before anything is built; changes nothing on disk.
-
-    ``restart`` is the configuration of an ``--auto-resume`` that found no checkpoint: a run
-    that died before its first checkpoint starts again from step 0 in its folder."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise click.BadParameter(f"{run_dir} exists and is not a folder", param_hint="--out")
-    has_run = bool(_run_entries(run_dir))
-    if has_run and resume_path is None:
-        if restart is not None and not overwrite:
-            _check_restartable(run_dir, restart, mutable)
-            return
-        if not overwrite:
-            raise click.BadParameter(
-                f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
-                f"--overwrite to start over, or another --out", param_hint="--out")
-        if not ((run_dir / "config.json").exists() or (run_dir / "checkpoints").is_dir()):
-            raise click.BadParameter(f"{run_dir} is not a ganrun run folder; refusing to delete it",
-                                     param_hint="--out")
-
-
-def _check_restartable(run_dir: Path, config: TrainConfig, mutable: frozenset[str]) -> None:
-    """A folder ``--auto-resume`` may start again from step 0: a run of this same configuration
-    that wrote no checkpoint yet. Anything else (checkpoints that do not validate, another
-    configuration, a folder that is not a run) is refused as for a fresh start."""
-    hint = "pass --overwrite to start over, or another --out"
-    stranded = [p.name for folder in (run_dir, run_dir / "checkpoints")
-                for p in (folder.glob("ckpt-*.safetensors") if folder.is_dir() else ())]
-    if stranded:
-        raise click.BadParameter(
-            f"run folder {run_dir} has checkpoints but none is complete ({', '.join(sorted(stranded)[:3])}); "
-            f"refusing to start it again from step 0: {hint}", param_hint="--auto-resume")
-    try:
-        recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
-        previous = TrainConfig.from_dict(recorded)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise click.BadParameter(
-            f"run folder {run_dir} has no checkpoint and its config.json is missing or unreadable "
-            f"({type(exc).__name__}); refusing to start it again: {hint}", param_hint="--auto-resume") from None
-    diffs = resume_differences(previous, config, mutable)
-    if diffs:
-        raise click.BadParameter(
-            f"run folder {run_dir} was started with a different configuration ({'; '.join(diffs)}); "
-            f"refusing to start it again: {hint}", param_hint="--auto-resume")
-
-
-def _lock_run_dir(run_dir: Path) -> RunLock:
-    """Become the one writer of ``run_dir`` (creating it), or refuse naming the holder's pid."""
-    try:
-        return RunLock(run_dir).acquire()
-    except RunFolderBusy as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.BadParameter(f"cannot write to {run_dir}: {exc.strerror}", param_hint="--out") from None
-
-
-def _prepare_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> None:
-    """Start over if asked (only once the new run has been built), create and probe the folder,
-    and remove temporary files that killed saves left behind (the caller holds the lock)."""
-    if overwrite and resume_path is None:
-        for entry in _run_entries(run_dir):  # the lock file stays: we hold it
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-        for stale in stale_temporaries(run_dir):
-            stale.unlink(missing_ok=True)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot write to {run_dir}: {exc.strerror}", param_hint="--out") from None
-
-
 def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str, Any],
               defaults: dict[str, Any], plugin_keys: set[str]) -> None:
     from registry.train import DivergenceError, Interrupted, Trainer
@@ -401,7 +304,7 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
     _validate(config, host)
     info = distributed.from_environment()
     overwrite = values.get("overwrite", False)
-    run_dir = _choose_run_dir(config, resume_path)
+    run_dir = choose_run_dir(config, resume_path)
     # --auto-resume without a checkpoint: a run that died before its first one starts again
     restart = config if values.get("auto_resume") and resume_path is None else None
     folder_checks = (run_dir, resume_path, overwrite, restart, frozenset(mutable))
@@ -410,7 +313,7 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
             RunLock(run_dir).check_free()
         except RunFolderBusy as exc:
             raise click.ClickException(str(exc)) from None
-        _check_run_dir(*folder_checks)
+        check_run_dir(*folder_checks)
     try:
         trainer = Trainer(config, host, run_dir, dist=info)  # writes nothing yet
     except DatasetError as exc:
@@ -423,10 +326,10 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
     clean = False
     try:
         if info.is_main:  # one writer per run folder; under torchrun rank 0 writes for all
-            lock = _lock_run_dir(run_dir)
-            _check_run_dir(*folder_checks)  # again: another writer may have finished meanwhile
-            _prepare_run_dir(run_dir, resume_path, overwrite)
-            if restart is not None and _run_entries(run_dir):
+            lock = lock_run_dir(run_dir)
+            check_run_dir(*folder_checks)  # again: another writer may have finished meanwhile
+            prepare_run_dir(run_dir, resume_path, overwrite)
+            if restart is not None and run_entries(run_dir):
                 trainer.restart_from_zero()
                 click.echo(f"restarting {run_dir} from step 0 (it has no checkpoint yet)", err=True)
         if resume_path is not None:
