@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,53 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A configuration read back (from a checkpoint or config.json): every key known and
+        every value of its field's type, else ValueError naming the key."""
+        if not isinstance(data, dict):
+            raise ValueError(f"configuration is a {type(data).__name__}, not an object")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        problems = type_errors({k: v for k, v in data.items() if k != "extra"})
+        extra = data.get("extra", {})
+        if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+            problems.append(f"extra: expected an object of plugin options, got {extra!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return cls(**data)
+
+
+_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
+_TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a string", "bool": "true or false"}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+def type_errors(values: dict[str, Any]) -> list[str]:
+    """``key: must be ..., got ...`` for each core value whose type is not its field's (an int
+    is a number; a bool is neither; a number must be finite). Keys that are not core fields
+    are left to the caller."""
+    problems = []
+    for key, value in values.items():
+        annotation = _FIELD_TYPES.get(key)
+        if annotation is None:
+            continue
+        kind, _, optional = annotation.partition(" | ")
+        if value is None and optional == "None":
+            continue
+        if not _fits(value, kind):
+            expected = _TYPE_WORDS[kind] + (" (or absent)" if optional else "")
+            problems.append(f"{key}: must be {expected}, got {value!r}")
+    return problems
 
 
 CORE_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra")
@@ -100,3 +143,51 @@ def resume_differences(saved: TrainConfig, wanted: TrainConfig,
         if key not in mutable and a["extra"].get(key) != b["extra"].get(key):
             diffs.append(f"{key}: {a['extra'].get(key)!r} -> {b['extra'].get(key)!r}")
     return diffs
+
+
+class ResumeConflict(ValueError):
+    """A resume that would change settings the checkpoint's run was trained with;
+    ``diffs`` holds one ``key: saved -> wanted`` line per setting."""
+
+    def __init__(self, diffs: list[str], mutable: frozenset[str]):
+        self.diffs = diffs
+        self.mutable = mutable
+        super().__init__("; ".join(diffs))
+
+
+def merge_config(explicit: dict[str, Any], *, defaults: dict[str, Any], plugin_keys: set[str],
+                 saved: TrainConfig | None = None,
+                 mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME) -> TrainConfig:
+    """The effective configuration, as a pure function of what the user gave.
+
+    ``explicit`` holds the values the user set (the TOML file's, overridden by flags typed
+    on the command line), never a command line's unset defaults. A fresh run starts from
+    the field defaults updated by the plugins' ``defaults``; a resume (``saved`` given)
+    starts from the checkpoint's configuration, with ``out`` cleared so the run continues
+    where the checkpoint lies now. ``explicit`` then overrides either. On resume a change
+    to a key outside ``mutable_on_resume`` raises :class:`ResumeConflict`.
+    """
+    if saved is not None:
+        merged = dataclasses.asdict(saved)
+        extra = dict(merged.pop("extra"))
+        merged["out"] = None  # continue where the checkpoint is now (the run may have moved)
+    else:
+        merged = dataclasses.asdict(TrainConfig())
+        merged.pop("extra")
+        extra = {k: None for k in plugin_keys}
+        for key, value in defaults.items():
+            if key in CORE_KEYS:
+                merged[key] = value
+            elif key in plugin_keys:
+                extra[key] = value
+    for key, value in explicit.items():
+        if key in CORE_KEYS:
+            merged[key] = value
+        else:
+            extra[key] = value
+    config = TrainConfig(**merged, extra=extra)
+    if saved is not None:
+        diffs = resume_differences(saved, config, mutable_on_resume)
+        if diffs:
+            raise ResumeConflict(diffs, mutable_on_resume)
+    return config

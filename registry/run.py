@@ -14,7 +14,6 @@ This is the one module of the use-a-run features that reaches into the host's in
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -72,8 +71,8 @@ def _recorded_plugins(path: Path) -> list[str]:
     """The plugins the checkpoint says its run was trained with (empty for foreign metadata)."""
     meta = ckpt.read_metadata(path)
     try:
-        recorded = json.loads(meta.get("run", "{}")).get("plugins") or {}
-    except (ValueError, AttributeError):
+        recorded = ckpt.json_entry(path, meta, "run", required=False).get("plugins") or {}
+    except (ckpt.CheckpointError, AttributeError):
         return []
     return [name for name in recorded if isinstance(name, str)]
 

@@ -356,3 +356,18 @@ def test_sampler_rejects_bad_arguments() -> None:
 def test_sampler_accepts_large_and_negative_seeds() -> None:
     for seed in (-1, 2**62, 2**70):
         assert EpochSampler(6, 2, seed=seed).indices(4).shape == (2,)
+
+
+def test_16_bit_grayscale_pngs_are_scaled_not_clipped(tmp_path: Path) -> None:
+    """A 16-bit PNG (issue 18: 98% of pixels came out 255) keeps its tones: 16-bit value v
+    becomes round(v / 257), so 0 stays 0 and 65535 becomes 255."""
+    from registry.data import load_image_folder
+
+    ramp = (np.arange(16 * 16, dtype=np.int64).reshape(16, 16) * 257).astype(np.uint16)  # 8-bit 0..255 as 16-bit
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    with Image.open(tmp_path / "ramp.png") as img:
+        assert img.mode.startswith("I")  # really a 16-bit file
+    data = load_image_folder(data_dir=tmp_path, image_size=16)
+    pixels = data.images.numpy().reshape(-1)
+    assert (pixels == 255).mean() < 0.01
+    assert np.array_equal(np.sort(pixels), np.arange(256))

@@ -99,3 +99,18 @@ def test_contrastive_pairs_and_augmented_reads_stay_in_step_across_ranks(tmp_pat
         rank0 = load_file(str(tmp_path / "dump" / f"rank0-step{step}.safetensors"))
         assert any(key.startswith("CR.") for key in rank0), sorted(rank0)[:5]
         assert_same(rank0, load_file(str(tmp_path / "dump" / f"rank1-step{step}.safetensors")))
+
+
+def test_max_restarts_restart_a_run_killed_before_its_first_checkpoint(runs):
+    """A worker lost at step 1, before any checkpoint: torchrun restarts the job, --auto-resume
+    finds the run folder with config.json but no checkpoint and starts it again from step 0
+    (rank 0 holds the run folder's lock; the dead attempt's lock went with its process)."""
+    root, _ = runs
+    result = launch(root / "early", root / "dump-early", "--steps", "4", "--save-every", "4", "--auto-resume",
+                    torchrun_args=("--max-restarts=1",), env_extra={"KILL_RANK_AT": "1:1"})
+    assert "restarting" in result.stderr and "step 0" in result.stderr
+    straight, _ = read_checkpoint(root / "straight" / "checkpoints" / "ckpt-000000004.safetensors")
+    early, _ = read_checkpoint(root / "early" / "checkpoints" / "ckpt-000000004.safetensors")
+    assert_same(straight, early)
+    steps = [int(line.split(",")[0].split(":")[1]) for line in (root / "early" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]

@@ -3,16 +3,14 @@ optimizers (``codec``), a training run's persistence (``run``) and the save/rest
 for hand-written loops (``embedding``)."""
 
 from registry.checkpoint.atomic import atomic_write
+from registry.checkpoint.codec import load_module_state, load_optimizer_state, module_state, optimizer_state
 from registry.checkpoint.file import (
     FORMAT_VERSION,
     MAX_HEADER_BYTES,
     CheckpointError,
     checkpoint_name,
     find_latest,
-    load_module_state,
-    load_optimizer_state,
-    module_state,
-    optimizer_state,
+    json_entry,
     read_checkpoint,
     read_metadata,
     require_keys,
@@ -27,6 +25,7 @@ __all__ = [
     "atomic_write",
     "checkpoint_name",
     "find_latest",
+    "json_entry",
     "load_module_state",
     "load_optimizer_state",
     "module_state",

@@ -4,13 +4,14 @@ restore that ``--resume`` needs, keeping only the newest checkpoints, and settin
 checkpoints and log lines of an abandoned timeline when a run resumes from an older step.
 
 ``RunPersistence`` holds these methods of ``registry.train.Trainer``; the file format
-itself is ``registry.checkpoint.file``.
+itself is ``registry.checkpoint.file``, the module and optimizer entries ``registry.checkpoint.codec``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,22 +79,53 @@ class RunPersistence:
                     run=json.dumps(self.describe(), sort_keys=True))
         return tensors, meta
 
+    def last_good_checkpoint_text(self) -> str:
+        """Where a stopped run can continue from, truthfully: the newest complete checkpoint of
+        this run's timeline, or that none was written."""
+        newest = ckpt.find_latest(self.run_dir / "checkpoints")
+        if newest is None or (ckpt.step_of(newest) or 0) > self.step:
+            return "no checkpoint was written before it, so there is nothing to resume"
+        return f"the last good checkpoint {newest} is kept"
+
+    def _non_finite_state(self) -> list[str]:
+        """Modules whose parameters or buffers (BatchNorm statistics, spectral-norm vectors) and
+        optimizers whose state (Adam's moments) hold NaN or Inf; one device sync for all."""
+        names, flags = [], []
+        for name, module in self.modules.items():
+            values = [t for t in module.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+            if values:
+                names.append(f"module {name} (weights or buffers)")
+                flags.append(torch.stack([torch.isfinite(t).all() for t in values]).all())
+        for name, opt in self.optimizers.items():
+            values = [t for state in opt.state.values() for t in state.values()
+                      if torch.is_tensor(t) and t.is_floating_point()]
+            if values:
+                names.append(f"the {name} optimizer's state")
+                flags.append(torch.stack([torch.isfinite(t).all().to(self.device) for t in values]).all())
+        if not flags:
+            return []
+        return [n for n, ok in zip(names, torch.stack(flags).tolist()) if not ok]
+
     def save(self) -> Path | None:
         """Write ``checkpoints/ckpt-<step>.safetensors`` atomically (rank 0); refuse to save
-        NaN/Inf so a poisoned checkpoint never replaces a good one."""
+        NaN/Inf (weights, buffers, optimizer state) so a poisoned checkpoint never replaces a
+        good one. A failed write (disk full) is a one-line CheckpointError saying the previous
+        checkpoint is intact."""
         self._check_finite()
-        finite = {n: torch.stack([torch.isfinite(p).all() for p in m.parameters()]).all()
-                  for n, m in self.modules.items() if any(True for _ in m.parameters())}
-        flags = torch.stack(list(finite.values())).tolist()  # one device sync for every module
-        bad = [n for n, ok in zip(finite, flags) if not ok]
+        bad = self._non_finite_state()
         if bad:
-            raise DivergenceError(f"weights of {sorted(set(bad))} became NaN or Inf at step {self.step}; "
-                                  f"the last good checkpoint is kept")
+            raise DivergenceError(f"{', '.join(bad)} became NaN or Inf at step {self.step}; "
+                                  f"{self.last_good_checkpoint_text()}")
         tensors, meta = self.state_tensors()
         path = self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.step)
         if self.dist.is_main:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.save_checkpoint(path, tensors, meta)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ckpt.save_checkpoint(path, tensors, meta)
+            except OSError as exc:
+                raise ckpt.CheckpointError(
+                    f"{path}: could not write the checkpoint ({exc.strerror or exc}); nothing was replaced: "
+                    f"{self.last_good_checkpoint_text()}. Free space (or fix the folder) and resume") from None
             self._prune_checkpoints()
         distributed.barrier(self.dist)
         return path
@@ -119,10 +151,7 @@ class RunPersistence:
             raise ckpt.CheckpointError(f"{path}: no complete checkpoint in this run folder")
         path = found
         tensors, meta = ckpt.read_checkpoint(path)
-        try:
-            config = TrainConfig.from_dict(json.loads(meta["config"]))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ckpt.CheckpointError(f"{path}: configuration metadata is missing or malformed ({exc})") from None
+        config = saved_config(path, meta)
         if device is not None:
             config.device = device
         run_dir = run_dir_of(path)
@@ -132,9 +161,9 @@ class RunPersistence:
 
     def _check_plugins(self, path: Path, meta: dict[str, str]) -> None:
         """Refuse a checkpoint written with plugins that are not active now, naming them."""
-        try:
-            recorded = json.loads(meta.get("run", "{}")).get("plugins") or {}
-        except (ValueError, AttributeError):
+        run = ckpt.json_entry(path, meta, "run", required=False)
+        recorded = run.get("plugins") if isinstance(run, dict) else None
+        if not isinstance(recorded, (dict, list)):
             return  # older or foreign metadata: the module and optimizer checks still apply
         missing = [name for name in recorded if name not in self.host.plugins]
         if missing:
@@ -143,21 +172,40 @@ class RunPersistence:
                 f"{path}: the run was trained with plugin(s) {', '.join(missing)}, which are not active; "
                 f"run the command as 'ganrun {flags} ...'")
 
+    def restart_from_zero(self) -> None:
+        """Start a run folder's run again from step 0 (``--auto-resume`` of a run that died before
+        its first checkpoint): what the dead attempt logged and drew is set aside."""
+        _truncate_after(self.run_dir, 0)
+
     def restore(self, path: Path, *, loaded: tuple[dict, dict] | None = None, truncate_logs: bool = True) -> None:
-        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state."""
+        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state.
+
+        Everything the checkpoint carries is checked before the run folder is touched: the
+        logs are set aside only once every entry has loaded."""
         tensors, meta = loaded if loaded is not None else ckpt.read_checkpoint(path)
+        step = checked_step(path, meta, self.config.steps)
         self._check_plugins(path, meta)
         for name, module in self.modules.items():
             ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
         for name, opt in self.optimizers.items():
             if f"optim.{name}" not in meta:
                 raise ckpt.CheckpointError(f"{path}: missing optimizer entry 'optim.{name}' in the metadata")
-            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path)
+            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path,
+                                      strict=True)
         rank = self.dist.rank
         keys = [f"rng.torch_cpu.{rank}", f"rng.latent.{rank}"]
         if self.device.type == "cuda":
             keys.append(f"rng.cuda.{rank}")
         ckpt.require_keys(tensors, keys, path=path, what="RNG")
+        like = {f"rng.torch_cpu.{rank}": torch.get_rng_state(), f"rng.latent.{rank}": self.latent_gen.get_state()}
+        if self.device.type == "cuda":
+            like[f"rng.cuda.{rank}"] = torch.cuda.get_rng_state(self.device)
+        for key, current in like.items():  # what this build writes: uint8 states of a fixed size
+            if tensors[key].dtype != current.dtype or tensors[key].shape != current.shape:
+                raise ckpt.CheckpointError(
+                    f"{path}: RNG entry {key!r} is {str(tensors[key].dtype).removeprefix('torch.')} of shape "
+                    f"{list(tensors[key].shape)}; this build writes {str(current.dtype).removeprefix('torch.')} "
+                    f"of shape {list(current.shape)}")
         try:
             torch.set_rng_state(tensors[f"rng.torch_cpu.{rank}"])
             self.latent_gen.set_state(tensors[f"rng.latent.{rank}"])
@@ -167,13 +215,31 @@ class RunPersistence:
             raise ckpt.CheckpointError(f"{path}: RNG state is malformed ({exc})") from None
         plugin_state = {k[len("plugin."):]: v for k, v in tensors.items() if k.startswith("plugin.")}
         self.host.hook.ganrun_load_checkpoint_state(trainer=self, tensors=plugin_state)
-        try:
-            self.step = int(meta["step"])
-        except (KeyError, ValueError):
-            raise ckpt.CheckpointError(f"{path}: metadata 'step' is missing or not an integer") from None
+        self.step = step
         if truncate_logs and self.dist.is_main:
             _truncate_after(self.run_dir, self.step)
             self.balance.replay(self.run_dir / "metrics.jsonl")
+
+
+def saved_config(path: Path, meta: dict[str, str]) -> TrainConfig:
+    """The configuration a checkpoint records, every key and type checked; one-line error."""
+    try:
+        return TrainConfig.from_dict(ckpt.json_entry(path, meta, "config"))
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'config' is malformed ({exc})") from None
+
+
+def checked_step(path: Path, meta: dict[str, str], steps: int) -> int:
+    """The checkpoint's step: decimal digits, and at most ``steps`` (the run's length), so a
+    resume never acts on a step this build could not have written for this run."""
+    text = meta.get("step")
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,18}", text):
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {text!r}, not a non-negative integer")
+    step = int(text)
+    if step > steps:
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps; "
+                                   f"pass --steps {step} or more to continue it")
+    return step
 
 
 def _versions() -> dict[str, str]:
@@ -187,31 +253,63 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# A picture a run writes for one step: ``step-000000004.png`` (samples), ``c1-step-000000004.png``
+# (InfoGAN's traversals), or any plugin's ``...step<N>...png`` below the run folder.
+_STEP_PICTURE_RE = re.compile(r"(?:^|.*[-_.])step[-_]?(\d+)(?:[-_.].*)?\.png", re.IGNORECASE)
+SUPERSEDED = "superseded"
+
+
+def _timeline_names(names: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """``(source, target)`` pairs with targets no earlier timeline has taken: the first abandoned
+    timeline keeps the plain names; a later one gets ``.timeline-N`` before the suffix, with one
+    N for all its files so they stay recognisable as one timeline."""
+    if not any(target.exists() for _, target in names):
+        return names
+    n = 2
+    while True:
+        renamed = [(src, t.with_name(f"{t.stem}.timeline-{n}{t.suffix}")) for src, t in names]
+        if not any(target.exists() for _, target in renamed):
+            return renamed
+        n += 1
+
+
 def _truncate_after(run_dir: Path, step: int) -> None:
-    """Drop metric lines and host pictures from steps after ``step`` (a resumed run redoes
-    them), so logs never repeat a step number. Checkpoints from after ``step`` belong to an
-    abandoned timeline: they move to ``checkpoints/superseded/`` (kept, but never picked by
-    ``--resume RUN``)."""
+    """Set aside what a run wrote after ``step`` (a resumed run redoes it), so logs never repeat a
+    step number and nothing already kept is overwritten. Checkpoints from after ``step`` belong
+    to an abandoned timeline: they move to ``checkpoints/superseded/`` (kept, but never picked by
+    ``--resume RUN``). Pictures with a step after ``step`` in their name (samples, traversals,
+    any plugin's) move to ``superseded/`` under the same relative path, where ``report`` does not
+    look; metric lines after ``step`` go to ``superseded/metrics.jsonl``. A second resume from an
+    older step gets ``.timeline-N`` names instead of overwriting the first one's files."""
     later = [p for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors")
              if (s := ckpt.step_of(p)) is not None and s > step]
-    if later:
-        aside = run_dir / "checkpoints" / "superseded"
-        aside.mkdir(exist_ok=True)
-        for path in later:
-            os.replace(path, aside / path.name)
+    aside = run_dir / "checkpoints" / SUPERSEDED
+    for path, target in _timeline_names([(p, aside / p.name) for p in sorted(later)]):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+
+    pictures = []
+    for png in run_dir.rglob("*.png"):
+        rel = png.relative_to(run_dir)
+        if rel.parts[0] == SUPERSEDED or SUPERSEDED in rel.parts[:-1] or not png.is_file():
+            continue
+        match = _STEP_PICTURE_RE.fullmatch(png.name)
+        if match and int(match.group(1)) > step:
+            pictures.append((png, run_dir / SUPERSEDED / rel))
+    for path, target in _timeline_names(sorted(pictures)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
-        kept = []
-        for line in metrics.read_text().splitlines():
+        kept, dropped = [], []
+        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError):
+                (kept if json.loads(line)["step"] <= step else dropped).append(line)
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue  # a line cut short by a crash
+        if dropped:
+            [(_, target)] = _timeline_names([(metrics, run_dir / SUPERSEDED / "metrics.jsonl")])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, "".join(f"{line}\n" for line in dropped))
         atomic_write(metrics, "".join(f"{line}\n" for line in kept))
-    for png in (run_dir / "samples").glob("step-*.png"):
-        try:
-            if int(png.stem.split("-")[1]) > step:
-                png.unlink()
-        except (IndexError, ValueError):
-            pass

@@ -1,255 +1,37 @@
-"""The ``ganrun`` command line, built by ``build_cli()`` (nothing happens at import).
-
-``ganrun [--plugin NAME]... [COMMAND]``: plugins are loaded only when a command needs
-them, so a broken plugin never takes down ``--help`` or ``ganrun plugins``. With no
-command, ``train`` runs with its defaults.
-"""
+"""``ganrun train``: the command with the core options plus every active plugin's, the
+configuration it builds (through the pure ``registry.config.merge_config``), and the trainer
+it runs in a run folder that ``rundir.py`` chooses, checks, locks and prepares."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
+import math
+import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from registry import checkpoint as ckpt
-from registry.checkpoint.run import find_checkpoint, run_dir_of
-from registry.train import distributed
+from registry.checkpoint.lock import RunFolderBusy, RunLock
+from registry.checkpoint.run import find_checkpoint, saved_config
+from registry.cli.rundir import check_run_dir, choose_run_dir, lock_run_dir, prepare_run_dir, run_entries
+from registry.cli.session import Session
 from registry.config import (
     CORE_KEYS,
     MUTABLE_ON_RESUME,
+    ResumeConflict,
     TrainConfig,
+    merge_config,
     read_toml,
-    resume_differences,
     refuse_unknown,
+    type_errors,
 )
 from registry.data import DatasetError
-from registry.plugins import (
-    DEFAULT_PLUGINS,
-    Host,
-    RESERVED_COMMANDS,
-    PluginError,
-    Registries,
-    UnknownNameError,
-    activate,
-    get_plugin_manager,
-    hooks_of,
-    installed_plugins,
-)
-
-
-class Session:
-    """What the group options chose; the plugin host is built on first use."""
-
-    def __init__(self, plugin_names: tuple[str, ...]):
-        self.plugin_names = plugin_names
-        self._host: Host | None = None
-
-    def host(self) -> Host:
-        if self._host is None:
-            try:
-                self._host = Host.create(self.plugin_names)
-            except PluginError as exc:
-                raise click.ClickException(str(exc)) from None
-        return self._host
-
-
-class GanrunGroup(click.Group):
-    """Adds ``train`` (with the active plugins' options) and plugin commands on demand."""
-
-    def _session(self, ctx: click.Context) -> Session:
-        return Session(tuple(ctx.params.get("plugin") or ()))
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        names = list(RESERVED_COMMANDS)
-        try:
-            names += [n for n in self._session(ctx).host().registries.commands.names() if n not in names]
-        except click.ClickException:
-            pass  # a broken plugin is reported when it is used, not in --help
-        return names
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name == "plugins":
-            return plugins_command
-        if name == "report":
-            return report_command
-        if name == "export":
-            from registry.export import export_command
-
-            return export_command
-        if name == "train":
-            return make_train_command(self._session(ctx))
-        session = self._session(ctx)
-        host = session.host()
-        if name in host.registries.commands:
-            return host.registries.commands.get(name)
-        return None
-
-    def resolve_command(self, ctx, args):
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as exc:
-            if args and not args[0].startswith("-"):
-                hint = _command_hint(args[0])
-                if hint:
-                    raise click.UsageError(f"{exc.message} {hint}", ctx) from None
-            raise
-
-
-def _command_hint(name: str) -> str:
-    """Say which installed plugin provides an unknown command, if one does."""
-    for ep_name in installed_plugins():
-        try:
-            host = Host.create([ep_name])
-        except PluginError:
-            continue
-        if name in host.registries.commands:
-            return f"Command {name!r} is provided by plugin {ep_name!r}: run 'ganrun --plugin {ep_name} {name}'."
-    return ""
-
-
-def build_cli() -> click.Group:
-    @click.group(cls=GanrunGroup, invoke_without_command=True,
-                 context_settings={"help_option_names": ["-h", "--help"]})
-    @click.option("--plugin", "-p", multiple=True, metavar="NAME", is_eager=True,  # read before --help
-                  help="Activate a plugin: an installed entry-point name (see 'ganrun plugins') or a "
-                       "dotted module path. Repeatable.")
-    @click.version_option(package_name="ganrun", prog_name="ganrun")
-    @click.pass_context
-    def cli(ctx: click.Context, plugin: tuple[str, ...]) -> None:
-        """Train GANs whose every piece is a plugin.
-
-        \b
-        ganrun --plugin infogan             train InfoGAN on the built-in MNIST digits
-        ganrun train --steps 500            train a plain GAN
-        ganrun plugins                      list installed plugins and what they register
-
-        With no command, 'train' runs with its defaults.
-        """
-        ctx.obj = Session(plugin)
-        if ctx.invoked_subcommand is None:
-            command = make_train_command(ctx.obj)
-            with command.make_context("train", [], parent=ctx) as sub:
-                command.invoke(sub)
-
-    return cli
-
-
-def main() -> None:
-    build_cli()(prog_name="ganrun")
-
-
-# ------------------------------------------------------------------------------ plugins
-
-
-@click.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@click.pass_context
-def plugins_command(ctx: click.Context, as_json: bool) -> None:
-    """List installed plugins, which are active, their hooks and registered names."""
-    active = set(ctx.obj.plugin_names if ctx.obj else ())
-    rows = []
-    candidates = [(name, None, None) for name in DEFAULT_PLUGINS]
-    installed = installed_plugins()
-    candidates += [(ep.name, ep.distribution, ep.version) for ep in installed.values()]
-    candidates += [(name, None, None) for name in active if name not in installed]
-    for name, dist, version in candidates:
-        row: dict[str, Any] = {"name": name, "distribution": dist, "version": version,
-                               "active": name in active or name in DEFAULT_PLUGINS, "builtin": name in DEFAULT_PLUGINS}
-        try:  # each alone, so the registries below show only what that plugin registers
-            pm = get_plugin_manager(defaults=False)
-            activate(pm, [name])
-            row["hooks"] = hooks_of(pm, pm.get_plugin(name))
-            regs = Registries.collect(pm)
-            row["registers"] = {f.name: getattr(regs, f.name).names() for f in dataclasses.fields(regs)
-                                if getattr(regs, f.name).names()}
-            row["error"] = None
-        except PluginError as exc:
-            row.update(hooks=[], registers={}, error=str(exc))
-        rows.append(row)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        status = "active" if row["active"] else "installed"
-        version = row["version"] or ("built-in" if row["builtin"] else "-")
-        click.echo(f"{row['name']} ({version}, {status})")
-        if row["error"]:
-            click.echo(f"  BROKEN: {row['error']}")
-            continue
-        click.echo(f"  hooks: {', '.join(row['hooks'])}")
-        for kind, names in row["registers"].items():
-            click.echo(f"  {kind.replace('_', ' ')}: {', '.join(names)}")
-
-
-# ------------------------------------------------------------------------------ report
-
-
-@click.command("report")
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Another run whose curves are overlaid (dashed), e.g. a --lambda 0 run.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the page (default: RUN/report.html).")
-@click.option("--plots", type=click.Choice(["auto", "png", "svg"]), default="auto", show_default=True,
-              help="How curves are drawn: png renders them with matplotlib, embeds them in the page and "
-                   "also writes them to RUN/plots/ (needs pip install 'ganrun[plot]'); svg draws inline "
-                   "SVG without any plotting library; auto is png when matplotlib is installed, else svg.")
-@click.pass_context
-def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None, plots: str) -> None:
-    """Write a one-page HTML report of a run: configuration, final metrics, curves and the
-    newest pictures, plus sections from the run's plugins (for InfoGAN: L_I against H(c)
-    per code, traversal grids and eval.json). The page is a single self-contained file.
-
-    The plugins are those given with --plugin or, without any, those the run was trained with."""
-    import contextlib
-
-    from registry import report
-
-    if not (run / "metrics.jsonl").exists() and not (run / "config.json").exists():
-        raise click.BadParameter(f"{run} is not a ganrun run folder (no metrics.jsonl or config.json)",
-                                 param_hint="RUN")
-    if plots != "svg":
-        available = report.matplotlib_available()
-        if plots == "png" and not available:
-            raise click.BadParameter(f"PNG plots need matplotlib, which is not installed: {report.PLOT_EXTRA_HINT}",
-                                     param_hint="--plots")
-        plots = "png" if available else "svg"
-    host = _report_host(ctx.obj, run)
-    rows = report.read_metrics(run)
-    baseline_rows = report.read_metrics(baseline) if baseline is not None else None
-    charts = report.png_charts(run / "plots") if plots == "png" else contextlib.nullcontext()
-    with charts:
-        sections = report.core_sections(run, rows, baseline_rows)
-        for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
-            sections.extend(extra or [])
-    path = report.write_report(out or run / "report.html", report.render(f"ganrun run {run.name}", sections))
-    click.echo(str(path))
-
-
-def _report_host(session: Session, run: Path) -> Host:
-    """The plugins named with --plugin; without any, those recorded in the run's config.json,
-    so that ``ganrun report RUN`` has the sections of the plugins that trained RUN."""
-    from registry import report
-
-    recorded = report.recorded_plugins(run)
-    if session.plugin_names or not recorded:
-        return session.host()
-    try:
-        return Host.create(recorded)
-    except PluginError as exc:
-        click.echo(f"warning: the run's plugin(s) {', '.join(recorded)} could not be loaded ({exc}); the report "
-                   "has the core sections only. Install the plugin or name others with --plugin.", err=True)
-        return session.host()
-
-
-# ------------------------------------------------------------------------------ train
+from registry.plugins import Host, UnknownNameError
+from registry.train import distributed
 
 # Help text per core option; the default shown is the effective one for the active plugins.
 CORE_HELP = {
@@ -385,6 +167,48 @@ def _option_for(message: str) -> str:
     return ""
 
 
+def _plugin_type_errors(ctx: click.Context, values: dict[str, Any], plugin_keys: set[str]) -> list[str]:
+    """``key: ...`` for each plugin option in a TOML file whose value is not what its flag takes:
+    the Python type first (TOML has types; "3" is not 3, "no" is not false), then the option's
+    own check (choices, ranges)."""
+    options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+    problems = []
+    for key in sorted(set(values) & plugin_keys):
+        option, value = options.get(key), values[key]
+        if option is None:
+            continue
+        items = value if option.multiple and isinstance(value, list) else [value]
+        if option.multiple and not isinstance(value, list):
+            problems.append(f"{key}: must be a list, got {value!r} (option {option.opts[0]})")
+            continue
+        for item in items:
+            cause = _option_value_error(ctx, option, item)
+            if cause:
+                problems.append(f"{key}: {cause} (option {option.opts[0]})")
+                break
+    return problems
+
+
+def _option_value_error(ctx: click.Context, option: click.Option, value: Any) -> str:
+    kind = option.type
+    if option.is_flag or isinstance(kind, click.types.BoolParamType):
+        return "" if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if isinstance(value, bool):
+        return f"must be {kind.name}, got {value!r}"
+    if isinstance(kind, click.types.IntParamType) and not isinstance(value, int):
+        return f"must be an integer, got {value!r}"
+    if isinstance(kind, click.types.FloatParamType):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
+    if isinstance(kind, (click.types.StringParamType, click.Choice, click.Path)) and not isinstance(value, str):
+        return f"must be a string, got {value!r}"
+    try:
+        kind.convert(value, option, ctx)
+    except click.BadParameter as exc:
+        return exc.message
+    return ""
+
+
 def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str, Any],
                  plugin_keys: set[str], mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME,
                  ) -> tuple[TrainConfig, Path | None, dict[str, Any]]:
@@ -398,6 +222,9 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
             refuse_unknown(file_values, plugin_keys, str(values["config"]))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--config") from None
+        problems = type_errors(file_values) + _plugin_type_errors(ctx, file_values, plugin_keys)
+        if problems:
+            raise click.BadParameter(f"{values['config']}: " + "; ".join(problems), param_hint="--config")
     explicit = {**file_values, **cli_values}
 
     resume_path = _resolve_resume(values["resume"]) if values.get("resume") is not None else None
@@ -406,44 +233,36 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
         if out is None:
             raise click.BadParameter("needs --out (the run folder to continue)", param_hint="--auto-resume")
         resume_path = ckpt.find_latest(Path(out) / "checkpoints")
+    saved = None
     if resume_path is not None:
         try:
             meta = ckpt.read_metadata(resume_path)  # tensors are read once, by the trainer
-            saved = TrainConfig.from_dict(json.loads(meta["config"]))
+            saved = saved_config(resume_path, meta)
         except ckpt.CheckpointError as exc:
             raise click.ClickException(str(exc)) from None
-        except (KeyError, ValueError, TypeError) as exc:
-            raise click.ClickException(f"{resume_path}: configuration metadata is missing or malformed ({exc})") from None
-        merged = dataclasses.asdict(saved)
-        extra = dict(merged.pop("extra"))
-    else:
-        merged = dataclasses.asdict(TrainConfig())
-        merged.pop("extra")
-        extra = {k: None for k in plugin_keys}
-        for key, value in defaults.items():
-            if key in CORE_KEYS:
-                merged[key] = value
-            elif key in plugin_keys:
-                extra[key] = value
-    if resume_path is not None:
-        merged["out"] = None  # continue where the checkpoint is now (the run may have moved)
-    for key, value in explicit.items():
-        if key in CORE_KEYS:
-            merged[key] = value
-        else:
-            extra[key] = value
-    config = TrainConfig(**merged, extra=extra)
-    if resume_path is not None:
-        diffs = resume_differences(saved, config, mutable_on_resume)
-        if diffs:
-            raise click.UsageError(
-                f"--resume {resume_path}: the run was trained with a different configuration; "
-                f"refusing to change " + "; ".join(diffs)
-                + f". Only {', '.join(sorted(mutable_on_resume))} may change on resume.")
+    try:
+        config = merge_config(explicit, defaults=defaults, plugin_keys=plugin_keys, saved=saved,
+                              mutable_on_resume=mutable_on_resume)
+    except ResumeConflict as exc:
+        raise click.UsageError(
+            f"--resume {resume_path}: the run was trained with a different configuration; "
+            f"refusing to change " + "; ".join(exc.diffs)
+            + f". Only {', '.join(sorted(mutable_on_resume))} may change on resume.") from None
     return config, resume_path, explicit
 
 
 def _validate(config: TrainConfig, host: Host) -> None:
+    for problem in type_errors({key: getattr(config, key) for key in CORE_KEYS}):
+        key = problem.split(":", 1)[0]
+        raise click.BadParameter(problem.split(": ", 1)[1], param_hint=f"--{key.replace('_', '-')}")
+    if config.keep_checkpoints < 0:
+        raise click.BadParameter(f"must be 0 (keep all) or more, got {config.keep_checkpoints}",
+                                 param_hint="--keep-checkpoints")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(config, key) < 1.0:
+            raise click.BadParameter(f"must be in [0, 1), got {getattr(config, key)!r}", param_hint=f"--{key}")
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", config.device):
+        raise click.BadParameter(f"expected auto, cpu, cuda or cuda:N, got {config.device!r}", param_hint="--device")
     positive = ("steps", "batch_size", "noise_dim", "save_every", "sample_every", "log_every", "g_steps")
     for key in positive:
         value = getattr(config, key)
@@ -470,44 +289,6 @@ def _validate(config: TrainConfig, host: Host) -> None:
             raise click.BadParameter(str(exc), param_hint="--model") from None
 
 
-def _choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
-    """``--out``, else the resumed run's folder, else ``runs/<dataset>-<time>``."""
-    if config.out is None:
-        if resume_path is not None:
-            config.out = str(run_dir_of(resume_path))
-        else:
-            config.out = os.path.join("runs", f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return Path(config.out)
-
-
-def _check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> None:
-    """Refuse an unusable run folder before anything is built; changes nothing on disk."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise click.BadParameter(f"{run_dir} exists and is not a folder", param_hint="--out")
-    has_run = run_dir.is_dir() and any(run_dir.iterdir())
-    if has_run and resume_path is None:
-        if not overwrite:
-            raise click.BadParameter(
-                f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
-                f"--overwrite to start over, or another --out", param_hint="--out")
-        if not ((run_dir / "config.json").exists() or (run_dir / "checkpoints").is_dir()):
-            raise click.BadParameter(f"{run_dir} is not a ganrun run folder; refusing to delete it",
-                                     param_hint="--out")
-
-
-def _prepare_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool) -> None:
-    """Start over if asked (only once the new run has been built), create and probe the folder."""
-    if overwrite and resume_path is None and run_dir.is_dir() and any(run_dir.iterdir()):
-        shutil.rmtree(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise click.BadParameter(f"cannot write to {run_dir}: {exc.strerror}", param_hint="--out") from None
-
-
 def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str, Any],
               defaults: dict[str, Any], plugin_keys: set[str]) -> None:
     from registry.train import DivergenceError, Interrupted, Trainer
@@ -523,9 +304,16 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
     _validate(config, host)
     info = distributed.from_environment()
     overwrite = values.get("overwrite", False)
-    run_dir = _choose_run_dir(config, resume_path)
+    run_dir = choose_run_dir(config, resume_path)
+    # --auto-resume without a checkpoint: a run that died before its first one starts again
+    restart = config if values.get("auto_resume") and resume_path is None else None
+    folder_checks = (run_dir, resume_path, overwrite, restart, frozenset(mutable))
     if info.is_main:
-        _check_run_dir(run_dir, resume_path, overwrite)
+        try:  # a live writer is named before the folder's contents are judged
+            RunLock(run_dir).check_free()
+        except RunFolderBusy as exc:
+            raise click.ClickException(str(exc)) from None
+        check_run_dir(*folder_checks)
     try:
         trainer = Trainer(config, host, run_dir, dist=info)  # writes nothing yet
     except DatasetError as exc:
@@ -534,10 +322,16 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
         raise click.BadParameter(str(exc), param_hint=_option_for(str(exc)) or None) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if info.is_main:
-        _prepare_run_dir(run_dir, resume_path, overwrite)
+    lock = None
     clean = False
     try:
+        if info.is_main:  # one writer per run folder; under torchrun rank 0 writes for all
+            lock = lock_run_dir(run_dir)
+            check_run_dir(*folder_checks)  # again: another writer may have finished meanwhile
+            prepare_run_dir(run_dir, resume_path, overwrite)
+            if restart is not None and run_entries(run_dir):
+                trainer.restart_from_zero()
+                click.echo(f"restarting {run_dir} from step 0 (it has no checkpoint yet)", err=True)
         if resume_path is not None:
             trainer.restore(resume_path)
             if info.is_main:
@@ -557,6 +351,8 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
     finally:
         trainer.release_distributed()
         distributed.destroy(info, clean=clean)
+        if lock is not None:
+            lock.release()
     if info.is_main:
         shown = {k: round(v, 4) for k, v in trainer.last_metrics.items()}
         click.echo(f"done: {trainer.step} steps; last checkpoint {last}", err=True)

@@ -356,6 +356,19 @@ def _find_images(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit grayscale as 8-bit by scaling (Pillow's ``convert("L")`` clips it: a 16-bit PNG
+    came out 98% white). Pillow opens such PNGs as ``I;16*`` or, in older versions, ``I``;
+    an ``I`` image whose values fit in a byte is left alone."""
+    if not (img.mode.startswith("I;16") or img.mode == "I"):
+        return img
+    values = np.asarray(img, dtype=np.int64)
+    if img.mode == "I" and values.size and values.min() >= 0 and values.max() <= 255:
+        return Image.fromarray(values.astype(np.uint8), "L")
+    scaled = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)  # 65535 -> 255
+    return Image.fromarray(scaled, "L")
+
+
 def _load_one(path: Path, mode: str, image_size: int) -> np.ndarray:
     """Decode, orient, center-crop and resize one image to (H, W) or (H, W, 3) uint8."""
     with Image.open(path) as img:
@@ -364,6 +377,7 @@ def _load_one(path: Path, mode: str, image_size: int) -> np.ndarray:
         img.draft(mode, (image_size, image_size))
         # Phone photos often store their rotation in EXIF rather than in the pixels.
         img = ImageOps.exif_transpose(img)
+        img = _to_8bit(img)
         img = img.convert(mode)
         img = ImageOps.fit(img, (image_size, image_size), method=Image.Resampling.BICUBIC)
         return np.asarray(img, dtype=np.uint8)

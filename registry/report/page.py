@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,16 +30,37 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#1
 Series = Sequence[tuple[float, float]]
 
 
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The run's ``metrics.jsonl`` lines (a line cut short by a crash is skipped)."""
+    """The run's ``metrics.jsonl`` rows. The file is only informative, so damage is skipped
+    with a warning naming the file and the first damaged line: a line that is not UTF-8, not
+    JSON, nested absurdly deep, not an object or without an integer ``step``. A last line cut
+    short by a crash is skipped silently; a file that cannot be read gives no rows."""
     path = Path(run_dir) / "metrics.jsonl"
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+    if not path.exists():
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _warn(f"{path}: cannot be read ({exc.strerror or exc}); the report has no metrics")
+        return []
+    rows, bad = [], []
+    lines = data.splitlines()
+    for number, raw in enumerate(lines, 1):
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            row = None
+        step = row.get("step") if isinstance(row, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool):
+            rows.append(row)
+        elif not (number == len(lines) and not data.endswith(b"\n")):
+            bad.append(number)
+    if bad:
+        _warn(f"{path}: skipped {len(bad)} damaged line(s), the first is line {bad[0]}")
     return rows
 
 
@@ -222,8 +244,10 @@ def recorded_plugins(run_dir: Path) -> list[str]:
     """The plugins a run was trained with, as its ``config.json`` records them (none when the
     file is missing or unreadable)."""
     try:
-        plugins = json.loads((run_dir / "config.json").read_text()).get("plugins") or {}
-    except (OSError, ValueError, AttributeError):
+        plugins = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("plugins") or {}
+        if not isinstance(plugins, (dict, list)):
+            return []
+    except (OSError, ValueError, AttributeError, RecursionError):
         return []
     return [name for name in plugins if isinstance(name, str)]
 
@@ -232,9 +256,17 @@ def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | N
     """Configuration, final metrics, the adversarial losses and the newest sample grid."""
     sections = []
     config_path = run_dir / "config.json"
+    described = config = None
     if config_path.exists():
-        described = json.loads(config_path.read_text())
-        config = described.get("config", {})
+        try:
+            described = json.loads(config_path.read_text(encoding="utf-8"))
+            config = described.get("config", {})
+            if not isinstance(config, dict) or not isinstance(config.get("extra", {}), dict):
+                raise ValueError("'config' is not an object")
+        except (OSError, ValueError, RecursionError, AttributeError) as exc:
+            _warn(f"{config_path}: damaged ({type(exc).__name__}: {exc}); the report has no configuration")
+            described = None
+    if described is not None:
         cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                         for k, v in sorted({**config, **config.get("extra", {})}.items()) if k != "extra")
         resolved = {k: described[k] for k in ("model", "generator_input", "image_shape", "plugins", "versions")

@@ -235,7 +235,7 @@ class Trainer(StepMixin, RunPersistence):
     def _check_finite(self) -> None:
         if not bool(self._finite):
             raise DivergenceError(
-                f"a loss became NaN or Inf before step {self.step}; the last good checkpoint is kept. "
+                f"a loss became NaN or Inf before step {self.step}; {self.last_good_checkpoint_text()}. "
                 f"Try a lower learning rate, or resume from that checkpoint with another seed")
 
     def _log(self) -> dict[str, str]:

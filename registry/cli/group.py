@@ -1,0 +1,103 @@
+"""The ``ganrun`` command line, built by ``build_cli()`` (nothing happens at import).
+
+``ganrun [--plugin NAME]... [COMMAND]``: plugins are loaded only when a command needs
+them, so a broken plugin never takes down ``--help`` or ``ganrun plugins``. With no
+command, ``train`` runs with its defaults. Each command lives in its own module:
+``plugins.py``, ``report.py``, ``train.py`` (and ``registry.export``); plugin commands
+come from the active plugins' registries.
+"""
+
+from __future__ import annotations
+
+import click
+
+from registry.cli.plugins import plugins_command
+from registry.cli.report import report_command
+from registry.cli.session import Session
+from registry.cli.train import make_train_command
+from registry.plugins import RESERVED_COMMANDS, Host, PluginError, installed_plugins
+
+
+class GanrunGroup(click.Group):
+    """Adds ``train`` (with the active plugins' options) and plugin commands on demand."""
+
+    def _session(self, ctx: click.Context) -> Session:
+        return Session(tuple(ctx.params.get("plugin") or ()))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(RESERVED_COMMANDS)
+        try:
+            names += [n for n in self._session(ctx).host().registries.commands.names() if n not in names]
+        except click.ClickException:
+            pass  # a broken plugin is reported when it is used, not in --help
+        return names
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "plugins":
+            return plugins_command
+        if name == "report":
+            return report_command
+        if name == "export":
+            from registry.export import export_command
+
+            return export_command
+        if name == "train":
+            return make_train_command(self._session(ctx))
+        session = self._session(ctx)
+        host = session.host()
+        if name in host.registries.commands:
+            return host.registries.commands.get(name)
+        return None
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            if args and not args[0].startswith("-"):
+                hint = _command_hint(args[0])
+                if hint:
+                    raise click.UsageError(f"{exc.message} {hint}", ctx) from None
+            raise
+
+
+def _command_hint(name: str) -> str:
+    """Say which installed plugin provides an unknown command, if one does."""
+    for ep_name in installed_plugins():
+        try:
+            host = Host.create([ep_name])
+        except PluginError:
+            continue
+        if name in host.registries.commands:
+            return f"Command {name!r} is provided by plugin {ep_name!r}: run 'ganrun --plugin {ep_name} {name}'."
+    return ""
+
+
+def build_cli() -> click.Group:
+    @click.group(cls=GanrunGroup, invoke_without_command=True,
+                 context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--plugin", "-p", multiple=True, metavar="NAME", is_eager=True,  # read before --help
+                  help="Activate a plugin: an installed entry-point name (see 'ganrun plugins') or a "
+                       "dotted module path. Repeatable.")
+    @click.version_option(package_name="ganrun", prog_name="ganrun")
+    @click.pass_context
+    def cli(ctx: click.Context, plugin: tuple[str, ...]) -> None:
+        """Train GANs whose every piece is a plugin.
+
+        \b
+        ganrun --plugin infogan             train InfoGAN on the built-in MNIST digits
+        ganrun train --steps 500            train a plain GAN
+        ganrun plugins                      list installed plugins and what they register
+
+        With no command, 'train' runs with its defaults.
+        """
+        ctx.obj = Session(plugin)
+        if ctx.invoked_subcommand is None:
+            command = make_train_command(ctx.obj)
+            with command.make_context("train", [], parent=ctx) as sub:
+                command.invoke(sub)
+
+    return cli
+
+
+def main() -> None:
+    build_cli()(prog_name="ganrun")

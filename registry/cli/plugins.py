@@ -1,0 +1,59 @@
+"""``ganrun plugins``: what is installed, what is active, and what each plugin registers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import click
+
+from registry.plugins import (
+    DEFAULT_PLUGINS,
+    PluginError,
+    Registries,
+    activate,
+    get_plugin_manager,
+    hooks_of,
+    installed_plugins,
+)
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def plugins_command(ctx: click.Context, as_json: bool) -> None:
+    """List installed plugins, which are active, their hooks and registered names."""
+    active = set(ctx.obj.plugin_names if ctx.obj else ())
+    rows = []
+    candidates = [(name, None, None) for name in DEFAULT_PLUGINS]
+    installed = installed_plugins()
+    candidates += [(ep.name, ep.distribution, ep.version) for ep in installed.values()]
+    candidates += [(name, None, None) for name in active if name not in installed]
+    for name, dist, version in candidates:
+        row: dict[str, Any] = {"name": name, "distribution": dist, "version": version,
+                               "active": name in active or name in DEFAULT_PLUGINS, "builtin": name in DEFAULT_PLUGINS}
+        try:  # each alone, so the registries below show only what that plugin registers
+            pm = get_plugin_manager(defaults=False)
+            activate(pm, [name])
+            row["hooks"] = hooks_of(pm, pm.get_plugin(name))
+            regs = Registries.collect(pm)
+            row["registers"] = {f.name: getattr(regs, f.name).names() for f in dataclasses.fields(regs)
+                                if getattr(regs, f.name).names()}
+            row["error"] = None
+        except PluginError as exc:
+            row.update(hooks=[], registers={}, error=str(exc))
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        status = "active" if row["active"] else "installed"
+        version = row["version"] or ("built-in" if row["builtin"] else "-")
+        click.echo(f"{row['name']} ({version}, {status})")
+        if row["error"]:
+            click.echo(f"  BROKEN: {row['error']}")
+            continue
+        click.echo(f"  hooks: {', '.join(row['hooks'])}")
+        for kind, names in row["registers"].items():
+            click.echo(f"  {kind.replace('_', ' ')}: {', '.join(names)}")

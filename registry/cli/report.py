@@ -1,0 +1,68 @@
+"""``ganrun report RUN``: the one-page HTML report of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from registry.cli.session import Session
+from registry.plugins import Host, PluginError
+
+
+@click.command("report")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Another run whose curves are overlaid (dashed), e.g. a --lambda 0 run.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the page (default: RUN/report.html).")
+@click.option("--plots", type=click.Choice(["auto", "png", "svg"]), default="auto", show_default=True,
+              help="How curves are drawn: png renders them with matplotlib, embeds them in the page and "
+                   "also writes them to RUN/plots/ (needs pip install 'ganrun[plot]'); svg draws inline "
+                   "SVG without any plotting library; auto is png when matplotlib is installed, else svg.")
+@click.pass_context
+def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None, plots: str) -> None:
+    """Write a one-page HTML report of a run: configuration, final metrics, curves and the
+    newest pictures, plus sections from the run's plugins (for InfoGAN: L_I against H(c)
+    per code, traversal grids and eval.json). The page is a single self-contained file.
+
+    The plugins are those given with --plugin or, without any, those the run was trained with."""
+    import contextlib
+
+    from registry import report
+
+    if not (run / "metrics.jsonl").exists() and not (run / "config.json").exists():
+        raise click.BadParameter(f"{run} is not a ganrun run folder (no metrics.jsonl or config.json)",
+                                 param_hint="RUN")
+    if plots != "svg":
+        available = report.matplotlib_available()
+        if plots == "png" and not available:
+            raise click.BadParameter(f"PNG plots need matplotlib, which is not installed: {report.PLOT_EXTRA_HINT}",
+                                     param_hint="--plots")
+        plots = "png" if available else "svg"
+    host = _report_host(ctx.obj, run)
+    rows = report.read_metrics(run)
+    baseline_rows = report.read_metrics(baseline) if baseline is not None else None
+    charts = report.png_charts(run / "plots") if plots == "png" else contextlib.nullcontext()
+    with charts:
+        sections = report.core_sections(run, rows, baseline_rows)
+        for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
+            sections.extend(extra or [])
+    path = report.write_report(out or run / "report.html", report.render(f"ganrun run {run.name}", sections))
+    click.echo(str(path))
+
+
+def _report_host(session: Session, run: Path) -> Host:
+    """The plugins named with --plugin; without any, those recorded in the run's config.json,
+    so that ``ganrun report RUN`` has the sections of the plugins that trained RUN."""
+    from registry import report
+
+    recorded = report.recorded_plugins(run)
+    if session.plugin_names or not recorded:
+        return session.host()
+    try:
+        return Host.create(recorded)
+    except PluginError as exc:
+        click.echo(f"warning: the run's plugin(s) {', '.join(recorded)} could not be loaded ({exc}); the report "
+                   "has the core sections only. Install the plugin or name others with --plugin.", err=True)
+        return session.host()
