@@ -145,7 +145,7 @@ def test_worked_example_registers_and_samples(monkeypatch):
     import torch
 
     import infogan_plugin.plugin
-    from infogan_plugin.traversals import build_latent_spec
+    from infogan_plugin.latent import build_latent_spec
     from registry.config import TrainConfig
     from registry.plugins import Registries, get_plugin_manager
 

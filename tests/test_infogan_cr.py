@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from infogan_plugin import contrastive as cr
-from infogan_plugin.traversals import build_latent_spec
+from infogan_plugin.latent import build_latent_spec
 from registry.checkpoint import read_checkpoint
 from registry.cli import build_cli
 from registry.config import TrainConfig

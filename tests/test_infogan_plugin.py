@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from infogan_plugin import plugin as infogan
 from infogan_plugin.latent import LatentSpec
-from infogan_plugin.traversals import build_latent_spec
+from infogan_plugin.latent import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host

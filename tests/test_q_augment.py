@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from infogan_plugin import plugin as infogan
 from infogan_plugin.augment import AffineAugment, parse_augment
-from infogan_plugin.traversals import build_latent_spec
+from infogan_plugin.information import information
+from infogan_plugin.latent import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host
@@ -107,7 +108,7 @@ def _ctx(host, phase: str, q_augment: str | None):
 @pytest.mark.parametrize("phase", ["d", "g"])
 def test_discrete_codes_are_read_from_transformed_fakes_continuous_from_the_fakes(host, phase):
     ctx, spec, G, D, Q, seen = _ctx(host, phase, "affine")
-    loss, nll, _ = infogan._information(ctx, spec, [1.0, 1.0], detach=False)
+    loss, nll, _ = information(ctx, spec, [1.0, 1.0], detach=False)
     assert len(seen) == 1                                   # one more pass of D, on moved images
     moved = AffineAugment()(ctx.fake.images, ctx.trainer.step_generator(f"q-augment-{phase}"))
     torch.testing.assert_close(seen[0], moved)
@@ -130,7 +131,7 @@ def test_probe_mode_trains_q_alone_and_records_no_graph_through_d(host):
     grad_mode: list[bool] = []
     spy = ctx.modules["D"]
     ctx.modules["D"] = lambda x: (grad_mode.append(torch.is_grad_enabled()), spy(x))[1]
-    loss, _, _ = infogan._information(ctx, spec, [1.0, 1.0], detach=True)
+    loss, _, _ = information(ctx, spec, [1.0, 1.0], detach=True)
     assert len(seen) == 1 and grad_mode == [False]           # the extra pass builds no graph
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in Q.parameters())
@@ -140,7 +141,7 @@ def test_probe_mode_trains_q_alone_and_records_no_graph_through_d(host):
 
 def test_without_augment_no_extra_pass(host):
     ctx, spec, *_, seen = _ctx(host, "g", None)
-    infogan._information(ctx, spec, [1.0, 1.0], detach=False)
+    information(ctx, spec, [1.0, 1.0], detach=False)
     assert seen == []
 
 
