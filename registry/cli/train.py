@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,14 @@ from registry.plugins import (
     Host,
     RESERVED_COMMANDS,
     PluginError,
+    PluginWarning,
     Registries,
     UnknownNameError,
     activate,
     get_plugin_manager,
     hooks_of,
     installed_plugins,
+    name_clashes,
 )
 
 
@@ -164,15 +167,21 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
                                "active": name in active or name in DEFAULT_PLUGINS, "builtin": name in DEFAULT_PLUGINS}
         try:  # each alone, so the registries below show only what that plugin registers
             pm = get_plugin_manager(defaults=False)
-            activate(pm, [name])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PluginWarning)
+                activate(pm, [name])
+            row["warnings"] = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
             row["hooks"] = hooks_of(pm, pm.get_plugin(name))
-            regs = Registries.collect(pm)
+            broken: dict[str, str] = {}
+            regs = Registries.collect(pm, broken=broken)
             row["registers"] = {f.name: getattr(regs, f.name).names() for f in dataclasses.fields(regs)
                                 if getattr(regs, f.name).names()}
-            row["error"] = None
+            row["error"] = broken.get(name)
         except PluginError as exc:
-            row.update(hooks=[], registers={}, error=str(exc))
+            row.update(hooks=[], registers={}, error=str(exc), warnings=row.get("warnings", []))
         rows.append(row)
+    for row in rows:
+        row["clashes"] = name_clashes(rows, row["name"])
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -180,12 +189,16 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
         status = "active" if row["active"] else "installed"
         version = row["version"] or ("built-in" if row["builtin"] else "-")
         click.echo(f"{row['name']} ({version}, {status})")
+        for line in row.get("warnings", []):
+            click.echo(f"  warning: {line}")
         if row["error"]:
             click.echo(f"  BROKEN: {row['error']}")
             continue
         click.echo(f"  hooks: {', '.join(row['hooks'])}")
         for kind, names in row["registers"].items():
             click.echo(f"  {kind.replace('_', ' ')}: {', '.join(names)}")
+        for line in row["clashes"]:
+            click.echo(f"  clash: {line}")
 
 
 # ------------------------------------------------------------------------------ report
@@ -305,7 +318,7 @@ def _core_option(field: dataclasses.Field, default: Any) -> click.Option:
 
 def _plugin_defaults(host: Host) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for defaults in reversed(host.hook.ganrun_config_defaults()):  # registered last wins
+    for defaults in reversed(host.call("ganrun_config_defaults")):  # registered last wins
         merged.update(defaults or {})
     return merged
 
@@ -314,10 +327,10 @@ def make_train_command(session: Session) -> click.Command:
     """``train`` with the core options plus every active plugin's options."""
     try:
         host = session.host()
-        plugin_options = [opt for opts in host.hook.ganrun_train_options() for opt in (opts or [])]
+        plugin_options = [opt for opts in host.call("ganrun_train_options") for opt in (opts or [])]
         defaults = _plugin_defaults(host)
-    except click.ClickException as exc:
-        broken = exc
+    except (click.ClickException, PluginError) as exc:
+        broken = exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
 
         # Accept any options so the plugin error, not "no such option", is what the user sees.
         @click.command("train", help="Train a GAN (unavailable: a plugin failed to load).",
