@@ -35,12 +35,13 @@ def augment_of(text: str | None) -> AffineAugment | None:
 
 def information(ctx, spec: LatentSpec, weights: list[float], *, detach: bool):
     """Information loss and per-slot NLL of this phase's fakes; with ``--q-augment`` the
-    discrete codes are read from transformed fakes through one more pass of D's trunk."""
+    codes whose ``augment_invariant`` is true (the discrete ones by default) are read from
+    transformed fakes through one more pass of D's trunk."""
     features = ctx.fake.features.detach() if detach else ctx.fake.features
     q_out = ctx.modules["Q"](features)
     augment = augment_of(ctx.config.extra.get("q_augment"))
-    discrete = [slot.code.discrete for slot in spec.slots]
-    if augment is None or not any(discrete):
+    invariant = [slot.code.augment_invariant for slot in spec.slots]
+    if augment is None or not any(invariant):
         loss, nll = spec.information_loss(q_out, ctx.latent, weights=weights)
         return loss, nll, q_out
     gen = ctx.trainer.step_generator(f"q-augment-{ctx.phase}")
@@ -49,7 +50,7 @@ def information(ctx, spec: LatentSpec, weights: list[float], *, detach: bool):
         _, moved = ctx.modules["D"](augment(ctx.fake.images, gen))
     q_moved = ctx.modules["Q"](moved)
     # each slot's Q output from the pass it is read from: moved fakes for discrete codes
-    chunks = [m if d else p for p, m, d in zip(spec.split_q(q_out), spec.split_q(q_moved), discrete)]
+    chunks = [m if d else p for p, m, d in zip(spec.split_q(q_out), spec.split_q(q_moved), invariant)]
     loss, nll = spec.information_loss(torch.cat(chunks, dim=1), ctx.latent, weights=weights)
     return loss, nll, q_out
 

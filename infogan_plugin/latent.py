@@ -60,7 +60,7 @@ class CodeSlot:
             raise ValueError(f"CodeSlot: name must be non-empty, got {self.name!r}")
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise ValueError(f"CodeSlot {self.name!r}: lam must be finite and >= 0, got {self.lam!r}")
-        self.q_loss.num_outputs(self.code)  # fail at construction if the loss cannot model the code
+        self.q_loss.bind(self.code)  # the loss sees its code; fails here if it cannot model it
 
 
 class LatentSpec:
@@ -332,7 +332,7 @@ def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
             raise ValueError(f"{text!r}: {exc}") from None
         for code in codes:
             weight = lam if lam is not None else global_lambda if global_lambda is not None else code_type.default_lambda
-            slots.append(CodeSlot(f"c{len(slots) + 1}", code, loss_type(), float(weight)))
+            slots.append(CodeSlot(f"c{len(slots) + 1}", code, loss_type(), float(weight)))  # one loss per slot
     if not slots:
         raise ValueError("at least one --code is needed, e.g. --code categorical:10")
     return LatentSpec(noise_dim=config.noise_dim, slots=slots, noise=config.noise)

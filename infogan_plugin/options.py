@@ -31,7 +31,8 @@ def train_options() -> list[click.Option]:
         click.Option(
             ["--lambda", "info_lambda"], type=float, default=None,
             help="Weight of the information term for every code without its own lambda= "
-                 "(default: 1 for discrete codes, 0.1 for continuous). 0 trains a plain GAN while Q "
+                 "(default: each code type's default_lambda: 1 for categorical, 0.1 for uniform and "
+                 "gaussian). 0 trains a plain GAN while Q "
                  "still learns to read the codes (the paper's Figure 1 baseline)."),
         click.Option(
             ["--q-augment", "q_augment"], default=None, metavar="SPEC",

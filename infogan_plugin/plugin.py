@@ -160,7 +160,7 @@ def ganrun_log(trainer, step, metrics):
             metrics[f"H/{slot.name}"] = h
             if h > 0:
                 metrics[f"L_I_over_H/{slot.name}"] = metrics[key] / h
-            if slot.code.discrete and h > 0:
+            if slot.code.show_progress and h > 0:
                 shown[f"I/H {slot.name}"] = f"{metrics[key] / h:.2f}"
     every, samples = eval_options(trainer.config.extra)
     if every and step % every == 0 and trainer.dist.is_main:

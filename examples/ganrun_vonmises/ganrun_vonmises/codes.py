@@ -23,8 +23,7 @@ from typing import ClassVar
 import torch
 from einops import rearrange
 
-from infogan_plugin import LatentCode
-from infogan_plugin.codes import DEFAULT_TRAVERSAL_STEPS
+from infogan_plugin import DEFAULT_TRAVERSAL_STEPS, LatentCode
 
 __all__ = ["Bernoulli", "VonMises", "angles_to_input", "input_to_angles", "sample_von_mises", "REJECTION_ROUNDS"]
 
