@@ -31,6 +31,7 @@ from registry.config import (
     refuse_unknown,
 )
 from registry.data import DatasetError
+from registry.run_plugins import loadable, require_run_plugins
 from registry.plugins import (
     DEFAULT_PLUGINS,
     Host,
@@ -255,10 +256,10 @@ def _report_host(session: Session, run: Path) -> Host:
     if session.plugin_names or not recorded:
         return session.host()
     try:
+        require_run_plugins(run, loadable(recorded), "report")
         return Host.create(recorded)
     except PluginError as exc:
-        click.echo(f"warning: the run's plugin(s) {', '.join(recorded)} could not be loaded ({exc}); the report "
-                   "has the core sections only. Install the plugin or name others with --plugin.", err=True)
+        click.echo(f"warning: {exc}. Until then the report has the core sections only.", err=True)
         return session.host()
 
 
@@ -483,6 +484,13 @@ def _validate(config: TrainConfig, host: Host) -> None:
             raise click.BadParameter(str(exc), param_hint="--model") from None
 
 
+def _require_run_plugins(run: Path, active: Any, command: str) -> None:
+    try:
+        require_run_plugins(run, active, command)
+    except PluginError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
     """``--out``, else the resumed run's folder, else ``runs/<dataset>-<time>``."""
     if config.out is None:
@@ -527,6 +535,8 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
 
     mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))
+    if resume_path is not None:
+        _require_run_plugins(Path(values.get("resume") or resume_path), host.plugins, "train --resume")
     try:
         host.hook.ganrun_configure(config=config, registries=host.registries)
     except click.ClickException:
