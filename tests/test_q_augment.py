@@ -175,3 +175,21 @@ def test_width_thickens_or_thins_strokes():
     with pytest.raises(ValueError, match="width must be <= 1"):
         AffineAugment(width=2)
     assert parse_augment("affine,width=0.5").spec() == "affine,rotate=20,scale=0.1,shift=0.1,width=0.5"
+
+
+def test_which_codes_q_augment_reads_is_the_codes_augment_invariant_member(host, monkeypatch):
+    """A continuous code that declares itself invariant is read from the moved fakes, and a
+    categorical that declares otherwise from the plain ones: ``discrete`` decides nothing here."""
+    from infogan_plugin.codes import Categorical, Uniform
+
+    monkeypatch.setattr(Categorical, "augment_invariant", property(lambda self: False))
+    monkeypatch.setattr(Uniform, "augment_invariant", property(lambda self: True))
+    ctx, spec, G, D, Q, seen = _ctx(host, "d", "affine")
+    _, nll, _ = information(ctx, spec, [1.0, 1.0], detach=False)
+    assert len(seen) == 1
+    with torch.no_grad():
+        q_moved, q_plain = Q(D(seen[0])[1]), Q(ctx.fake.features)
+        want_cat = spec.slots[0].q_loss.nll(spec.split_q(q_plain)[0], ctx.latent[0]).mean()
+        want_cont = spec.slots[1].q_loss.nll(spec.split_q(q_moved)[1], ctx.latent[1]).mean()
+    torch.testing.assert_close(nll["c1"].detach(), want_cat, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nll["c2"].detach(), want_cont, atol=1e-5, rtol=1e-5)
