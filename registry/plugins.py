@@ -145,6 +145,11 @@ def _import_plugin(name: str) -> tuple[Any, str | None]:
         raise PluginError(f"plugin {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
 
 
+def _one_line(exc: BaseException) -> str:
+    """pluggy's validation messages span three lines; the CLI promises one."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def activate(pm: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str | None]:
     """Import and register the named plugins; return ``{name: version}``.
 
@@ -162,12 +167,12 @@ def activate(pm: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str | 
         try:
             pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+            raise PluginError(f"plugin {name!r} is invalid: {_one_line(exc)}") from exc
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
             pm.unregister(name=name)
-            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+            raise PluginError(f"plugin {name!r} is invalid: {_one_line(exc)}") from exc
         for line in contracts.unmarked_hooks(plugin):
             warnings.warn(f"plugin {name!r}: {line}", PluginWarning, stacklevel=2)
         versions[name] = version

@@ -1,4 +1,4 @@
-"""The code / Q-loss contract with a parameterised count code (``tests/plugins/ganrun_count.py``),
+"""The code / Q-loss contract with a parameterised count code (``tests/plugins/poisson_count.py``),
 and the one message every run-loading command gives when a run's plugin is missing (issue 19).
 
 The count code enters G's input standardised, so its Q loss can only score it through the code
@@ -24,7 +24,7 @@ from registry.plugins import Registries, activate, get_plugin_manager
 if TYPE_CHECKING:
     from conftest import Ganrun
 
-SOURCE = Path(__file__).parent / "plugins" / "ganrun_count.py"
+SOURCE = Path(__file__).parent / "plugins" / "poisson_count.py"
 CODES = ["--code", "categorical:3", "--code", "poisson:1,rate=4"]
 
 

@@ -278,6 +278,7 @@ def test_activate_refuses_an_argument_the_spec_lacks(make_plugin: Callable[..., 
     message = str(info.value)
     assert f"plugin {name!r} is invalid" in message
     assert "ganrun_step_end" in message and "wall_time" in message
+    assert "\n" not in message  # one line, as the guide promises
     assert not pm.has_plugin(name)
 
 
