@@ -163,3 +163,12 @@ def test_require_run_plugins_passes_when_all_are_active(count_run: Path, tiny: s
     assert sorted(require_run_plugins(count_run, ["infogan", tiny, count], "eval")) == sorted(["infogan", tiny, count])
     with pytest.raises(MissingPluginError, match="trained with plugins '"):
         require_run_plugins(count_run, [], "eval")
+
+
+def test_the_explorer_offers_the_traversal_window_of_an_infinite_discrete_code(count: str) -> None:
+    from infogan_plugin.explore import Explorer
+
+    mod = _module(count)
+    slot = CodeSlot("c2", mod.Poisson(rate=4.0), mod.PoissonNLL(), 0.1)
+    control = Explorer._control(slot)  # value_range() is [0, inf): buttons for the counts 0..8
+    assert control["kind"] == "buttons" and control["values"] == list(range(9))

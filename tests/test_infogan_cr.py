@@ -166,8 +166,8 @@ def test_a_cr_run_names_the_missing_plugin_when_loaded_without_it(tmp_path):
                     ["train", "--resume", str(tmp_path / "r"), "--steps", "2", "--no-progress"]):
         result = runner.invoke(build_cli(), ["--plugin", "infogan", *command])
         assert result.exit_code != 0
-        assert "trained with plugin(s) infogan_cr, which are not active" in result.output
-        assert "ganrun --plugin infogan --plugin infogan_cr" in result.output
+        assert "the run was trained with plugin 'infogan_cr'" in result.output
+        assert "which is not active; run: ganrun --plugin infogan --plugin infogan_cr " in result.output
 
 
 def test_before_cr_start_the_run_is_exactly_the_plain_infogan_run(tmp_path, host):
