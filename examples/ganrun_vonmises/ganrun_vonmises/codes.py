@@ -113,6 +113,12 @@ class VonMises(LatentCode):
     def input_width(self) -> int:
         return 2 * self.dim  # (cos, sin) per dimension
 
+    @property
+    def augment_invariant(self) -> bool:
+        # --q-augment rotates the fakes, and an angle code is often the rotation itself: Q reads
+        # it from the unmoved fakes (the default for a non-discrete code, stated on purpose)
+        return False
+
     def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
         angles = sample_von_mises((n, self.dim), mu=self.mu, kappa=self.kappa, generator=generator, device=device)
         return angles_to_input(angles)  # (n, 2 * dim)
