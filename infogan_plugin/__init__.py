@@ -7,7 +7,7 @@ code values, ``encode`` images through Q. Names in ``__all__`` are stable; the C
 """
 
 from infogan_plugin.augment import AffineAugment
-from infogan_plugin.codes import Categorical, ContinuousCode, Gaussian, LatentCode, Uniform
+from infogan_plugin.codes import DEFAULT_TRAVERSAL_STEPS, Categorical, ContinuousCode, Gaussian, LatentCode, Uniform
 from infogan_plugin.contrastive import ContrastiveClassifier, contrastive_loss
 from infogan_plugin.head import QHead
 from infogan_plugin.latent import CodeSlot, LatentSpec, parse_code_spec
@@ -24,6 +24,7 @@ from infogan_plugin.qlosses import (
 from infogan_plugin.run import CodeEstimate, InfoGANRun, load_run
 
 __all__ = [
+    "DEFAULT_TRAVERSAL_STEPS",
     "AffineAugment",
     "Categorical",
     "CategoricalCE",

@@ -55,21 +55,50 @@ DEFAULT_TRAVERSAL_STEPS = 5
 class LatentCode(abc.ABC):
     """Base class of all latent code types.
 
-    Subclasses set the class variables and implement ``sample``, ``entropy`` and
-    ``traversal_values``; ``describe`` comes for free from the
-    dataclass fields.
+    Required (checked when a plugin registers the class): the four class variables below and
+    ``sample``, ``entropy`` and ``traversal_values``. A subclass with a ``__post_init__`` of
+    its own calls ``super().__post_init__()`` (it checks ``dim``). Everything else has a
+    default that a subclass overrides where the default says so:
+
+    - ``augment_invariant`` (default: ``discrete``): whether ``--q-augment`` reads this code
+      from randomly transformed fakes; ``show_progress`` (default: ``discrete``): whether the
+      progress bar shows this code's ``L_I / H``;
+    - ``traversal_range``, ``value_range``, ``values_text``, ``input_for``, ``value_of``: the
+      values a user may choose for ``generate`` / ``explore`` and how they map to G's input.
+      The defaults treat a discrete code's values as the indices of ``traversal_values()``
+      rows; a code whose values are not those indices (a count fed to G scaled, with
+      unbounded support) overrides ``value_range``, ``input_for`` and ``value_of``.
+
+    ``discrete`` itself only picks those defaults; nothing else reads it, except Q losses
+    that model only continuous or only discrete codes.
     """
 
-    type_name: ClassVar[str]  # name used in ``describe()`` and in the code-type registry
-    default_q_loss: ClassVar[str]  # registry name of the Q loss the paper pairs with this type
-    default_lambda: ClassVar[float]  # paper: 1.0 for discrete codes, 0.1 for continuous ones
-    discrete: ClassVar[bool]
+    type_name: ClassVar[str]  # name in the code-type registry and in ``input_layout()``
+    default_q_loss: ClassVar[str]  # registry name of the Q loss the code is paired with by default
+    # The code's information weight when neither lambda= nor --lambda is given. The paper uses
+    # 1.0 for its categorical code and 0.1 for continuous ones; a code whose Q loss is steep in
+    # G's input (a count fed as (k - rate) / sqrt(rate)) needs less (docs/plugins.md, "Choosing
+    # default_lambda").
+    default_lambda: ClassVar[float]
+    discrete: ClassVar[bool]  # whether the code takes countably many values (picks the defaults below)
 
     dim: int = 1  # number of independent code dimensions
 
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or self.dim < 1:
             raise ValueError(f"{type(self).__name__}: dim must be an integer >= 1, got {self.dim!r}")
+
+    @property
+    def augment_invariant(self) -> bool:
+        """Whether ``--q-augment`` reads this code from transformed fakes (what a small rotation,
+        scaling or shift of the image must not change: a class, a count). Default: ``discrete``."""
+        return self.discrete
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether the progress bar shows ``I/H`` for this code (meaningful when ``H(c)`` is a
+        positive, discrete entropy; a differential entropy can be any sign). Default: ``discrete``."""
+        return self.discrete
 
     @property
     def input_width(self) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from registry import PluginError, require_run_plugins
 from registry.checkpoint import CheckpointError, atomic_write
 
 
@@ -15,8 +16,9 @@ def _load(ctx: click.Context, run: Path, device: str | None):
 
     host = ctx.obj.host()
     try:
+        require_run_plugins(run, host.plugins, ctx.info_name or "eval")
         return Trainer.from_checkpoint(run, host, device=device)
-    except CheckpointError as exc:
+    except (CheckpointError, PluginError) as exc:
         raise click.ClickException(str(exc)) from None
     except (ValueError, KeyError) as exc:
         raise click.ClickException(f"{run}: cannot rebuild the run ({exc})") from None

@@ -95,7 +95,7 @@ def q_encoder(trainer: Any, *, batch_size: int = 500):
     through D's trunk and Q, and each slot's ``q_loss.point_estimate`` is concatenated in slot
     order: a categorical code contributes one dimension, the index of its most likely class, a
     Gaussian one its mean, and a third-party loss whatever its ``point_estimate`` gives (by
-    default its ``predict``, so a one-column Bernoulli code is its most likely bit).
+    default ``code.value_of(predict(...))``, so a one-column Bernoulli code is its likelier bit).
     """
     from registry.data import resize_uint8, uint8_to_float
 

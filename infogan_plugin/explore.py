@@ -56,6 +56,8 @@ class Explorer:
         code = slot.code
         if code.discrete:
             low, high = code.value_range()
+            if not math.isfinite(high):  # infinite support (a count): the values its traversal shows
+                high = low + code.traversal_values().shape[0] - 1
             return {"name": slot.name, "type": code.type_name, "kind": "buttons",
                     "values": list(range(int(low), int(high) + 1)), "value": None}
         start, end = code.traversal_range()

@@ -30,7 +30,7 @@ def load_for_command(ctx: click.Context, run: Path, checkpoint: str | None, devi
     chosen: str | int | None = int(checkpoint) if checkpoint is not None and checkpoint.isdigit() else checkpoint
     plugins = ctx.obj.plugin_names if ctx.obj is not None else ()
     try:
-        return load_run(run, chosen, device, plugins=plugins)
+        return load_run(run, chosen, device, plugins=plugins, command=ctx.info_name or "load_run")
     except (CheckpointError, PluginError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from None
     except (ValueError, KeyError) as exc:

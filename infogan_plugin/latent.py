@@ -26,9 +26,10 @@ from einops import rearrange, repeat
 
 from infogan_plugin.codes import DEFAULT_TRAVERSAL_STEPS, LatentCode
 from infogan_plugin.qlosses import QLoss
+from registry.plugins import UnknownNameError
 from registry.train.noise import sample_noise
 
-__all__ = ["CodeSlot", "LatentSpec", "NoiseKind", "parse_code_spec"]
+__all__ = ["CodeSlot", "LatentSpec", "NoiseKind", "build_latent_spec", "parse_code_spec"]
 
 NoiseKind = Literal["uniform", "normal"]
 NoiseSampler = Callable[[int, int, torch.Generator, "torch.device | str"], torch.Tensor]
@@ -59,7 +60,7 @@ class CodeSlot:
             raise ValueError(f"CodeSlot: name must be non-empty, got {self.name!r}")
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise ValueError(f"CodeSlot {self.name!r}: lam must be finite and >= 0, got {self.lam!r}")
-        self.q_loss.num_outputs(self.code)  # fail at construction if the loss cannot model the code
+        self.q_loss.bind(self.code)  # the loss sees its code; fails here if it cannot model it
 
 
 class LatentSpec:
@@ -298,3 +299,40 @@ def parse_code_spec(text: str) -> tuple[str, int | None, dict[str, str]]:
             raise fail(f"option {key!r} given more than once")
         options[key] = value
     return type_name, size, options
+
+
+def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
+    """The noise and codes of ``config`` (``config.extra["code"]``), looked up by name.
+
+    Each spec ``TYPE[:N][,key=value...]`` may carry two options of its own besides the
+    code type's: ``lambda=`` (this code's weight) and ``loss=`` (a registered Q loss).
+    A code without ``lambda=`` takes ``--lambda`` if given, else its type's default.
+    """
+    global_lambda = config.extra.get("info_lambda")
+    slots: list[CodeSlot] = []
+    for text in config.extra.get("code") or []:
+        type_name, size, options = parse_code_spec(str(text))
+        try:
+            code_type = registries.latent_codes.get(type_name)
+        except UnknownNameError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+        options = dict(options)
+        lam_text, loss_name = options.pop("lambda", None), options.pop("loss", None)
+        try:
+            lam = float(lam_text) if lam_text is not None else None
+        except ValueError:
+            raise ValueError(f"{text!r}: lambda={lam_text!r} is not a number") from None
+        try:
+            loss_type = registries.q_losses.get(loss_name or code_type.default_q_loss)
+        except UnknownNameError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+        try:
+            codes = code_type.from_spec(size, options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+        for code in codes:
+            weight = lam if lam is not None else global_lambda if global_lambda is not None else code_type.default_lambda
+            slots.append(CodeSlot(f"c{len(slots) + 1}", code, loss_type(), float(weight)))  # one loss per slot
+    if not slots:
+        raise ValueError("at least one --code is needed, e.g. --code categorical:10")
+    return LatentSpec(noise_dim=config.noise_dim, slots=slots, noise=config.noise)

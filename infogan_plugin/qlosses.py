@@ -90,11 +90,32 @@ def gaussian_nll_fixed(mean: torch.Tensor, c: torch.Tensor, *, std: float = 1.0)
 class QLoss(abc.ABC):
     """What a Q-loss registry entry is: how many Q outputs a code needs and how to score them.
 
+    A plugin registers the class (or a factory function returning a new loss), never an
+    instance: each code slot builds its own loss and binds its code to it (``bind``), so
+    ``self.code`` is the slot's code inside ``nll``, ``predict`` and ``point_estimate``. A loss
+    can therefore decode a code that is fed to G in a scaled form, using the code's parameters.
+
+    Required: ``num_outputs`` and ``nll``. Defaults: ``stats`` (none), ``predict`` (``None``:
+    no point estimate in G's input layout), ``point_estimate`` (from ``predict`` through the
+    code's ``value_of``), ``probabilities`` (``None``).
+
     ``q_out`` is always this slot's chunk of Q's output, ``(B, num_outputs(code))``;
     ``code_value`` is the code as fed to G, ``(B, code.input_width)``.
     """
 
     name: ClassVar[str]  # registry name
+    code: LatentCode | None = None  # the slot's code, set by ``bind`` when the slot is built
+
+    def bind(self, code: LatentCode) -> QLoss:
+        """Attach the slot's ``code`` (``CodeSlot`` calls this); returns ``self``. Raises
+        ``ValueError`` if the loss cannot model the code, or is bound to another code already
+        (one instance per slot: register the class, not an instance)."""
+        if self.code is not None and self.code != code:
+            raise ValueError(f"Q loss {type(self).__name__} is bound to {self.code!r} already; "
+                             f"each code slot needs its own loss instance")
+        self.num_outputs(code)
+        self.code = code
+        return self
 
     @abc.abstractmethod
     def num_outputs(self, code: LatentCode) -> int:
@@ -110,9 +131,22 @@ class QLoss(abc.ABC):
         """Detached scalar diagnostics for logging; no host sync."""
         return {}
 
-    def predict(self, q_out: torch.Tensor) -> torch.Tensor:
-        """Q's point estimate of the code, ``(B, input_width)``, for evaluation."""
-        ...
+    def predict(self, q_out: torch.Tensor) -> torch.Tensor | None:
+        """Q's point estimate of the code in G's input layout, ``(B, input_width)`` (a one-hot
+        row for a categorical code), or ``None`` (the default) when the loss has none."""
+        return None
+
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        """Q's point estimate of the code's value per dimension, ``(B, dim)`` float32: what
+        ``encode`` reports and what evaluation scores (a categorical's class index, a Gaussian's
+        mean, a count). Default: ``code.value_of(predict(q_out))``, which needs ``predict`` and a
+        bound code; a loss whose output is not in G's input layout overrides this instead."""
+        if self.code is None:
+            raise ValueError(f"Q loss {type(self).__name__} is not bound to a code; build it through CodeSlot")
+        columns = self.predict(q_out)
+        if columns is None:
+            raise NotImplementedError(f"Q loss {type(self).__name__} has neither predict() nor point_estimate()")
+        return self.code.value_of(columns)
 
     def probabilities(self, q_out: torch.Tensor) -> torch.Tensor | None:
         """Q's distribution over a discrete code's values, ``(B, V)`` float32 with rows summing
@@ -120,27 +154,12 @@ class QLoss(abc.ABC):
         loss models no such distribution. ``encode`` reports it next to the point estimate."""
         return None
 
-    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
-        """Q's estimate of the code as a representation to score, ``(B, width)`` float32.
-
-        The disentanglement metrics read these columns, one slot after another, as the code
-        dimensions of the encoder. The default is :meth:`predict` (the most likely value in
-        the code's input layout: the mean for the Gaussian losses, one 0/1 column per
-        dimension for a Bernoulli code); a loss whose ``predict`` is a one-hot over classes
-        should override it with one column holding the class index, as
-        :class:`CategoricalCE` does, since a one-hot's columns are not separate codes.
-        ``width`` must not depend on the values of ``q_out``.
-        """
-        estimate = self.predict(q_out)
-        if not isinstance(estimate, torch.Tensor):
-            raise NotImplementedError(f"Q loss {self.name!r} implements neither predict nor point_estimate")
-        return estimate.float()
-
     def describe(self) -> dict[str, Any]:
-        """JSON-able record (registry name + options) for checkpoints."""
-        return {"name": self.name, **vars(self)}
+        """JSON-able record (registry name + options); the bound code is described with its slot."""
+        return {"name": self.name, **{k: v for k, v in vars(self).items() if k != "code"}}
 
-    def _mismatch(self, code: LatentCode) -> ValueError:
+    def mismatch(self, code: LatentCode) -> ValueError:
+        """The error ``num_outputs`` raises for a code this loss cannot model."""
         return ValueError(f"Q loss {self.name!r} cannot model a {code.type_name!r} code ({code!r})")
 
     def __repr__(self) -> str:
@@ -154,7 +173,7 @@ class CategoricalCE(QLoss):
 
     def num_outputs(self, code: LatentCode) -> int:
         if not isinstance(code, Categorical):
-            raise self._mismatch(code)
+            raise self.mismatch(code)
         return code.input_width
 
     def nll(self, q_out: torch.Tensor, code_value: torch.Tensor) -> torch.Tensor:
@@ -163,12 +182,11 @@ class CategoricalCE(QLoss):
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         return F.one_hot(q_out.argmax(dim=1), q_out.shape[1]).to(torch.float32)
 
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        return q_out.argmax(dim=1, keepdim=True).to(torch.float32)  # (B, 1): the class index
+
     def probabilities(self, q_out: torch.Tensor) -> torch.Tensor:
         return q_out.float().softmax(dim=1)  # (B, k), class order of the one-hot code
-
-    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
-        """The most likely class's index, ``(B, 1)`` float32."""
-        return q_out.argmax(dim=1, keepdim=True).to(torch.float32)
 
 
 class GaussianNLL(QLoss):
@@ -186,7 +204,7 @@ class GaussianNLL(QLoss):
 
     def num_outputs(self, code: LatentCode) -> int:
         if code.discrete:
-            raise self._mismatch(code)
+            raise self.mismatch(code)
         return 2 * code.input_width
 
     def _split(self, q_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,6 +222,9 @@ class GaussianNLL(QLoss):
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         return self._split(q_out)[0].float()
 
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        return self._split(q_out)[0].float()  # (B, d): the mean
+
     def __repr__(self) -> str:
         return f"GaussianNLL(min_log_std={self.min_log_std}, max_log_std={self.max_log_std})"
 
@@ -220,7 +241,7 @@ class GaussianNLLFixed(QLoss):
 
     def num_outputs(self, code: LatentCode) -> int:
         if code.discrete:
-            raise self._mismatch(code)
+            raise self.mismatch(code)
         return code.input_width
 
     def nll(self, q_out: torch.Tensor, code_value: torch.Tensor) -> torch.Tensor:
@@ -232,6 +253,9 @@ class GaussianNLLFixed(QLoss):
 
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         return q_out.float()
+
+    def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
+        return q_out.float()  # (B, d): the mean
 
     def __repr__(self) -> str:
         return f"GaussianNLLFixed(std={self.std})"

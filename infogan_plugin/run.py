@@ -121,7 +121,7 @@ class InfoGANRun(Run):
         them, the probabilities of a discrete code's values."""
         out = {}
         for slot, chunk in zip(self.spec.slots, self.spec.split_q(q_out)):
-            value = slot.code.value_of(slot.q_loss.predict(chunk))         # (N, dim)
+            value = slot.q_loss.point_estimate(chunk)                      # (N, dim)
             if slot.code.dim == 1:
                 value = value[:, 0]
             out[slot.name] = CodeEstimate(value=value, probabilities=slot.q_loss.probabilities(chunk))
@@ -140,7 +140,7 @@ class InfoGANRun(Run):
 
 
 def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[str] | None = None,
-             device: str = "cpu", *, plugins: Iterable[str] = ()) -> InfoGANRun:
+             device: str = "cpu", *, plugins: Iterable[str] = (), command: str = "load_run") -> InfoGANRun:
     """Load a trained InfoGAN run (``registry.load_run``, checked to hold codes and a Q head).
 
     ``path`` is a run folder or a checkpoint file; ``checkpoint`` a step number, a file name in
@@ -151,5 +151,5 @@ def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[s
     """
     # the run's recorded plugins include infogan for an InfoGAN run; adding it to a plain run's
     # would make its sampler look for codes the run never had
-    run = _load_host_run(path, checkpoint, device, plugins=plugins)
+    run = _load_host_run(path, checkpoint, device, plugins=plugins, command=command)
     return InfoGANRun(run.trainer, run.checkpoint)

@@ -1,4 +1,4 @@
-"""From configuration to a ``LatentSpec``, and traversal pictures of a trained G."""
+"""Traversal pictures of a trained G: one grid per code dimension."""
 
 from __future__ import annotations
 
@@ -7,48 +7,10 @@ from typing import Any
 
 import torch
 
-from infogan_plugin.latent import CodeSlot, LatentSpec, parse_code_spec
+from infogan_plugin.latent import LatentSpec
 from registry.report.images import save_grid
-from registry.plugins import UnknownNameError
 
 TRAVERSAL_ROWS = 10  # rows of fixed (z, other codes) per traversal grid, as in the paper's figures
-
-
-def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
-    """The noise and codes of ``config`` (``config.extra["code"]``), looked up by name.
-
-    Each spec ``TYPE[:N][,key=value...]`` may carry two options of its own besides the
-    code type's: ``lambda=`` (this code's weight) and ``loss=`` (a registered Q loss).
-    A code without ``lambda=`` takes ``--lambda`` if given, else its type's default.
-    """
-    global_lambda = config.extra.get("info_lambda")
-    slots: list[CodeSlot] = []
-    for text in config.extra.get("code") or []:
-        type_name, size, options = parse_code_spec(str(text))
-        try:
-            code_type = registries.latent_codes.get(type_name)
-        except UnknownNameError as exc:
-            raise ValueError(f"{text!r}: {exc}") from None
-        options = dict(options)
-        lam_text, loss_name = options.pop("lambda", None), options.pop("loss", None)
-        try:
-            lam = float(lam_text) if lam_text is not None else None
-        except ValueError:
-            raise ValueError(f"{text!r}: lambda={lam_text!r} is not a number") from None
-        try:
-            loss_type = registries.q_losses.get(loss_name or code_type.default_q_loss)
-        except UnknownNameError as exc:
-            raise ValueError(f"{text!r}: {exc}") from None
-        try:
-            codes = code_type.from_spec(size, options)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{text!r}: {exc}") from None
-        for code in codes:
-            weight = lam if lam is not None else global_lambda if global_lambda is not None else code_type.default_lambda
-            slots.append(CodeSlot(f"c{len(slots) + 1}", code, loss_type(), float(weight)))
-    if not slots:
-        raise ValueError("at least one --code is needed, e.g. --code categorical:10")
-    return LatentSpec(noise_dim=config.noise_dim, slots=slots, noise=config.noise)
 
 
 @torch.no_grad()

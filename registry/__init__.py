@@ -14,6 +14,7 @@ from registry.data import DatasetError, ImageDataset, resize_uint8, to_training_
 from registry.plugins import Host, PluginError, UnknownNameError, get_plugin_manager, hookimpl
 from registry.report.images import make_grid, save_grid
 from registry.run import Run, atomic_output, load_run
+from registry.run_plugins import MissingPluginError, recorded_plugins, require_run_plugins
 from registry.train.noise import sample_noise
 from registry.train.rng import seed_for, step_seed
 
@@ -59,4 +60,8 @@ __all__ = [
     "Run",
     "atomic_output",
     "load_run",
+    # the plugins a run was trained with, and the one message for a missing one (registry/run_plugins.py)
+    "MissingPluginError",
+    "recorded_plugins",
+    "require_run_plugins",
 ]

@@ -161,7 +161,8 @@ def export_command(ctx: click.Context, run: Path, fmt: str, out: Path, checkpoin
                                        f"missing): {EXPORT_HINT}") from None
     chosen: str | int | None = int(checkpoint) if checkpoint is not None and checkpoint.isdigit() else checkpoint
     try:
-        loaded = load_run(run, chosen, "cpu", plugins=ctx.obj.plugin_names if ctx.obj is not None else ())
+        loaded = load_run(run, chosen, "cpu", plugins=ctx.obj.plugin_names if ctx.obj is not None else (),
+                          command="export")
     except (ckpt.CheckpointError, PluginError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from None
     except (ValueError, KeyError) as exc:

@@ -7,6 +7,13 @@ accept a subset of each hook's arguments (pluggy passes arguments by name).
 
 Hooks are grouped by the phase in which the host calls them. ``ganrun_*`` names are
 stable API; the CHANGELOG records every change to them.
+
+Each call into a plugin that lists, describes or builds (the registration hooks,
+``ganrun_train_options``, ``ganrun_config_defaults``) is isolated: an exception raised in it
+becomes one line, ``plugin 'x' failed in ganrun_...: ValueError: ...``; ``ganrun plugins``
+marks the plugin BROKEN and ``--help`` keeps working. A ``ganrun_*`` function without the
+``@hookimpl`` marker, or with a name that is no hook below, is never called; activating the
+plugin warns about it.
 """
 
 from __future__ import annotations
@@ -34,8 +41,13 @@ def ganrun_register_latent_codes(register: Callable[[str, type], None]) -> None:
     Called once per plugin while the host builds its registries. Call
     ``register(name, code_type)`` for each type, where ``code_type`` is a class (usually a
     subclass of ``infogan_plugin.LatentCode``) that the code-type consumer instantiates
-    from a ``--code name:N,key=value`` spec. Registering a name that another plugin
-    already registered is an error that names both plugins. Return value is ignored.
+    from a ``--code name:N,key=value`` spec. ``register`` checks the class at once: it must
+    have ``type_name``, ``default_q_loss``, ``default_lambda`` (a number >= 0), ``discrete``
+    (a bool), ``sample``, ``entropy``, ``traversal_values``, ``from_spec`` and
+    ``input_width``, with no abstract method left; otherwise the error names the plugin and
+    what is missing. Registering a name that another plugin already registered is an error
+    that names both plugins; a built-in name (no ``--plugin`` can switch a built-in off)
+    asks for a rename. Return value is ignored.
     """
 
 
@@ -44,9 +56,13 @@ def ganrun_register_q_losses(register: Callable[[str, Any], None]) -> None:
     """Register Q losses by name.
 
     Called once per plugin while the host builds its registries. Call
-    ``register(name, loss)`` where ``loss`` turns the auxiliary head's output for one code
-    into ``-log Q(c|x)`` per sample (see ``infogan_plugin.QLoss``). Duplicate names are an
-    error naming both plugins. Return value is ignored.
+    ``register(name, loss_type)`` where ``loss_type`` is a class (usually a subclass of
+    ``infogan_plugin.QLoss``) or a function, called with no arguments, that returns a new loss
+    turning the auxiliary head's output for one code into ``-log Q(c|x)`` per sample. Each code
+    slot calls it once and binds its code to the result (``QLoss.bind``, then ``self.code``),
+    so never register an instance: ``register`` refuses one, and a class without
+    ``num_outputs`` or ``nll``, naming the plugin. Duplicate names are an error naming both
+    plugins. Return value is ignored.
     """
 
 
@@ -55,7 +71,7 @@ def ganrun_register_datasets(register: Callable[[str, Callable[..., Any]], None]
     """Register datasets by name.
 
     Called once per plugin while the host builds its registries. Call
-    ``register(name, factory)`` where ``factory(*, data_dir, image_size)`` returns a
+    ``register(name, factory)`` (checked to be callable) where ``factory(*, data_dir, image_size)`` returns a
     ``registry.data.ImageDataset`` (uint8 images, optional labels and factors).
     ``data_dir`` is ``None`` unless the user passed ``--data-dir``; a factory that needs
     one raises ``registry.data.DatasetError`` saying so. Return value is ignored.
@@ -95,7 +111,8 @@ def ganrun_register_commands(register: Callable[[Any], None]) -> None:
     """Register extra ``ganrun`` sub-commands.
 
     Called once per plugin while the host builds its registries; the return value is
-    ignored. Call ``register(command)`` with a ``click.Command``. The command is available when
+    ignored. Call ``register(command)`` with a ``click.Command`` (anything else is refused,
+    naming the plugin). The command is available when
     its plugin is active (``ganrun --plugin NAME COMMAND``). Names must not clash with
     the built-in commands or another plugin's.
     """

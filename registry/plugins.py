@@ -5,6 +5,13 @@ embedded users can hold several); ``activate()`` loads plugins named on the comm
 by entry-point name or dotted module path; ``Registries.collect()`` runs the
 registration hooks and remembers which plugin registered each name.
 
+Every call into a plugin that the host makes to list, describe or build (the registration
+hooks, ``ganrun_train_options``, ``ganrun_config_defaults``) goes through ``call_hook`` or
+``Registries.collect``, which turn an exception into one ``HookError`` line naming the plugin,
+the hook and the exception. What a plugin registers is checked when it registers it
+(``registry.contracts``), and ``ganrun_*`` functions that pluggy would never call (no
+``@hookimpl`` marker, or no such hook) are reported with a ``PluginWarning``.
+
 Set ``GANRUN_TRACE=1`` to print every hook call to stderr while debugging a plugin.
 """
 
@@ -14,12 +21,13 @@ import importlib
 import importlib.metadata as md
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pluggy
 
-from registry import hookspecs
+from registry import contracts, hookspecs
 
 hookimpl = pluggy.HookimplMarker("ganrun")
 
@@ -59,6 +67,18 @@ class UnknownNameError(KeyError):
 
 class DuplicateNameError(PluginError):
     """Two plugins registered the same name."""
+
+
+class HookError(PluginError):
+    """A plugin's hook raised: ``plugin 'x' failed in ganrun_...: ValueError: ...``."""
+
+    def __init__(self, plugin: str, hook: str, exc: BaseException):
+        self.plugin, self.hook = plugin, hook
+        super().__init__(f"plugin {plugin!r} failed in {hook}: {type(exc).__name__}: {exc}")
+
+
+class PluginWarning(UserWarning):
+    """Something in a plugin that is not an error but does nothing: an unmarked hook."""
 
 
 def get_plugin_manager(*, defaults: bool = True) -> pluggy.PluginManager:
@@ -125,6 +145,11 @@ def _import_plugin(name: str) -> tuple[Any, str | None]:
         raise PluginError(f"plugin {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
 
 
+def _one_line(exc: BaseException) -> str:
+    """pluggy's validation messages span three lines; the CLI promises one."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def activate(pm: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str | None]:
     """Import and register the named plugins; return ``{name: version}``.
 
@@ -142,12 +167,14 @@ def activate(pm: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str | 
         try:
             pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+            raise PluginError(f"plugin {name!r} is invalid: {_one_line(exc)}") from exc
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
             pm.unregister(name=name)
-            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+            raise PluginError(f"plugin {name!r} is invalid: {_one_line(exc)}") from exc
+        for line in contracts.unmarked_hooks(plugin):
+            warnings.warn(f"plugin {name!r}: {line}", PluginWarning, stacklevel=2)
         versions[name] = version
     return versions
 
@@ -174,8 +201,16 @@ class Registry:
     def add(self, name: str, value: Any, plugin: str) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} registered a {self.kind} with an invalid name {name!r}")
+        missing = contracts.check_registration(self.kind, value)
+        if missing:
+            raise PluginError(f"plugin {plugin!r} registered {self.kind} {name!r} without " + "; ".join(missing)
+                              + " (docs/plugins.md lists what each registration needs)")
         if name in self.entries:
             other = self.entries[name].plugin
+            if other in BUILTIN_OWNERS:
+                raise DuplicateNameError(
+                    f"{self.kind} {name!r} is built in (plugin {other!r}) and plugin {plugin!r} registers it too; "
+                    f"a built-in cannot be deactivated, so rename the plugin's, e.g. {_renamed(plugin, name)!r}")
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}; "
                 f"deactivate one of them"
@@ -200,15 +235,53 @@ class Registry:
         return name in self.entries
 
 
-def _call_each(pm: pluggy.PluginManager, hook_name: str, make_register: Callable[[str], Callable]) -> None:
+BUILTIN_OWNERS = frozenset((*DEFAULT_PLUGINS, "ganrun"))  # owners of names no --plugin can switch off
+
+
+def _renamed(plugin: str, name: str) -> str:
+    return f"{plugin.rsplit('.', 1)[-1]}-{name}"
+
+
+def _call_each(pm: pluggy.PluginManager, hook_name: str, make_register: Callable[[str], Callable],
+               broken: dict[str, str] | None = None) -> None:
     """Call each implementation of a registration hook with a ``register`` bound to its plugin.
 
     Calling implementations one by one (rather than through ``pm.hook``) is what lets the
-    host record which plugin registered each name.
+    host record which plugin registered each name, and isolates each plugin: an exception
+    raised inside its hook becomes a ``HookError`` naming it. With ``broken``, the error is
+    recorded there (plugin name -> message) and the other plugins still register.
     """
     caller = getattr(pm.hook, hook_name)
     for impl in caller.get_hookimpls():  # registration order, so a duplicate blames the later plugin
-        impl.function(make_register(impl.plugin_name))
+        if broken is not None and impl.plugin_name in broken:
+            continue
+        try:
+            try:
+                impl.function(make_register(impl.plugin_name))
+            except PluginError:
+                raise
+            except Exception as exc:  # anything a plugin's hook raises
+                raise HookError(impl.plugin_name, hook_name, exc) from exc
+        except PluginError as exc:
+            if broken is None:
+                raise
+            broken[impl.plugin_name] = str(exc)
+
+
+def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
+    """``pm.hook.<hook_name>(**kwargs)``, one plugin at a time, in pluggy's order (the plugin
+    registered last first), non-None results only; a hook that raises is a ``HookError``."""
+    results = []
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        try:
+            result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+        except PluginError:
+            raise
+        except Exception as exc:  # anything a plugin's hook raises
+            raise HookError(impl.plugin_name, hook_name, exc) from exc
+        if result is not None:
+            results.append(result)
+    return results
 
 
 @dataclass
@@ -223,23 +296,55 @@ class Registries:
     commands: Registry
 
     @classmethod
-    def collect(cls, pm: pluggy.PluginManager) -> "Registries":
+    def collect(cls, pm: pluggy.PluginManager, *, broken: dict[str, str] | None = None) -> "Registries":
+        """Run every registration hook. A plugin whose hook raises (or registers something
+        that breaks its contract) is a ``PluginError`` naming it; with ``broken`` (for
+        listings and help) it is recorded there instead and nothing it registered is kept."""
         filled: dict[str, Registry] = {}
         for attr, (hook_name, kind) in REGISTRY_KINDS.items():
             reg = Registry(kind)
-            _call_each(pm, hook_name, lambda plugin, reg=reg: (lambda name, value: reg.add(name, value, plugin)))
+            _call_each(pm, hook_name, lambda plugin, reg=reg: (lambda name, value: reg.add(name, value, plugin)),
+                       broken)
             filled[attr] = reg
         commands = Registry("command")
         for name in RESERVED_COMMANDS:
-            commands.add(name, None, "ganrun")
-        _call_each(
-            pm,
-            "ganrun_register_commands",
-            lambda plugin: (lambda command: commands.add(command.name, command, plugin)),
-        )
+            commands.entries[name] = Entry(None, "ganrun")
+
+        def add_command(plugin: str) -> Callable[[Any], None]:
+            def register(command: Any) -> None:
+                missing = contracts.check_registration("command", command)
+                if missing:
+                    raise PluginError(f"plugin {plugin!r} registered a command without {'; '.join(missing)}")
+                commands.add(command.name, command, plugin)
+            return register
+
+        _call_each(pm, "ganrun_register_commands", add_command, broken)
         for name in RESERVED_COMMANDS:
             del commands.entries[name]
-        return cls(commands=commands, **filled)
+        registries = cls(commands=commands, **filled)
+        for registry_ in registries.all():
+            for name in [n for n, entry in registry_.entries.items() if broken and entry.plugin in broken]:
+                del registry_.entries[name]
+        return registries
+
+    def all(self) -> list[Registry]:
+        return [self.latent_codes, self.q_losses, self.datasets, self.models, self.gan_losses, self.commands]
+
+
+def name_clashes(rows: Iterable[dict[str, Any]], plugin: str) -> list[str]:
+    """Names ``plugin`` registers that another listed plugin registers too (``ganrun plugins``
+    rows: ``{"name", "registers": {kind: [names]}}``), one line each: such plugins cannot be
+    active together."""
+    rows = list(rows)
+    own = next((row.get("registers") or {} for row in rows if row["name"] == plugin), {})
+    lines = []
+    for kind, names in own.items():
+        for name in names:
+            others = [row["name"] for row in rows if row["name"] != plugin
+                      and name in (row.get("registers") or {}).get(kind, ())]
+            if others:
+                lines.append(f"{kind.replace('_', ' ')} {name!r} is also registered by {', '.join(others)}")
+    return lines
 
 
 @dataclass
@@ -259,3 +364,7 @@ class Host:
     @property
     def hook(self) -> Any:
         return self.pm.hook
+
+    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """A hook's non-None results, each plugin isolated (see ``call_hook``)."""
+        return call_hook(self.pm, hook_name, **kwargs)

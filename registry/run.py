@@ -27,6 +27,7 @@ from torch import nn
 
 from registry import checkpoint as ckpt
 from registry.plugins import Host
+from registry.run_plugins import loadable, recorded_plugins, require_run_plugins
 
 __all__ = ["Run", "atomic_output", "check_seed", "load_run", "resolve_checkpoint"]
 
@@ -91,7 +92,7 @@ def _global_rng_kept() -> Iterator[None]:
 
 
 def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[str] | None = None,
-             device: str = "cpu", *, plugins: Iterable[str] = ()) -> "Run":
+             device: str = "cpu", *, plugins: Iterable[str] = (), command: str = "load_run") -> "Run":
     """Load a trained run: its configuration and a checkpoint, validated as ``--resume`` does.
 
     ``path`` is a run folder or a checkpoint file; ``checkpoint`` is as in
@@ -100,14 +101,18 @@ def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[s
     :class:`Run` whose modules are in eval mode on ``device`` with gradients off.
 
     Raises ``CheckpointError`` for a missing, damaged or incompatible checkpoint,
-    ``PluginError`` when a recorded plugin cannot be loaded, ``DatasetError`` when the run's
+    ``PluginError`` when a recorded plugin cannot be loaded (``MissingPluginError``, from
+    ``registry.run_plugins``, when one is not installed: ``command`` is the command its message
+    tells the user to run again), ``DatasetError`` when the run's
     dataset cannot be read (its size and channels are taken from it), ``ValueError`` for a bad
     device. Torch's global random state is the same after the call as before.
     """
     from registry.train.trainer import Trainer
 
     file = resolve_checkpoint(path, checkpoint)
-    names = list(dict.fromkeys([*_recorded_plugins(file), *plugins]))
+    recorded = _recorded_plugins(file)
+    names = list(dict.fromkeys([*recorded, *plugins]))
+    require_run_plugins(path, loadable(names), command, recorded=recorded_plugins(file))
     host = Host.create(names)
     with _global_rng_kept():
         trainer = Trainer.from_checkpoint(file, host, device=device)

@@ -87,7 +87,8 @@ def test_help_and_plugins_in_real_processes(ganrun: Ganrun, tmp_path: Path) -> N
     installed = {ep.name for ep in md.entry_points(group="ganrun")}
     assert installed <= names
     for row in rows:
-        assert set(row) == {"name", "distribution", "version", "active", "builtin", "hooks", "registers", "error"}
+        assert set(row) == {"name", "distribution", "version", "active", "builtin", "hooks", "registers", "error",
+                            "warnings", "clashes"}
     assert not list(tmp_path.iterdir())  # listing plugins writes nothing
 
 
@@ -118,6 +119,62 @@ def test_plugins_command_reports_the_broken_plugin(ganrun: Ganrun, broken: str) 
     assert "the plugin exploded on import" in rows[broken]["error"]
     assert rows[broken]["hooks"] == [] and rows[broken]["registers"] == {}
     assert rows["registry.default_plugins.builtins"]["error"] is None
+
+
+RAISES_IN_HOOK = """\
+from registry import hookimpl
+
+
+@hookimpl
+def ganrun_register_latent_codes(register):
+    raise KeyError("poisson")
+"""
+OPTIONS_RAISE = """\
+from registry import hookimpl
+
+
+@hookimpl
+def ganrun_train_options():
+    raise ValueError("bad option table")
+"""
+
+
+@pytest.mark.parametrize(("source", "hook", "cause"), [
+    (RAISES_IN_HOOK, "ganrun_register_latent_codes", "KeyError: 'poisson'"),
+    (OPTIONS_RAISE, "ganrun_train_options", "ValueError: bad option table"),
+], ids=["registration-hook", "train-options"])
+def test_a_hook_that_raises_is_one_line_everywhere(ganrun: Ganrun, make_plugin, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, source: str, hook: str,
+                                                   cause: str) -> None:
+    name = make_plugin(source)
+    line = f"plugin {name!r} failed in {hook}: {cause}"
+    monkeypatch.chdir(tmp_path)
+    listed = ganrun.invoke("plugins", plugins=[name])
+    assert listed.exit_code == 0, ganrun.describe(listed)
+    if hook.startswith("ganrun_register"):  # listing runs only the registration hooks
+        assert f"  BROKEN: {line}" in listed.output.splitlines()
+        rows = {row["name"]: row for row in json.loads(ganrun.invoke("plugins", "--json", plugins=[name]).stdout)}
+        assert rows[name]["error"] == line and rows[name]["registers"] == {}
+    helped = ganrun.invoke("train", "--help", plugins=[name])
+    assert helped.exit_code == 0 and "unavailable" in helped.output, ganrun.describe(helped)
+    assert ganrun.invoke("--help", plugins=[name]).exit_code == 0
+    result = ganrun.invoke("train", "--steps", 1, plugins=[name])
+    assert result.exit_code == 1 and ganrun.error_line(result) == f"Error: {line}"
+    assert list(tmp_path.iterdir()) == [tmp_path / "plugin-modules"]
+
+
+def test_plugins_command_shows_unmarked_hooks_and_clashes(ganrun: Ganrun, make_plugin) -> None:
+    unmarked = make_plugin("def ganrun_register_models(register):\n    pass\n")
+    clash = "from registry import hookimpl\n\n@hookimpl\ndef ganrun_register_q_losses(register):\n" \
+            "    from infogan_plugin import CategoricalCE\n    register('twin', CategoricalCE)\n"
+    first, second = make_plugin(clash), make_plugin(clash)
+    result = ganrun.invoke("plugins", plugins=[unmarked, first, second])
+    assert result.exit_code == 0, ganrun.describe(result)
+    lines = result.output.splitlines()
+    assert f"  warning: plugin {unmarked!r}: ganrun_register_models has no @hookimpl marker and is never called; " \
+           "decorate it with @registry.hookimpl" in lines
+    assert f"  clash: q losses 'twin' is also registered by {second}" in lines
+    assert f"  clash: q losses 'twin' is also registered by {first}" in lines
 
 
 def test_train_with_a_broken_plugin_fails_with_one_line(ganrun: Ganrun, broken: str, tmp_path: Path,

@@ -145,7 +145,7 @@ def test_worked_example_registers_and_samples(monkeypatch):
     import torch
 
     import infogan_plugin.plugin
-    from infogan_plugin.traversals import build_latent_spec
+    from infogan_plugin.latent import build_latent_spec
     from registry.config import TrainConfig
     from registry.plugins import Registries, get_plugin_manager
 
@@ -177,6 +177,20 @@ def test_worked_example_registers_and_samples(monkeypatch):
     assert spec.input_dim == 4 + 2 + 3
     g_input, codes = spec.sample(5, generator=torch.Generator().manual_seed(1), device="cpu")
     assert g_input.shape == (5, 9) and [c.shape for c in codes] == [(5, 1), (5, 1), (5, 3)]
+
+
+def test_guide_lists_exactly_the_built_in_names():
+    """The guide's list of built-ins names every dataset, model and GAN loss the default plugin
+    registers, and nothing else (it once missed shapes and conv64)."""
+    from registry.plugins import DEFAULT_PLUGINS, Registries, get_plugin_manager
+
+    text = _docs()
+    start = text.index("(`registry.default_plugins.builtins`:")
+    listed = set(re.findall(r"`([a-z0-9-]+)`", text[start: text.index("`registry.default_plugins.tensorboard`:", start)]))
+    regs = Registries.collect(get_plugin_manager())
+    registered = {name for reg in (regs.datasets, regs.models, regs.gan_losses)
+                  for name, entry in reg.entries.items() if entry.plugin == DEFAULT_PLUGINS[0]}
+    assert registered and listed == registered, (sorted(listed - registered), sorted(registered - listed))
 
 
 def test_public_names_documented():

@@ -76,6 +76,7 @@ import click
 import torch
 from torch import nn
 
+from infogan_plugin import Categorical
 from registry import hookimpl
 from registry.checkpoint import CheckpointError
 from registry.data import ImageDataset
@@ -93,8 +94,11 @@ def record(hook, **info):
 
 # ---- registration hooks
 
-class ProbeCode:
-    """A latent-code type (consumed by plugins such as infogan, not by the host)."""
+class ProbeCode(Categorical):
+    """A latent-code type (consumed by plugins such as infogan, not by the host, which only
+    checks at register() time that it has the members of the code contract)."""
+
+    type_name = "probe-code"
 
 
 def probe_q_loss(output, target):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from infogan_plugin import contrastive as cr
-from infogan_plugin.traversals import build_latent_spec
+from infogan_plugin.latent import build_latent_spec
 from registry.checkpoint import read_checkpoint
 from registry.cli import build_cli
 from registry.config import TrainConfig
@@ -166,8 +166,8 @@ def test_a_cr_run_names_the_missing_plugin_when_loaded_without_it(tmp_path):
                     ["train", "--resume", str(tmp_path / "r"), "--steps", "2", "--no-progress"]):
         result = runner.invoke(build_cli(), ["--plugin", "infogan", *command])
         assert result.exit_code != 0
-        assert "trained with plugin(s) infogan_cr, which are not active" in result.output
-        assert "ganrun --plugin infogan --plugin infogan_cr" in result.output
+        assert "the run was trained with plugin 'infogan_cr'" in result.output
+        assert "which is not active; run: ganrun --plugin infogan --plugin infogan_cr " in result.output
 
 
 def test_before_cr_start_the_run_is_exactly_the_plain_infogan_run(tmp_path, host):

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from infogan_plugin import plugin as infogan
 from infogan_plugin.latent import LatentSpec
-from infogan_plugin.traversals import build_latent_spec
+from infogan_plugin.latent import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host
@@ -244,7 +244,7 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     described = json.loads((foreign / "config.json").read_text())
     (foreign / "config.json").write_text(json.dumps({**described, "plugins": {"no_such_plugin": "1.0"}}))
     core_only = _invoke(["report", str(foreign), "--plots", "svg"])
-    assert core_only.exit_code == 0 and "no_such_plugin could not be loaded" in core_only.output
+    assert core_only.exit_code == 0 and "trained with plugin 'no_such_plugin' (version 1.0), which is not installed" in core_only.output
     page = (foreign / "report.html").read_text()
     assert "Adversarial losses" in page and "L_I (nats)" not in page  # InfoGAN sections come from the plugin
     refused = CliRunner().invoke(build_cli(), ["report", str(tmp_path)])

@@ -14,15 +14,19 @@ from registry.default_plugins import builtins
 from registry.nets import losses, models
 from registry.plugins import (
     DuplicateNameError,
+    HookError,
     Host,
     PluginError,
+    PluginWarning,
     Registries,
     UnknownNameError,
     activate,
+    call_hook,
     get_plugin_manager,
     hookimpl,
     hooks_of,
     installed_plugins,
+    name_clashes,
 )
 
 GOOD_SOURCE = '''\
@@ -274,6 +278,7 @@ def test_activate_refuses_an_argument_the_spec_lacks(make_plugin: Callable[..., 
     message = str(info.value)
     assert f"plugin {name!r} is invalid" in message
     assert "ganrun_step_end" in message and "wall_time" in message
+    assert "\n" not in message  # one line, as the guide promises
     assert not pm.has_plugin(name)
 
 
@@ -318,3 +323,150 @@ def test_installed_entry_point_is_listed_and_activated(monkeypatch: pytest.Monke
     assert activate(pm, [module]) == {module: None}
     assert not pm.has_plugin(module)
     assert Registries.collect(pm).datasets.entries["toy-data"].plugin == "fake"
+
+
+# ------------------------------------------------------------------------------ isolation (issue 19)
+
+RAISING_SOURCE = '''\
+from registry import hookimpl
+
+
+@hookimpl
+def ganrun_register_q_losses(register):
+    raise RuntimeError("the registry exploded")
+'''
+
+
+def test_a_registration_hook_that_raises_is_one_line_naming_plugin_hook_and_exception(
+        make_plugin: Callable[..., str]) -> None:
+    name = make_plugin(RAISING_SOURCE)
+    pm = get_plugin_manager()
+    activate(pm, [name])
+    with pytest.raises(HookError) as info:
+        Registries.collect(pm)
+    assert str(info.value) == f"plugin {name!r} failed in ganrun_register_q_losses: RuntimeError: the registry exploded"
+    assert isinstance(info.value, PluginError)
+
+
+def test_collect_for_a_listing_marks_the_raising_plugin_broken_and_keeps_the_others(
+        make_plugin: Callable[..., str]) -> None:
+    half = make_plugin(GOOD_SOURCE + "\n\n@hookimpl\ndef ganrun_register_commands(register):\n    raise ValueError('no')\n")
+    pm = get_plugin_manager()
+    activate(pm, [half])
+    broken: dict[str, str] = {}
+    regs = Registries.collect(pm, broken=broken)
+    assert list(broken) == [half] and "ganrun_register_commands: ValueError: no" in broken[half]
+    assert "toy-data" not in regs.datasets and "toy-model" not in regs.models  # nothing of a broken plugin
+    assert "digits" in regs.datasets  # the built-ins are still there
+
+
+def test_call_hook_isolates_each_plugin_and_keeps_pluggys_order(make_plugin: Callable[..., str]) -> None:
+    first = make_plugin("from registry import hookimpl\n\n@hookimpl\ndef ganrun_config_defaults():\n"
+                        "    return {'steps': 1}\n")
+    second = make_plugin("from registry import hookimpl\n\n@hookimpl\ndef ganrun_config_defaults():\n"
+                         "    return {'steps': 2}\n")
+    pm = get_plugin_manager()
+    activate(pm, [first, second])
+    assert call_hook(pm, "ganrun_config_defaults") == pm.hook.ganrun_config_defaults()
+    bad = make_plugin("from registry import hookimpl\n\n@hookimpl\ndef ganrun_train_options():\n"
+                      "    return 1 / 0\n")
+    activate(pm, [bad])
+    with pytest.raises(HookError, match=f"plugin '{bad}' failed in ganrun_train_options: ZeroDivisionError"):
+        call_hook(pm, "ganrun_train_options")
+
+
+# ------------------------------------------------------------------------------ contracts at register()
+
+
+def _collect_one(make_plugin: Callable[..., str], body: str) -> tuple[str, PluginError]:
+    name = make_plugin("from registry import hookimpl\n" + body)
+    pm = get_plugin_manager()
+    activate(pm, [name])
+    with pytest.raises(PluginError) as info:
+        Registries.collect(pm)
+    assert "\n" not in str(info.value)
+    return name, info.value
+
+
+def test_a_q_loss_registered_as_an_instance_is_refused_at_register_time(make_plugin: Callable[..., str]) -> None:
+    name, error = _collect_one(make_plugin, (
+        "from infogan_plugin import CategoricalCE\n\n"
+        "@hookimpl\ndef ganrun_register_q_losses(register):\n    register('mine', CategoricalCE())\n"))
+    message = str(error)
+    assert f"plugin {name!r} registered Q loss 'mine'" in message
+    assert "an instance of CategoricalCE" in message and "register CategoricalCE itself" in message
+
+
+def test_a_code_class_missing_required_members_is_refused_naming_them(make_plugin: Callable[..., str]) -> None:
+    name, error = _collect_one(make_plugin, (
+        "import torch\nfrom dataclasses import dataclass\nfrom infogan_plugin import LatentCode\n\n"
+        "@dataclass(frozen=True, kw_only=True)\nclass Half(LatentCode):\n"
+        "    default_q_loss = 'categorical_ce'\n"
+        "    def sample(self, n, *, generator, device):\n        return torch.zeros(n, 1)\n\n"
+        "@hookimpl\ndef ganrun_register_latent_codes(register):\n    register('half', Half)\n"))
+    message = str(error)
+    assert f"plugin {name!r} registered latent code type 'half' without" in message
+    for missing in ("type_name", "default_lambda", "discrete", "entropy", "traversal_values"):
+        assert f"member {missing}" in message
+    assert "member sample" not in message and "member default_q_loss" not in message
+
+
+@pytest.mark.parametrize(("kind_hook", "value", "piece"), [
+    ("ganrun_register_datasets", "'not callable'", "a callable factory"),
+    ("ganrun_register_gan_losses", "lambda r, f: r", "a callable member d"),
+    ("ganrun_register_commands", "print", "a click.Command"),
+], ids=["dataset", "gan-loss", "command"])
+def test_other_registrations_are_checked_too(make_plugin: Callable[..., str], kind_hook: str, value: str,
+                                             piece: str) -> None:
+    args = f"{value}" if kind_hook == "ganrun_register_commands" else f"'x', {value}"
+    name, error = _collect_one(make_plugin, f"\n@hookimpl\ndef {kind_hook}(register):\n    register({args})\n")
+    assert f"plugin {name!r} registered" in str(error) and piece in str(error)
+
+
+def test_registering_a_builtin_name_suggests_a_rename() -> None:
+    class Shadow:
+        @hookimpl
+        def ganrun_register_datasets(self, register: Callable) -> None:
+            register("digits", toy_factory)
+
+    pm = get_plugin_manager()
+    pm.register(Shadow(), name="my.shadow")
+    with pytest.raises(DuplicateNameError) as info:
+        Registries.collect(pm)
+    message = str(info.value)
+    assert "cannot be deactivated" in message and "rename" in message and "'shadow-digits'" in message
+    assert "deactivate one of them" not in message
+
+
+# ------------------------------------------------------------------------------ hooks pluggy never calls
+
+
+def test_unmarked_and_misnamed_hooks_are_warned_about(make_plugin: Callable[..., str]) -> None:
+    name = make_plugin(
+        "from registry import hookimpl\n\n"
+        "def ganrun_register_latent_codes(register):\n    register('lost', object)\n\n"
+        "def ganrun_register_qlosses(register):\n    pass\n\n"
+        "@hookimpl\ndef ganrun_register_models(register):\n    pass\n\n"
+        "def ganrun_helper_constant():\n    pass\n")
+    with pytest.warns(PluginWarning) as caught:
+        activate(get_plugin_manager(), [name])
+    lines = sorted(str(w.message) for w in caught)
+    assert len(lines) == 3, lines
+    assert any("ganrun_register_latent_codes has no @hookimpl marker" in line and name in line for line in lines)
+    assert any("ganrun_register_qlosses matches no ganrun hook" in line
+               and "did you mean ganrun_register_q_losses?" in line for line in lines)
+    assert not any("ganrun_register_models" in line for line in lines)
+
+
+def test_a_marked_plugin_gives_no_warning(make_plugin: Callable[..., str], recwarn: pytest.WarningsRecorder) -> None:
+    activate(get_plugin_manager(), [make_plugin(GOOD_SOURCE)])
+    assert not [w for w in recwarn if issubclass(w.category, PluginWarning)]
+
+
+def test_name_clashes_lists_names_two_plugins_register() -> None:
+    rows = [{"name": "a", "registers": {"latent_codes": ["poisson", "beta"]}},
+            {"name": "b", "registers": {"latent_codes": ["poisson"], "q_losses": ["beta"]}},
+            {"name": "c", "registers": {}}]
+    assert name_clashes(rows, "a") == ["latent codes 'poisson' is also registered by b"]
+    assert name_clashes(rows, "b") == ["latent codes 'poisson' is also registered by a"]
+    assert name_clashes(rows, "c") == []

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from infogan_plugin import plugin as infogan
 from infogan_plugin.augment import AffineAugment, parse_augment
-from infogan_plugin.traversals import build_latent_spec
+from infogan_plugin.information import information
+from infogan_plugin.latent import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host
@@ -107,7 +108,7 @@ def _ctx(host, phase: str, q_augment: str | None):
 @pytest.mark.parametrize("phase", ["d", "g"])
 def test_discrete_codes_are_read_from_transformed_fakes_continuous_from_the_fakes(host, phase):
     ctx, spec, G, D, Q, seen = _ctx(host, phase, "affine")
-    loss, nll, _ = infogan._information(ctx, spec, [1.0, 1.0], detach=False)
+    loss, nll, _ = information(ctx, spec, [1.0, 1.0], detach=False)
     assert len(seen) == 1                                   # one more pass of D, on moved images
     moved = AffineAugment()(ctx.fake.images, ctx.trainer.step_generator(f"q-augment-{phase}"))
     torch.testing.assert_close(seen[0], moved)
@@ -130,7 +131,7 @@ def test_probe_mode_trains_q_alone_and_records_no_graph_through_d(host):
     grad_mode: list[bool] = []
     spy = ctx.modules["D"]
     ctx.modules["D"] = lambda x: (grad_mode.append(torch.is_grad_enabled()), spy(x))[1]
-    loss, _, _ = infogan._information(ctx, spec, [1.0, 1.0], detach=True)
+    loss, _, _ = information(ctx, spec, [1.0, 1.0], detach=True)
     assert len(seen) == 1 and grad_mode == [False]           # the extra pass builds no graph
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in Q.parameters())
@@ -140,7 +141,7 @@ def test_probe_mode_trains_q_alone_and_records_no_graph_through_d(host):
 
 def test_without_augment_no_extra_pass(host):
     ctx, spec, *_, seen = _ctx(host, "g", None)
-    infogan._information(ctx, spec, [1.0, 1.0], detach=False)
+    information(ctx, spec, [1.0, 1.0], detach=False)
     assert seen == []
 
 
@@ -174,3 +175,21 @@ def test_width_thickens_or_thins_strokes():
     with pytest.raises(ValueError, match="width must be <= 1"):
         AffineAugment(width=2)
     assert parse_augment("affine,width=0.5").spec() == "affine,rotate=20,scale=0.1,shift=0.1,width=0.5"
+
+
+def test_which_codes_q_augment_reads_is_the_codes_augment_invariant_member(host, monkeypatch):
+    """A continuous code that declares itself invariant is read from the moved fakes, and a
+    categorical that declares otherwise from the plain ones: ``discrete`` decides nothing here."""
+    from infogan_plugin.codes import Categorical, Uniform
+
+    monkeypatch.setattr(Categorical, "augment_invariant", property(lambda self: False))
+    monkeypatch.setattr(Uniform, "augment_invariant", property(lambda self: True))
+    ctx, spec, G, D, Q, seen = _ctx(host, "d", "affine")
+    _, nll, _ = information(ctx, spec, [1.0, 1.0], detach=False)
+    assert len(seen) == 1
+    with torch.no_grad():
+        q_moved, q_plain = Q(D(seen[0])[1]), Q(ctx.fake.features)
+        want_cat = spec.slots[0].q_loss.nll(spec.split_q(q_plain)[0], ctx.latent[0]).mean()
+        want_cont = spec.slots[1].q_loss.nll(spec.split_q(q_moved)[1], ctx.latent[1]).mean()
+    torch.testing.assert_close(nll["c1"].detach(), want_cat, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nll["c2"].detach(), want_cont, atol=1e-5, rtol=1e-5)

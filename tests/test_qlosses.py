@@ -165,3 +165,43 @@ def test_descriptor_validation_and_describe() -> None:
     assert GaussianNLLFixed(std=0.5).describe() == {"name": "gaussian_nll_fixed", "std": 0.5}
     assert GaussianNLL().describe() == {"name": "gaussian_nll", "min_log_std": MIN_LOG_STD, "max_log_std": MAX_LOG_STD}
     assert CategoricalCE().describe() == {"name": "categorical_ce"}
+
+
+# ------------------------------------------------------------------------------ bound code, point estimate
+
+
+def test_code_slot_binds_its_code_and_point_estimates_are_values_per_dimension() -> None:
+    from infogan_plugin import CodeSlot
+    from infogan_plugin.qlosses import QLoss
+
+    cat = CodeSlot("c1", Categorical(k=4), CategoricalCE(), 1.0)
+    assert cat.q_loss.code == Categorical(k=4)
+    logits = torch.tensor([[0.1, 3.0, 0.2, 0.0], [5.0, 0.0, 0.0, 0.0]])
+    assert cat.q_loss.point_estimate(logits).tolist() == [[1.0], [0.0]]    # the class index, (B, 1)
+    gauss = CodeSlot("c2", Gaussian(dim=2), GaussianNLL(), 0.1)
+    q_out = torch.tensor([[0.5, -1.0, 0.0, 0.0]])                          # [mean | log_std]
+    assert gauss.q_loss.point_estimate(q_out).tolist() == [[0.5, -1.0]]
+    fixed = CodeSlot("c3", Uniform(), GaussianNLLFixed(), 0.1)
+    assert fixed.q_loss.point_estimate(torch.tensor([[0.25]])).tolist() == [[0.25]]
+
+    class NoPredict(QLoss):
+        name = "no_predict"
+
+        def num_outputs(self, code):
+            return code.input_width
+
+        def nll(self, q_out, code_value):
+            return q_out.sum(1)
+
+    assert NoPredict().predict(torch.zeros(1, 1)) is None                 # documented default
+    with pytest.raises(ValueError, match="not bound to a code"):
+        NoPredict().point_estimate(torch.zeros(1, 1))
+    with pytest.raises(NotImplementedError, match="neither predict"):
+        CodeSlot("c1", Uniform(), NoPredict(), 0.1).q_loss.point_estimate(torch.zeros(1, 1))
+    assert "code" not in CodeSlot("c1", Uniform(), GaussianNLLFixed(), 0.1).q_loss.describe()
+
+
+def test_code_members_that_discrete_only_defaults() -> None:
+    for code in (Categorical(k=3), Uniform(), Gaussian()):
+        assert code.augment_invariant is code.discrete and code.show_progress is code.discrete
+    assert Categorical.default_lambda == 1.0 and Uniform.default_lambda == Gaussian.default_lambda == 0.1

@@ -64,6 +64,18 @@ def test_registered_through_hooks_only(vm):
         assert code_type.default_q_loss in regs.q_losses
 
 
+def test_the_example_states_its_contract_members_and_point_estimates_are_angles(vm):
+    from infogan_plugin import CodeSlot
+
+    assert "augment_invariant" in vars(vm.VonMises) and vm.VonMises().augment_invariant is False
+    assert vm.Bernoulli().augment_invariant is True  # the default a discrete code gets
+    slot = CodeSlot("c1", vm.VonMises(), vm.VonMisesNLL(), 0.1)
+    q_out = torch.tensor([[0.0, 2.0, 1.0]])  # direction (0, 2): the angle pi/2; log kappa 1
+    assert slot.q_loss.point_estimate(q_out)[0].tolist() == pytest.approx([math.pi / 2])
+    bits = CodeSlot("c2", vm.Bernoulli(), vm.BernoulliBCE(), 1.0)
+    assert bits.q_loss.point_estimate(torch.tensor([[-3.0], [2.0]])).tolist() == [[0.0], [1.0]]
+
+
 def test_von_mises_entropy_closed_form(vm):
     assert vm.VonMises().entropy() == pytest.approx(math.log(2 * math.pi), abs=1e-12)
     assert vm.VonMises(dim=3).entropy() == pytest.approx(3 * math.log(2 * math.pi), abs=1e-12)

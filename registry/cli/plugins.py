@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from typing import Any
 
 import click
@@ -11,11 +12,13 @@ import click
 from registry.plugins import (
     DEFAULT_PLUGINS,
     PluginError,
+    PluginWarning,
     Registries,
     activate,
     get_plugin_manager,
     hooks_of,
     installed_plugins,
+    name_clashes,
 )
 
 
@@ -35,15 +38,21 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
                                "active": name in active or name in DEFAULT_PLUGINS, "builtin": name in DEFAULT_PLUGINS}
         try:  # each alone, so the registries below show only what that plugin registers
             pm = get_plugin_manager(defaults=False)
-            activate(pm, [name])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PluginWarning)
+                activate(pm, [name])
+            row["warnings"] = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
             row["hooks"] = hooks_of(pm, pm.get_plugin(name))
-            regs = Registries.collect(pm)
+            broken: dict[str, str] = {}
+            regs = Registries.collect(pm, broken=broken)
             row["registers"] = {f.name: getattr(regs, f.name).names() for f in dataclasses.fields(regs)
                                 if getattr(regs, f.name).names()}
-            row["error"] = None
+            row["error"] = broken.get(name)
         except PluginError as exc:
-            row.update(hooks=[], registers={}, error=str(exc))
+            row.update(hooks=[], registers={}, error=str(exc), warnings=row.get("warnings", []))
         rows.append(row)
+    for row in rows:
+        row["clashes"] = name_clashes(rows, row["name"])
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -51,9 +60,13 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
         status = "active" if row["active"] else "installed"
         version = row["version"] or ("built-in" if row["builtin"] else "-")
         click.echo(f"{row['name']} ({version}, {status})")
+        for line in row.get("warnings", []):
+            click.echo(f"  warning: {line}")
         if row["error"]:
             click.echo(f"  BROKEN: {row['error']}")
             continue
         click.echo(f"  hooks: {', '.join(row['hooks'])}")
         for kind, names in row["registers"].items():
             click.echo(f"  {kind.replace('_', ' ')}: {', '.join(names)}")
+        for line in row["clashes"]:
+            click.echo(f"  clash: {line}")

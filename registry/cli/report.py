@@ -8,6 +8,7 @@ import click
 
 from registry.cli.session import Session
 from registry.plugins import Host, PluginError
+from registry.run_plugins import loadable, require_run_plugins
 
 
 @click.command("report")
@@ -61,8 +62,8 @@ def _report_host(session: Session, run: Path) -> Host:
     if session.plugin_names or not recorded:
         return session.host()
     try:
+        require_run_plugins(run, loadable(recorded), "report")
         return Host.create(recorded)
     except PluginError as exc:
-        click.echo(f"warning: the run's plugin(s) {', '.join(recorded)} could not be loaded ({exc}); the report "
-                   "has the core sections only. Install the plugin or name others with --plugin.", err=True)
+        click.echo(f"warning: {exc}. Until then the report has the core sections only.", err=True)
         return session.host()

@@ -30,7 +30,8 @@ from registry.config import (
     type_errors,
 )
 from registry.data import DatasetError
-from registry.plugins import Host, UnknownNameError
+from registry.plugins import Host, PluginError, UnknownNameError
+from registry.run_plugins import require_run_plugins
 from registry.train import distributed
 
 # Help text per core option; the default shown is the effective one for the active plugins.
@@ -85,9 +86,16 @@ def _core_option(field: dataclasses.Field, default: Any) -> click.Option:
                         show_default=str(default) if default is not None else False)
 
 
+def _require_run_plugins(run: Path, active: Any, command: str) -> None:
+    try:
+        require_run_plugins(run, active, command)
+    except PluginError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _plugin_defaults(host: Host) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for defaults in reversed(host.hook.ganrun_config_defaults()):  # registered last wins
+    for defaults in reversed(host.call("ganrun_config_defaults")):  # registered last wins
         merged.update(defaults or {})
     return merged
 
@@ -96,10 +104,10 @@ def make_train_command(session: Session) -> click.Command:
     """``train`` with the core options plus every active plugin's options."""
     try:
         host = session.host()
-        plugin_options = [opt for opts in host.hook.ganrun_train_options() for opt in (opts or [])]
+        plugin_options = [opt for opts in host.call("ganrun_train_options") for opt in (opts or [])]
         defaults = _plugin_defaults(host)
-    except click.ClickException as exc:
-        broken = exc
+    except (click.ClickException, PluginError) as exc:
+        broken = exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
 
         # Accept any options so the plugin error, not "no such option", is what the user sees.
         @click.command("train", help="Train a GAN (unavailable: a plugin failed to load).",
@@ -295,6 +303,8 @@ def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str
 
     mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))
+    if resume_path is not None:
+        _require_run_plugins(Path(values.get("resume") or resume_path), host.plugins, "train --resume")
     try:
         host.hook.ganrun_configure(config=config, registries=host.registries)
     except click.ClickException:

@@ -23,8 +23,7 @@ from typing import ClassVar
 import torch
 from einops import rearrange
 
-from infogan_plugin import LatentCode
-from infogan_plugin.codes import DEFAULT_TRAVERSAL_STEPS
+from infogan_plugin import DEFAULT_TRAVERSAL_STEPS, LatentCode
 
 __all__ = ["Bernoulli", "VonMises", "angles_to_input", "input_to_angles", "sample_von_mises", "REJECTION_ROUNDS"]
 
@@ -113,6 +112,12 @@ class VonMises(LatentCode):
     @property
     def input_width(self) -> int:
         return 2 * self.dim  # (cos, sin) per dimension
+
+    @property
+    def augment_invariant(self) -> bool:
+        # --q-augment rotates the fakes, and an angle code is often the rotation itself: Q reads
+        # it from the unmoved fakes (the default for a non-discrete code, stated on purpose)
+        return False
 
     def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
         angles = sample_von_mises((n, self.dim), mu=self.mu, kappa=self.kappa, generator=generator, device=device)

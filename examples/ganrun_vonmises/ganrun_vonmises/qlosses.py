@@ -70,7 +70,7 @@ class VonMisesNLL(QLoss):
 
     def num_outputs(self, code: LatentCode) -> int:
         if not isinstance(code, VonMises):
-            raise self._mismatch(code)
+            raise self.mismatch(code)
         return 3 * code.dim
 
     def _split(self, q_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +102,7 @@ class BernoulliBCE(QLoss):
 
     def num_outputs(self, code: LatentCode) -> int:
         if not isinstance(code, Bernoulli):
-            raise self._mismatch(code)
+            raise self.mismatch(code)
         return code.input_width
 
     def nll(self, q_out: torch.Tensor, code_value: torch.Tensor) -> torch.Tensor:

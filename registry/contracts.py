@@ -1,0 +1,126 @@
+"""What a plugin registers, checked when it registers it, and hook-like names that do nothing.
+
+``check_registration(kind, name, value)`` returns the missing pieces of one ``register()``
+call (empty when it keeps its contract); the registry turns them into one ``PluginError``
+line that names the plugin, so a Q loss registered as an instance or a code class without
+``discrete`` fails when the plugin loads, not half-way through training.
+
+``unmarked_hooks(plugin)`` finds functions named ``ganrun_*`` that pluggy will never call:
+ones without the ``@hookimpl`` marker, and names that match no hookspec.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from registry import hookspecs
+
+__all__ = ["LATENT_CODE_MEMBERS", "Q_LOSS_MEMBERS", "check_registration", "unmarked_hooks"]
+
+# Members the InfoGAN consumer reads from every code type (infogan_plugin.LatentCode documents
+# each): class variables a subclass must set, and methods the base class declares abstract.
+LATENT_CODE_MEMBERS = ("type_name", "default_q_loss", "default_lambda", "discrete",
+                       "sample", "entropy", "traversal_values", "from_spec", "input_width")
+# Methods every Q loss has (infogan_plugin.QLoss declares them); ``predict`` and the rest default.
+Q_LOSS_MEMBERS = ("num_outputs", "nll")
+
+
+def _missing_members(cls: type, members: tuple[str, ...]) -> list[str]:
+    missing = [m for m in members if not hasattr(cls, m)]
+    missing += sorted(m for m in getattr(cls, "__abstractmethods__", ()) if m not in missing)
+    return missing
+
+
+def _check_latent_code(value: Any) -> list[str]:
+    if not inspect.isclass(value):
+        return [f"a class (got {_what(value)}); register the code class itself, it is instantiated per --code"]
+    problems = [f"member {m}" for m in _missing_members(value, LATENT_CODE_MEMBERS)]
+    discrete = getattr(value, "discrete", None)
+    if hasattr(value, "discrete") and not isinstance(discrete, bool):
+        problems.append(f"discrete as True or False (got {discrete!r})")
+    lam = getattr(value, "default_lambda", None)
+    if hasattr(value, "default_lambda") and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0):
+        problems.append(f"default_lambda as a number >= 0 (got {lam!r})")
+    for text_member in ("type_name", "default_q_loss"):
+        if hasattr(value, text_member) and not (isinstance(getattr(value, text_member), str) and getattr(value, text_member)):
+            problems.append(f"{text_member} as a non-empty string (got {getattr(value, text_member)!r})")
+    return problems
+
+
+def _check_q_loss(value: Any) -> list[str]:
+    if not callable(value) or (not inspect.isclass(value) and all(hasattr(value, m) for m in Q_LOSS_MEMBERS)):
+        # an instance would be shared by every code slot, and each slot binds its own code
+        return [(f"a class or a factory function (got {_what(value)}); register {type(value).__name__} itself: "
+                 f"every code slot builds its own loss, bound to its code")]
+    if inspect.isclass(value):
+        return [f"member {m}" for m in _missing_members(value, Q_LOSS_MEMBERS)]
+    return []
+
+
+def _check_factory(value: Any) -> list[str]:
+    return [] if callable(value) else [f"a callable factory (got {_what(value)})"]
+
+
+def _check_gan_loss(value: Any) -> list[str]:
+    return [f"a callable member {m}" for m in ("d", "g") if not callable(getattr(value, m, None))]
+
+
+def _check_command(value: Any) -> list[str]:
+    import click
+
+    return [] if isinstance(value, click.Command) else [f"a click.Command (got {_what(value)})"]
+
+
+CHECKS: dict[str, Callable[[Any], list[str]]] = {
+    "latent code type": _check_latent_code,
+    "Q loss": _check_q_loss,
+    "dataset": _check_factory,
+    "model": _check_factory,
+    "GAN loss": _check_gan_loss,
+    "command": _check_command,
+}
+
+
+def check_registration(kind: str, value: Any) -> list[str]:
+    """What a registered ``value`` of ``kind`` (a registry's kind, e.g. ``"Q loss"``) lacks."""
+    check = CHECKS.get(kind)
+    return check(value) if check is not None else []
+
+
+def _what(value: Any) -> str:
+    if inspect.isclass(value):
+        return f"class {value.__name__}"
+    if inspect.isfunction(value):
+        return f"function {value.__name__}"
+    return f"an instance of {type(value).__name__}"
+
+
+def hook_names() -> list[str]:
+    """Every hookspec name."""
+    return sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("ganrun_"))
+
+
+def unmarked_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
+    """One line per ``ganrun_*`` function of ``plugin`` that pluggy will never call: without
+    the ``@hookimpl`` marker, or (marked or not) named like no hookspec, with the nearest name."""
+    known = hook_names()
+    lines = []
+    for name in sorted(dir(plugin)):
+        if not name.startswith(f"{project}_"):
+            continue
+        member = getattr(plugin, name, None)
+        if not callable(member):
+            continue
+        marked = hasattr(member, f"{project}_impl")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; hooks: docs/plugins.md"
+            if not marked:  # a marked one is refused by activate() already
+                lines.append(f"{name} matches no ganrun hook and is never called{hint}")
+        elif not marked:
+            lines.append(f"{name} has no @hookimpl marker and is never called; decorate it with "
+                         f"@registry.hookimpl")
+    return lines
