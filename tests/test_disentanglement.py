@@ -517,7 +517,8 @@ def test_encoder_scores_a_one_column_discrete_code_by_its_point_estimate():
     # and the metrics see the bit: a factor the bit reads is found in its column
     def encode(factors):
         bits = factors[:, 0].float()[:, None]
-        return torch.cat([CoinLogit().point_estimate(bits * 4 - 2), torch.randn(len(factors), 1)], dim=1)
+        bound = CodeSlot("bit", Coin(), CoinLogit(), 1.0).q_loss  # a loss reads its code once bound
+        return torch.cat([bound.point_estimate(bits * 4 - 2), torch.randn(len(factors), 1)], dim=1)
 
     result = dis.mig(encode, (2, 3), dis.uniform_factor_sampler((2, 3)), identity, num_train=500)
     mi = np.array(result.details["mutual_information"])

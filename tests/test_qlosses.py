@@ -147,14 +147,15 @@ def test_point_estimates(gen: torch.Generator) -> None:
             return (q_out > 0).float()
 
     q_out = torch.randn(B, 1, generator=gen)
-    assert torch.equal(OneLogit().point_estimate(q_out), (q_out > 0).float())
+    # bound to its code (CodeSlot does this): the default is the code's value of ``predict``
+    assert torch.equal(OneLogit().bind(Uniform()).point_estimate(q_out), (q_out > 0).float())
 
     class NoEstimate(OneLogit):
         name = "no_estimate"
         predict = QLoss.predict  # the base class's, which gives nothing
 
-    with pytest.raises(NotImplementedError, match="no_estimate"):
-        NoEstimate().point_estimate(q_out)
+    with pytest.raises(NotImplementedError, match="NoEstimate has neither predict"):
+        NoEstimate().bind(Uniform()).point_estimate(q_out)
 
 
 def test_descriptor_validation_and_describe() -> None:

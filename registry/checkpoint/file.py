@@ -1,5 +1,8 @@
 """Safetensors-only checkpoints for training runs: the validated file, read and written.
 
+(About 450 lines, on purpose: the header parser, its bounds and the atomic write are read
+together when auditing what a hostile file can do; the tensor codec is in ``codec.py``.)
+
 Checkpoints are the one file format a run reads back from disk that someone
 else may have touched (copied between machines, downloaded, half-written by a
 crash).  Pickle-based formats (``torch.save`` / ``torch.load``) execute code
