@@ -42,13 +42,17 @@ def main() -> None:
     if args.fresh:
         torch.manual_seed(cfg.seed + 1)
         _, D = trainer.host.registries.models.get(trainer.model_name)(
-            latent_dim=trainer.sampler.input_dim, channels=trainer.dataset.channels,
-            image_size=trainer.dataset.image_size)
+            latent_dim=trainer.sampler.input_dim,
+            channels=trainer.dataset.channels,
+            image_size=trainer.dataset.image_size,
+        )
         if cfg.spectral_norm:
             apply_spectral_norm(D)
         opt = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    print(f"{path} (step {trainer.step}): {'a fresh' if args.fresh else 'the run’s'} D alone against the frozen G, "
-          f"lr {cfg.lr_d:g}, {cfg.gan_loss} loss")
+    print(
+        f"{path} (step {trainer.step}): {'a fresh' if args.fresh else 'the run’s'} D alone against the frozen G, "
+        f"lr {cfg.lr_d:g}, {cfg.gan_loss} loss"
+    )
     for update in range(args.steps + 1):
         real = trainer.real_batch()
         trainer.step += 1
@@ -63,9 +67,11 @@ def main() -> None:
         opt.step()
         if update % args.every == 0:
             logits = torch.cat([real_logits, fake_logits]).detach()
-            print(f"update {update:4d}: D loss {loss.item():.3f}, logit gap "
-                  f"{(real_logits.mean() - fake_logits.mean()).item():7.3f}, spread {logits.std().item():.3f}",
-                  flush=True)
+            print(
+                f"update {update:4d}: D loss {loss.item():.3f}, logit gap "
+                f"{(real_logits.mean() - fake_logits.mean()).item():7.3f}, spread {logits.std().item():.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from registry.eval import disentanglement as dis
@@ -76,19 +75,32 @@ def main() -> None:
             fits.append(time.process_time() - t0)
 
     dis.gbt_importance = timed_fit
-    print(f"DCI on the shapes factors {shapes.factor_sizes()} ({', '.join(shapes.FACTOR_NAMES)}), "
-          f"{args.num_train} training / {num_test} test points, seed {args.seed}", flush=True)
+    print(
+        f"DCI on the shapes factors {shapes.factor_sizes()} ({', '.join(shapes.FACTOR_NAMES)}), "
+        f"{args.num_train} training / {num_test} test points, seed {args.seed}",
+        flush=True,
+    )
     for name in args.encoders:
         fits.clear()
         wall, cpu = time.perf_counter(), time.process_time()
-        result = dis.dci(ENCODERS[name](args.seed), shapes.factor_sizes(), shapes.sample_factors, lambda f: f,
-                         seed=args.seed, num_train=args.num_train, num_test=num_test)
+        result = dis.dci(
+            ENCODERS[name](args.seed),
+            shapes.factor_sizes(),
+            shapes.sample_factors,
+            lambda f: f,
+            seed=args.seed,
+            num_train=args.num_train,
+            num_test=num_test,
+        )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         per_factor = ", ".join(f"{n} {s:.1f}" for n, s in zip(shapes.FACTOR_NAMES, fits))
-        print(f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU (fits, CPU s: {per_factor}); "
-              f"disentanglement {result.score:.3f}, completeness {result.details['completeness']:.3f}, "
-              f"informativeness train {result.details['informativeness_train']:.3f} "
-              f"test {result.details['informativeness_test']:.3f}", flush=True)
+        print(
+            f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU (fits, CPU s: {per_factor}); "
+            f"disentanglement {result.score:.3f}, completeness {result.details['completeness']:.3f}, "
+            f"informativeness train {result.details['informativeness_train']:.3f} "
+            f"test {result.details['informativeness_test']:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

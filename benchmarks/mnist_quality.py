@@ -29,14 +29,27 @@ from pathlib import Path
 import torch
 
 from infogan_plugin.evaluate import classification_accuracy, information_bounds
-from registry.checkpoint import read_checkpoint
 from registry.plugins import Host
 from registry.train import Trainer
 
 
 def train(out: Path, seed: int, steps: int | None, extra: list[str]) -> float:
-    cmd = [sys.executable, "-c", "from registry.cli import main; main()", "--plugin", "infogan", "train",
-           "--seed", str(seed), "--out", str(out), "--keep-checkpoints", "0", "--no-progress", *extra]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from registry.cli import main; main()",
+        "--plugin",
+        "infogan",
+        "train",
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--keep-checkpoints",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
     if steps is not None:
         cmd += ["--steps", str(steps)]
     t0 = time.perf_counter()
@@ -52,10 +65,14 @@ def evaluate(run: Path, samples: int) -> list[dict]:
         info = information_bounds(trainer, n=samples)
         acc = classification_accuracy(trainer)
         cat = next(name for name, slot in ((s.name, s) for s in trainer.sampler.slots) if slot.code.discrete)
-        rows.append({"step": trainer.step, "L_I": info[cat]["L_I"], "H": info[cat]["H"],
-                     "accuracy": acc[cat]["accuracy"]})
-        print(f"  {run.name} step {trainer.step:6d}: L_I {info[cat]['L_I']:.3f} / {info[cat]['H']:.3f} nats, "
-              f"accuracy {acc[cat]['accuracy']:.2%}", flush=True)
+        rows.append(
+            {"step": trainer.step, "L_I": info[cat]["L_I"], "H": info[cat]["H"], "accuracy": acc[cat]["accuracy"]}
+        )
+        print(
+            f"  {run.name} step {trainer.step:6d}: L_I {info[cat]['L_I']:.3f} / {info[cat]['H']:.3f} nats, "
+            f"accuracy {acc[cat]['accuracy']:.2%}",
+            flush=True,
+        )
     return rows
 
 
@@ -77,7 +94,9 @@ def main() -> None:
     for seed in args.seeds:
         for variant, flags in variants:
             run = args.out / f"{variant}-seed{seed}"
-            wall = train(run, seed, args.steps, ["--save-every", str(args.save_every), "--overwrite", *train_flags, *flags])
+            wall = train(
+                run, seed, args.steps, ["--save-every", str(args.save_every), "--overwrite", *train_flags, *flags]
+            )
             print(f"{variant} seed {seed}: trained in {wall:.0f} s", flush=True)
             rows = evaluate(run, args.samples)
             summary[variant].append({"seed": seed, "train_seconds": wall, "checkpoints": rows})
@@ -90,11 +109,15 @@ def main() -> None:
         lis = [r["checkpoints"][-1]["L_I"] for r in runs]
         for r in runs:
             last = r["checkpoints"][-1]
-            print(f"{variant:8s} seed {r['seed']}: step {last['step']}, L_I {last['L_I']:.3f} nats "
-                  f"({last['L_I'] / last['H']:.1%} of H), accuracy {last['accuracy']:.2%}, "
-                  f"train {r['train_seconds']:.0f} s")
-        print(f"{variant:8s} median accuracy {statistics.median(accs):.2%} (min {min(accs):.2%}, max {max(accs):.2%}); "
-              f"median L_I {statistics.median(lis):.3f} nats (min {min(lis):.3f}, max {max(lis):.3f})")
+            print(
+                f"{variant:8s} seed {r['seed']}: step {last['step']}, L_I {last['L_I']:.3f} nats "
+                f"({last['L_I'] / last['H']:.1%} of H), accuracy {last['accuracy']:.2%}, "
+                f"train {r['train_seconds']:.0f} s"
+            )
+        print(
+            f"{variant:8s} median accuracy {statistics.median(accs):.2%} (min {min(accs):.2%}, max {max(accs):.2%}); "
+            f"median L_I {statistics.median(lis):.3f} nats (min {min(lis):.3f}, max {max(lis):.3f})"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"command": sys.argv, **summary}, indent=2))
 

@@ -34,14 +34,61 @@ from pathlib import Path
 
 COMMON = ["--device", "cpu", "--no-progress", "--keep-checkpoints", "0", "--log-every", "1"]
 RUNS = {
-    "main": [sys.executable, "-m", "registry", "--plugin", "infogan", "train",
-             "--steps", "6", "--save-every", "3", "--batch-size", "16", *COMMON],
-    "shapes": [sys.executable, "-m", "registry", "--plugin", "infogan", "train",
-               "--dataset", "shapes", "--model", "conv64", "--code", "uniform:5",
-               "--steps", "4", "--save-every", "2", "--batch-size", "16", *COMMON],
-    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                 "-m", "registry", "--plugin", "infogan", "train",
-                 "--steps", "4", "--save-every", "2", "--batch-size", "8", *COMMON],
+    "main": [
+        sys.executable,
+        "-m",
+        "registry",
+        "--plugin",
+        "infogan",
+        "train",
+        "--steps",
+        "6",
+        "--save-every",
+        "3",
+        "--batch-size",
+        "16",
+        *COMMON,
+    ],
+    "shapes": [
+        sys.executable,
+        "-m",
+        "registry",
+        "--plugin",
+        "infogan",
+        "train",
+        "--dataset",
+        "shapes",
+        "--model",
+        "conv64",
+        "--code",
+        "uniform:5",
+        "--steps",
+        "4",
+        "--save-every",
+        "2",
+        "--batch-size",
+        "16",
+        *COMMON,
+    ],
+    "torchrun": [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "registry",
+        "--plugin",
+        "infogan",
+        "train",
+        "--steps",
+        "4",
+        "--save-every",
+        "2",
+        "--batch-size",
+        "8",
+        *COMMON,
+    ],
 }
 
 
@@ -86,9 +133,18 @@ def record(out: Path, only: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory(prefix="same-ckpt-") as tmp:
         # from the folder the runs start in, so sys.path is theirs (not this checkout's)
-        where = subprocess.run([sys.executable, "-c", "import registry, infogan_plugin; "
-                                "print(registry.__file__); print(infogan_plugin.__file__)"],
-                               cwd=tmp, env=env, capture_output=True, text=True, check=True).stdout.split()
+        where = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import registry, infogan_plugin; print(registry.__file__); print(infogan_plugin.__file__)",
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         print(f"importing registry from {where[0]}\n          infogan_plugin from {where[1]}", file=sys.stderr)
         result: dict = {"imported_from": where, "runs": {}}
         for name, cmd in RUNS.items():

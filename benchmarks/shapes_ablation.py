@@ -30,18 +30,54 @@ from infogan_plugin.evaluate import disentanglement_metrics
 from registry.plugins import Host
 from registry.train import Trainer
 
-BASE = ["--dataset", "shapes", "--model", "conv64", "--code", "uniform:5", "--noise", "uniform", "--noise-dim", "5",
-        "--lambda", "0.05", "--batch-size", "64", "--lr-g", "1e-3", "--lr-d", "2e-4", "--beta1", "0.5"]
+BASE = [
+    "--dataset",
+    "shapes",
+    "--model",
+    "conv64",
+    "--code",
+    "uniform:5",
+    "--noise",
+    "uniform",
+    "--noise-dim",
+    "5",
+    "--lambda",
+    "0.05",
+    "--batch-size",
+    "64",
+    "--lr-g",
+    "1e-3",
+    "--lr-d",
+    "2e-4",
+    "--beta1",
+    "0.5",
+]
 ROWS = [
     ("0 before: paper rates, BN Q", []),
     ("1 + spectral norm", ["--spectral-norm"]),
     ("2 + D and Q at 2e-3", ["--spectral-norm", "--lr-d", "2e-3"]),
     ("3 + two G steps", ["--spectral-norm", "--lr-d", "2e-3", "--g-steps", "2"]),
-    ("4 + InfoGAN-CR's Q (= shapes_infogan.toml)", ["--spectral-norm", "--lr-d", "2e-3", "--g-steps", "2",
-                                                    "--q-norm", "none", "--q-slope", "0.2"]),
+    (
+        "4 + InfoGAN-CR's Q (= shapes_infogan.toml)",
+        ["--spectral-norm", "--lr-d", "2e-3", "--g-steps", "2", "--q-norm", "none", "--q-slope", "0.2"],
+    ),
 ]
-FIELDS = ["row", "seed", "steps", "mig", "factor_vae", "dci", "sap", "metrics_samples", "acc_real", "acc_fake",
-          "logit_gap", "train_seconds", "steps_per_sec", "flags"]
+FIELDS = [
+    "row",
+    "seed",
+    "steps",
+    "mig",
+    "factor_vae",
+    "dci",
+    "sap",
+    "metrics_samples",
+    "acc_real",
+    "acc_fake",
+    "logit_gap",
+    "train_seconds",
+    "steps_per_sec",
+    "flags",
+]
 METRICS = ("mig", "factor_vae", "dci", "sap")
 
 
@@ -69,10 +105,31 @@ def main() -> None:
         if args.rows is not None and number not in args.rows or (name, args.seed, args.steps) in done:
             continue
         run = args.runs / f"ablation-{number}-s{args.seed}-{args.steps}"
-        cmd = [sys.executable, "-c", "from registry.cli import main; main()", "--plugin", "infogan", "train", *BASE,
-               *flags, "--steps", str(args.steps), "--seed", str(args.seed), "--out", str(run), "--auto-resume",
-               "--save-every", "1000", "--sample-every", "1000", "--log-every", "100", "--no-progress",
-               *(["--amp"] if args.amp else [])]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from registry.cli import main; main()",
+            "--plugin",
+            "infogan",
+            "train",
+            *BASE,
+            *flags,
+            "--steps",
+            str(args.steps),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(run),
+            "--auto-resume",
+            "--save-every",
+            "1000",
+            "--sample-every",
+            "1000",
+            "--log-every",
+            "100",
+            "--no-progress",
+            *(["--amp"] if args.amp else []),
+        ]
         print(f"row {name}\n$ " + shlex.join(["ganrun", *cmd[3:]]), flush=True)
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -81,10 +138,17 @@ def main() -> None:
         speed = statistics.median(r["steps_per_sec"] for r in rows)
         trainer = Trainer.from_checkpoint(run, Host.create(["infogan"]), device="cpu")
         report = disentanglement_metrics(trainer, num_samples=args.metrics_samples, seed=0)
-        row = {"row": name, "seed": args.seed, "steps": args.steps,
-               **{k: f"{report[k]['score']:.4f}" for k in METRICS}, "metrics_samples": args.metrics_samples,
-               **{k: f"{v:.4f}" for k, v in late_balance(run, args.steps).items()},
-               "train_seconds": f"{train_seconds:.0f}", "steps_per_sec": f"{speed:.2f}", "flags": " ".join(flags)}
+        row = {
+            "row": name,
+            "seed": args.seed,
+            "steps": args.steps,
+            **{k: f"{report[k]['score']:.4f}" for k in METRICS},
+            "metrics_samples": args.metrics_samples,
+            **{k: f"{v:.4f}" for k, v in late_balance(run, args.steps).items()},
+            "train_seconds": f"{train_seconds:.0f}",
+            "steps_per_sec": f"{speed:.2f}",
+            "flags": " ".join(flags),
+        }
         new_file = not args.csv.exists()
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with args.csv.open("a", newline="") as fh:

@@ -39,8 +39,20 @@ from registry import find_latest
 from registry.plugins import Host
 from registry.train import Trainer
 
-FIELDS = ["recipe", "seed", "step", "mig", "factor_vae", "dci", "sap", "metrics_samples", "acc_real", "acc_fake",
-          "logit_gap", "eval_seconds"]
+FIELDS = [
+    "recipe",
+    "seed",
+    "step",
+    "mig",
+    "factor_vae",
+    "dci",
+    "sap",
+    "metrics_samples",
+    "acc_real",
+    "acc_fake",
+    "logit_gap",
+    "eval_seconds",
+]
 METRICS = ("mig", "factor_vae", "dci", "sap")
 
 
@@ -61,9 +73,25 @@ def train_leg(args: argparse.Namespace, run: Path, preset: dict, extra: list[str
         print(f"{run}: at step {done} of {total}; nothing to train", flush=True)
         return
     flags = [f for name in plugins_of(preset) for f in ("--plugin", name)]
-    cmd = [sys.executable, "-c", "from registry.cli import main; main()", *flags, "train", "--config",
-           str(args.config), "--out", str(run), "--seed", str(args.seed), "--steps", str(target),
-           "--auto-resume", "--no-progress", *(["--amp"] if args.amp else []), *extra]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from registry.cli import main; main()",
+        *flags,
+        "train",
+        "--config",
+        str(args.config),
+        "--out",
+        str(run),
+        "--seed",
+        str(args.seed),
+        "--steps",
+        str(target),
+        "--auto-resume",
+        "--no-progress",
+        *(["--amp"] if args.amp else []),
+        *extra,
+    ]
     print(f"leg: steps {done} -> {target} of {total}\n$ " + shlex.join(["ganrun", *cmd[3:]]), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -87,19 +115,30 @@ def balance_at(run: Path, step: int) -> dict[str, float]:
 
 def score_new(args: argparse.Namespace, run: Path, recipe: str, plugins: list[str]) -> None:
     rows = list(csv.DictReader(args.csv.open())) if args.csv.exists() else []
-    seen = {int(r["step"]) for r in rows if r["recipe"] == recipe and int(r["seed"]) == args.seed
-            and int(r["metrics_samples"]) == args.metrics_samples}
-    pending = sorted((p for p in (run / "checkpoints").glob("ckpt-*.safetensors") if step_of(p) not in seen),
-                     key=step_of) if (run / "checkpoints").exists() else []
+    seen = {
+        int(r["step"])
+        for r in rows
+        if r["recipe"] == recipe and int(r["seed"]) == args.seed and int(r["metrics_samples"]) == args.metrics_samples
+    }
+    pending = (
+        sorted((p for p in (run / "checkpoints").glob("ckpt-*.safetensors") if step_of(p) not in seen), key=step_of)
+        if (run / "checkpoints").exists()
+        else []
+    )
     host = Host.create(plugins)
     for path in pending:
         t0 = time.perf_counter()
         trainer = Trainer.from_checkpoint(path, host, device=args.device)
         report = disentanglement_metrics(trainer, num_samples=args.metrics_samples, seed=args.metrics_seed)
-        row = {"recipe": recipe, "seed": args.seed, "step": trainer.step,
-               **{k: f"{report[k]['score']:.4f}" for k in METRICS}, "metrics_samples": args.metrics_samples,
-               **{k: f"{v:.4f}" for k, v in balance_at(run, trainer.step).items()},
-               "eval_seconds": f"{time.perf_counter() - t0:.0f}"}
+        row = {
+            "recipe": recipe,
+            "seed": args.seed,
+            "step": trainer.step,
+            **{k: f"{report[k]['score']:.4f}" for k in METRICS},
+            "metrics_samples": args.metrics_samples,
+            **{k: f"{v:.4f}" for k, v in balance_at(run, trainer.step).items()},
+            "eval_seconds": f"{time.perf_counter() - t0:.0f}",
+        }
         new_file = not args.csv.exists()
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with args.csv.open("a", newline="") as fh:  # one row at a time: an interruption loses at most one
@@ -112,10 +151,13 @@ def score_new(args: argparse.Namespace, run: Path, recipe: str, plugins: list[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True, help="a preset, e.g. examples/configs/shapes_infogan.toml")
+    parser.add_argument(
+        "--config", type=Path, required=True, help="a preset, e.g. examples/configs/shapes_infogan.toml"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--runs", type=Path, required=True,
-                        help="folder for the run folders (outside the checkout: they outlive it)")
+    parser.add_argument(
+        "--runs", type=Path, required=True, help="folder for the run folders (outside the checkout: they outlive it)"
+    )
     parser.add_argument("--leg-steps", type=int, default=20_000, help="steps to train in this call (0: score only)")
     parser.add_argument("--total", type=int, default=322_560, help="the schedule's length if the preset sets none")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (where the CPU has native bf16)")

@@ -46,12 +46,35 @@ METRICS = (("mig", "MIG"), ("factor_vae", "FactorVAE"), ("dci", "DCI"), ("sap", 
 def train(out: Path, seed: int, args: argparse.Namespace, extra: list[str]) -> float:
     codes = ["--code", "uniform:5"] + (["--code", "categorical:3"] if args.shape_code else [])
     plugins = [flag for name in ["infogan", *args.plugin] for flag in ("--plugin", name)]
-    cmd = [sys.executable, "-c", "from registry.cli import main; main()", *plugins, "train",
-           "--dataset", "shapes", *codes, "--seed", str(seed), "--steps", str(args.steps),
-           "--batch-size", str(args.batch_size), "--device", args.device, "--out", str(out),
-           "--keep-checkpoints", "0" if args.save_every else "1",
-           "--save-every", str(args.save_every or args.steps), "--sample-every", str(args.save_every or args.steps),
-           "--overwrite", "--no-progress", *extra]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from registry.cli import main; main()",
+        *plugins,
+        "train",
+        "--dataset",
+        "shapes",
+        *codes,
+        "--seed",
+        str(seed),
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--out",
+        str(out),
+        "--keep-checkpoints",
+        "0" if args.save_every else "1",
+        "--save-every",
+        str(args.save_every or args.steps),
+        "--sample-every",
+        str(args.save_every or args.steps),
+        "--overwrite",
+        "--no-progress",
+        *extra,
+    ]
     print("$ " + shlex.join(cmd[3:]), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -72,15 +95,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="training steps per seed")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shape-code", action="store_true", help="add a categorical:3 code for the shape")
-    parser.add_argument("--plugin", action="append", default=[], metavar="NAME",
-                        help="another plugin beside infogan, repeatable (e.g. infogan_cr, whose options such "
-                             "as --cr-weight are then passed on like any other)")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another plugin beside infogan, repeatable (e.g. infogan_cr, whose options such "
+        "as --cr-weight are then passed on like any other)",
+    )
     parser.add_argument("--device", default="auto", help="training and evaluation device")
-    parser.add_argument("--metrics-samples", type=int, default=10_000,
-                        help="disentanglement_lib's sizes scaled by this / 10,000 (see ganrun eval --help)")
+    parser.add_argument(
+        "--metrics-samples",
+        type=int,
+        default=10_000,
+        help="disentanglement_lib's sizes scaled by this / 10,000 (see ganrun eval --help)",
+    )
     parser.add_argument("--metrics-seed", type=int, default=0)
-    parser.add_argument("--save-every", type=int, default=0,
-                        help="also score the checkpoints every this many steps (default: the final one only)")
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        help="also score the checkpoints every this many steps (default: the final one only)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-shapes"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads for evaluation")
     args, extra = parser.parse_known_args()
@@ -90,9 +126,12 @@ def main() -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     print("command: " + shlex.join([sys.executable, *sys.argv]))
-    print(f"budget: {len(args.seeds)} seed(s) x {args.steps} steps at batch {args.batch_size} on {args.device}; "
-          f"codes uniform:5{' + categorical:3' if args.shape_code else ''}; metrics at {args.metrics_samples} "
-          f"samples (disentanglement_lib: 10000); extra train options: {extra or 'none'}", flush=True)
+    print(
+        f"budget: {len(args.seeds)} seed(s) x {args.steps} steps at batch {args.batch_size} on {args.device}; "
+        f"codes uniform:5{' + categorical:3' if args.shape_code else ''}; metrics at {args.metrics_samples} "
+        f"samples (disentanglement_lib: 10000); extra train options: {extra or 'none'}",
+        flush=True,
+    )
 
     rows = []
     for seed in args.seeds:
@@ -108,19 +147,38 @@ def main() -> None:
         eval_seconds = time.perf_counter() - t0
         scores = {key: report[key]["score"] for key, _ in METRICS}
         seconds = {key: report[key]["seconds"] for key, _ in METRICS}
-        rows.append({"seed": seed, "step": report["step"], "train_seconds": train_seconds,
-                     "eval_seconds": eval_seconds, "scores": scores, "seconds": seconds, "report": report})
+        rows.append(
+            {
+                "seed": seed,
+                "step": report["step"],
+                "train_seconds": train_seconds,
+                "eval_seconds": eval_seconds,
+                "scores": scores,
+                "seconds": seconds,
+                "report": report,
+            }
+        )
         shown = ", ".join(f"{label} {scores[key]:.3f} ({seconds[key]:.1f} s)" for key, label in METRICS)
-        print(f"seed {seed}: step {report['step']}, trained in {train_seconds:.0f} s; {shown}; "
-              f"codes {', '.join(report['encoder'])}; DCI model {report['dci']['importance_model']}", flush=True)
+        print(
+            f"seed {seed}: step {report['step']}, trained in {train_seconds:.0f} s; {shown}; "
+            f"codes {', '.join(report['encoder'])}; DCI model {report['dci']['importance_model']}",
+            flush=True,
+        )
 
     print(f"\nover {len(rows)} seed(s)")
     for key, label in METRICS:
         values = [row["scores"][key] for row in rows]
         print(f"{label:10s} median {statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})")
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = {"command": [sys.executable, *sys.argv], "steps": args.steps, "batch_size": args.batch_size,
-               "device": args.device, "metrics_samples": args.metrics_samples, "extra": extra, "runs": rows}
+    summary = {
+        "command": [sys.executable, *sys.argv],
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "metrics_samples": args.metrics_samples,
+        "extra": extra,
+        "runs": rows,
+    }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {args.out / 'summary.json'}")
 

@@ -42,8 +42,9 @@ def build(variant: dict, amp: bool) -> Trainer:
     preset = tomllib.loads(PRESET.read_text())
     core = {k: v for k, v in preset.items() if k in TrainConfig.__dataclass_fields__}
     extra = {k: v for k, v in preset.items() if k not in core}
-    core.update(spectral_norm=variant["spectral_norm"], g_steps=variant["g_steps"], amp=amp, device="cpu",
-                progress=False)
+    core.update(
+        spectral_norm=variant["spectral_norm"], g_steps=variant["g_steps"], amp=amp, device="cpu", progress=False
+    )
     extra.update(q_norm=variant["q_norm"], q_slope=variant["q_slope"])
     host = Host.create(["infogan"])
     cfg = TrainConfig(**core, extra=extra)
@@ -77,11 +78,14 @@ def main() -> None:
                 speeds[name].append(timed(t, args.steps))
         base = statistics.median(speeds[next(iter(speeds))])
         amp_on = next(iter(trainers.values())).amp
-        print(f"\n{'bf16 autocast' if amp else 'fp32'}{'' if amp_on or not amp else ' (requested; not native here: fp32)'}")
+        fallback = "" if amp_on or not amp else " (requested; not native here: fp32)"
+        print(f"\n{'bf16 autocast' if amp else 'fp32'}{fallback}")
         for name, values in speeds.items():
             med = statistics.median(values)
-            print(f"  {name:32s} {med:6.2f} steps/s ({min(values):.2f}-{max(values):.2f})  x{med / base:.2f}  "
-                  f"schedule {SCHEDULE / med / 3600:5.1f} h")
+            print(
+                f"  {name:32s} {med:6.2f} steps/s ({min(values):.2f}-{max(values):.2f})  x{med / base:.2f}  "
+                f"schedule {SCHEDULE / med / 3600:5.1f} h"
+            )
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

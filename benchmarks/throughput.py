@@ -88,12 +88,19 @@ class RefG(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Sequential(
-            nn.Linear(LATENT_DIM, 1024, bias=False), nn.BatchNorm1d(1024), nn.ReLU(True),
-            nn.Linear(1024, 128 * 7 * 7, bias=False), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(True),
+            nn.Linear(LATENT_DIM, 1024, bias=False),
+            nn.BatchNorm1d(1024),
+            nn.ReLU(True),
+            nn.Linear(1024, 128 * 7 * 7, bias=False),
+            nn.BatchNorm1d(128 * 7 * 7),
+            nn.ReLU(True),
         )
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),
-            nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False), nn.Tanh(),
+            nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False),
+            nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -106,11 +113,15 @@ class FrontEnd(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(SLOPE, True),
-            nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(SLOPE, True),
+            nn.Conv2d(1, 64, 4, 2, 1),
+            nn.LeakyReLU(SLOPE, True),
+            nn.Conv2d(64, 128, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.LeakyReLU(SLOPE, True),
         )
-        self.fc = nn.Sequential(nn.Linear(128 * 7 * 7, 1024, bias=False), nn.BatchNorm1d(1024),
-                                nn.LeakyReLU(SLOPE, True))
+        self.fc = nn.Sequential(
+            nn.Linear(128 * 7 * 7, 1024, bias=False), nn.BatchNorm1d(1024), nn.LeakyReLU(SLOPE, True)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(x).flatten(1))
@@ -151,16 +162,19 @@ def gaussian_nll(x: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.
 class ReferenceStep:
     """The public implementations' training step for the same model, on the same data tensor."""
 
-    def __init__(self, data: torch.Tensor, batch_size: int, device: torch.device, *, amp: bool, compile: bool,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, data: torch.Tensor, batch_size: int, device: torch.device, *, amp: bool, compile: bool, seed: int = 0
+    ) -> None:
         torch.manual_seed(seed)
         self.G, self.FE, self.D, self.Q = (m().to(device) for m in (RefG, FrontEnd, RefD, RefQ))
         for m in (self.G, self.FE, self.D, self.Q):
             init_dcgan(m)
-        self.optimD = torch.optim.Adam([{"params": self.FE.parameters()}, {"params": self.D.parameters()}],
-                                       lr=2e-4, betas=(0.5, 0.99))
-        self.optimG = torch.optim.Adam([{"params": self.G.parameters()}, {"params": self.Q.parameters()}],
-                                       lr=1e-3, betas=(0.5, 0.99))
+        self.optimD = torch.optim.Adam(
+            [{"params": self.FE.parameters()}, {"params": self.D.parameters()}], lr=2e-4, betas=(0.5, 0.99)
+        )
+        self.optimG = torch.optim.Adam(
+            [{"params": self.G.parameters()}, {"params": self.Q.parameters()}], lr=1e-3, betas=(0.5, 0.99)
+        )
         self.criterionD = nn.BCELoss()
         self.criterionQ_dis = nn.CrossEntropyLoss()
         comp = torch.compile if compile else (lambda m: m)
@@ -177,7 +191,7 @@ class ReferenceStep:
     def _real_batch(self) -> torch.Tensor:
         if self.pos + self.batch_size > len(self.data):
             self.perm, self.pos = torch.randperm(len(self.data), device=self.device), 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
+        idx = self.perm[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         return self.data.index_select(0, idx)
 
@@ -228,9 +242,18 @@ class ReferenceStep:
 # ----------------------------------------------------------------------------- the project's step
 def build_trainer(batch_size: int, device: str, *, amp: bool, compile: bool) -> Trainer:
     host = Host.create(["infogan"])
-    cfg = TrainConfig(noise_dim=NOISE_DIM, noise="uniform", lr_g=1e-3, lr_d=2e-4, batch_size=batch_size,
-                      device=device, amp=amp, compile=compile, progress=False,
-                      extra={"code": list(CODES), "info_lambda": None})
+    cfg = TrainConfig(
+        noise_dim=NOISE_DIM,
+        noise="uniform",
+        lr_g=1e-3,
+        lr_d=2e-4,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        compile=compile,
+        progress=False,
+        extra={"code": list(CODES), "info_lambda": None},
+    )
     host.hook.ganrun_configure(config=cfg, registries=host.registries)
     run_dir = Path(tempfile.gettempdir()) / "ganrun-throughput-unused"  # never written by train_step
     return Trainer(cfg, host, run_dir)
@@ -262,6 +285,7 @@ def layer_macs(modules: list[nn.Module], inputs: list[torch.Tensor]) -> list[tup
                 macs = out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
             found.append((name, m, tuple(x.shape[1:]), macs))
             del b
+
         return fn
 
     handles = []
@@ -320,8 +344,9 @@ def executed_flops_per_image(fn: Callable[[], None], batch: int) -> float:
 
 def step_flops_per_image(trainer: Trainer) -> tuple[float, dict[str, float]]:
     G, D, Q = (trainer.modules[n] for n in ("G", "D", "Q"))
-    z, _ = trainer.sampler.sample(2, generator=torch.Generator(device=trainer.device).manual_seed(0),
-                                  device=trainer.device)
+    z, _ = trainer.sampler.sample(
+        2, generator=torch.Generator(device=trainer.device).manual_seed(0), device=trainer.device
+    )
     layers = layer_macs([G, D, Q], [z])
     macs = {k: sum(m for name, _, _, m in layers if name.startswith(k + ".")) for k in ("G", "D", "Q")}
     passes = {"G": 1, "D": 3, "Q": 2}  # D: real, detached fake, fake for G; Q: in the D and in the G step
@@ -336,12 +361,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_rate(fn: Callable[[], None], flops: float, device: torch.device, *, min_time: float, reps: int,
-               clock: Callable[[], float] = time.perf_counter) -> float:
+def _best_rate(
+    fn: Callable[[], None],
+    flops: float,
+    device: torch.device,
+    *,
+    min_time: float,
+    reps: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Best GFLOP/s of ``reps`` timed blocks of ``fn`` (each block runs at least ``min_time`` s)."""
-    fn(); fn()
+    fn()
+    fn()
     _sync(device)
-    t0 = time.perf_counter(); fn(); _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
     once = max(time.perf_counter() - t0, 1e-6)
     n = max(1, int(min_time / once))
     best = float("inf")
@@ -355,17 +390,24 @@ def _best_rate(fn: Callable[[], None], flops: float, device: torch.device, *, mi
     return flops / best / 1e9
 
 
-def matmul_ceiling(device: torch.device, n: int, *, min_time: float, reps: int,
-                   clock: Callable[[], float] = time.perf_counter, dtype: torch.dtype = torch.float32) -> float:
+def matmul_ceiling(
+    device: torch.device,
+    n: int,
+    *,
+    min_time: float,
+    reps: int,
+    clock: Callable[[], float] = time.perf_counter,
+    dtype: torch.dtype = torch.float32,
+) -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     out = torch.empty(n, n, device=device, dtype=dtype)
-    return _best_rate(lambda: torch.mm(a, b, out=out), 2.0 * n ** 3, device, min_time=min_time, reps=reps,
-                      clock=clock)
+    return _best_rate(lambda: torch.mm(a, b, out=out), 2.0 * n**3, device, min_time=min_time, reps=reps, clock=clock)
 
 
-def conv_ceiling(trainer: Trainer, batch: int, *, min_time: float, reps: int,
-                 clock: Callable[[], float] = time.perf_counter) -> tuple[float, str]:
+def conv_ceiling(
+    trainer: Trainer, batch: int, *, min_time: float, reps: int, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, str]:
     """Fastest conv/deconv layer of the model, copied and run alone: forward + backward (input and
     weight gradients) on random inputs of its training shape at this batch size (under the
     trainer's autocast when it uses one)."""
@@ -440,7 +482,7 @@ def step_tensor_peak_mib(fn: Callable[[], None]) -> float:
         if e.start_ns() >= start:
             held += e.nbytes()
             peak = max(peak, held)
-    return (peak - base) / 2 ** 20
+    return (peak - base) / 2**20
 
 
 class PeakMemory:
@@ -450,9 +492,13 @@ class PeakMemory:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.resettable = device.type == "cuda" or _reset_peak_rss()
-        self.what = ("torch.cuda.max_memory_allocated" if device.type == "cuda"
-                     else "peak process RSS (VmHWM, reset per block)" if self.resettable
-                     else "peak process RSS (ru_maxrss, whole run)")
+        self.what = (
+            "torch.cuda.max_memory_allocated"
+            if device.type == "cuda"
+            else "peak process RSS (VmHWM, reset per block)"
+            if self.resettable
+            else "peak process RSS (ru_maxrss, whole run)"
+        )
 
     def reset(self) -> None:
         if self.device.type == "cuda":
@@ -462,7 +508,7 @@ class PeakMemory:
 
     def read_mib(self) -> float:
         if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
         hwm = _vm_hwm_kib() if self.resettable else None
         if hwm is None:
             hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -511,16 +557,25 @@ def bench_batch(batch: int, args: argparse.Namespace, device_name: str) -> dict:
     device = trainer.device
     ours = OursStep(trainer)
     # The reference autocasts exactly when the trainer does (the trainer decides where --amp applies).
-    ref = ReferenceStep(to_training_tensor(trainer.dataset, device), batch, device,
-                        amp=trainer.amp, compile=args.compile)
+    ref = ReferenceStep(
+        to_training_tensor(trainer.dataset, device), batch, device, amp=trainer.amp, compile=args.compile
+    )
     mem = PeakMemory(device)
     flops, _ = step_flops_per_image(trainer)
 
     def measure_ceilings() -> tuple[float, tuple[float, str]]:
         clock = CLOCKS[args.clock]
-        return (matmul_ceiling(device, args.matmul_size, min_time=args.ceiling_time, reps=2, clock=clock,
-                               dtype=torch.bfloat16 if trainer.amp else torch.float32),
-                conv_ceiling(trainer, batch, min_time=args.ceiling_time, reps=2, clock=clock))
+        return (
+            matmul_ceiling(
+                device,
+                args.matmul_size,
+                min_time=args.ceiling_time,
+                reps=2,
+                clock=clock,
+                dtype=torch.bfloat16 if trainer.amp else torch.float32,
+            ),
+            conv_ceiling(trainer, batch, min_time=args.ceiling_time, reps=2, clock=clock),
+        )
 
     ceilings = [measure_ceilings()]
     fns: dict[str, Callable[[], None]] = {"ours": ours, "reference": ref}
@@ -553,36 +608,65 @@ def bench_batch(batch: int, args: argparse.Namespace, device_name: str) -> dict:
     ceilings.append(measure_ceilings())
     ips = {k: [batch * args.steps_per_rep / t for t in v] for k, v in times.items()}
     ratios = [r / o for o, r in zip(times["ours"], times["reference"])]
-    executed = {name: executed_flops_per_image(fns[name], batch) if name not in failed else float("nan")
-                for name in fns}
-    step_peaks = {name: (step_tensor_peak_mib(fns[name]) if device.type == "cpu" and name not in failed
-                         else float("nan")) for name in fns}
+    executed = {
+        name: executed_flops_per_image(fns[name], batch) if name not in failed else float("nan") for name in fns
+    }
+    step_peaks = {
+        name: (step_tensor_peak_mib(fns[name]) if device.type == "cpu" and name not in failed else float("nan"))
+        for name in fns
+    }
     ceil_mm = max(c[0] for c in ceilings)
     ceil_conv, conv_name = max((c[1] for c in ceilings), key=lambda c: c[0])
-    return {"batch": batch, "device": device, "amp": trainer.amp, "ips": ips, "failed": failed,
-            "ratio": statistics.median(ratios) if ratios else float("nan"), "ratios": ratios,
-            "flops": flops, "executed": executed, "peaks": peaks, "step_peaks": step_peaks, "mem_what": mem.what, "ceil_mm": ceil_mm,
-            "ceil_conv": ceil_conv, "conv_name": conv_name, "load": load_line()}
+    return {
+        "batch": batch,
+        "device": device,
+        "amp": trainer.amp,
+        "ips": ips,
+        "failed": failed,
+        "ratio": statistics.median(ratios) if ratios else float("nan"),
+        "ratios": ratios,
+        "flops": flops,
+        "executed": executed,
+        "peaks": peaks,
+        "step_peaks": step_peaks,
+        "mem_what": mem.what,
+        "ceil_mm": ceil_mm,
+        "ceil_conv": ceil_conv,
+        "conv_name": conv_name,
+        "load": load_line(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=None, help="run just this batch size (default: 64, 128, 256)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    parser.add_argument("--amp", action="store_true",
-                        help="the trainer's --amp (bf16 autocast where it applies); the reference follows the trainer")
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="the trainer's --amp (bf16 autocast where it applies); the reference follows the trainer",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks, for both variants")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
-    parser.add_argument("--steps-per-rep", type=int, default=None,
-                        help="steps in one timed repetition (default: 3 on CPU, 50 on CUDA)")
-    parser.add_argument("--only", choices=["ours", "reference"], default=None,
-                        help="time one variant alone (compare separate processes, e.g. the reference with "
-                             "GANRUN_NO_MALLOPT=1 against ours without it)")
+    parser.add_argument(
+        "--steps-per-rep", type=int, default=None, help="steps in one timed repetition (default: 3 on CPU, 50 on CUDA)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["ours", "reference"],
+        default=None,
+        help="time one variant alone (compare separate processes, e.g. the reference with "
+        "GANRUN_NO_MALLOPT=1 against ours without it)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall: elapsed time (default); cpu: this process's CPU time, which other jobs on a "
-                             "busy machine barely disturb (use with --threads 1; CPU device only)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time (default); cpu: this process's CPU time, which other jobs on a "
+        "busy machine barely disturb (use with --threads 1; CPU device only)",
+    )
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the square fp32 matmul ceiling")
     parser.add_argument("--ceiling-time", type=float, default=0.3, help="seconds per ceiling measurement block")
     args = parser.parse_args(argv)
@@ -602,38 +686,56 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"ganrun throughput, {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
-    print(f"torch {torch.__version__}, device {device_name}, amp {args.amp}, compile {args.compile}, "
-          f"GANRUN_NO_MALLOPT={os.environ.get('GANRUN_NO_MALLOPT', '')!s}")
-    print(f"reps {args.reps} x {args.steps_per_rep} steps after {args.warmup} warm-up steps, variants interleaved, "
-          f"{args.clock} clock" + (" (img/s per CPU-second of this process)" if args.clock == "cpu" else ""))
+    print(
+        f"torch {torch.__version__}, device {device_name}, amp {args.amp}, compile {args.compile}, "
+        f"GANRUN_NO_MALLOPT={os.environ.get('GANRUN_NO_MALLOPT', '')!s}"
+    )
+    print(
+        f"reps {args.reps} x {args.steps_per_rep} steps after {args.warmup} warm-up steps, variants interleaved, "
+        f"{args.clock} clock" + (" (img/s per CPU-second of this process)" if args.clock == "cpu" else "")
+    )
     header_done = False
     for batch in batches:
         r = bench_batch(batch, args, device_name)
         if not header_done:
             print(machine_line(r["device"]))
-            print(f"memory: 'peak MiB' is the {r['mem_what']}"
-                  + ("; 'step MiB' is the peak tensor memory one step allocates above what it started with "
-                     "(profiler allocation events)" if r["device"].type == "cpu" else ""))
+            print(
+                f"memory: 'peak MiB' is the {r['mem_what']}"
+                + (
+                    "; 'step MiB' is the peak tensor memory one step allocates above what it started with "
+                    "(profiler allocation events)"
+                    if r["device"].type == "cpu"
+                    else ""
+                )
+            )
             header_done = True
         gf = r["flops"] / 1e9
         amp_note = "" if r["amp"] == args.amp else f", --amp not applied on {r['device'].type} by the trainer"
         print(f"\nbatch {batch}  ({r['load']}{amp_note})")
-        print(f"  analytic FLOPs per image per step: {r['flops'] / 1e6:.1f} MFLOP "
-              f"(fwd = 2 x MACs, bwd = 2 x fwd; G x1, D x3, Q x2); executed (flop_counter): "
-              f"ours {r['executed']['ours'] / 1e6:.1f}, reference {r['executed']['reference'] / 1e6:.1f}")
-        print(f"  ceilings: matmul {args.matmul_size}^2 {'bf16' if r['amp'] else 'fp32'} {r['ceil_mm']:.1f} GFLOP/s; "
-              f"fastest own conv fwd+bwd {r['ceil_conv']:.1f} GFLOP/s ({r['conv_name']})")
-        print(f"  {'variant':<10} {'img/s median':>12} {'spread':>12} {'GFLOP/s':>8} {'of matmul':>9} "
-              f"{'of conv':>8} {'peak MiB':>9} {'step MiB':>9}")
+        print(
+            f"  analytic FLOPs per image per step: {r['flops'] / 1e6:.1f} MFLOP "
+            f"(fwd = 2 x MACs, bwd = 2 x fwd; G x1, D x3, Q x2); executed (flop_counter): "
+            f"ours {r['executed']['ours'] / 1e6:.1f}, reference {r['executed']['reference'] / 1e6:.1f}"
+        )
+        print(
+            f"  ceilings: matmul {args.matmul_size}^2 {'bf16' if r['amp'] else 'fp32'} {r['ceil_mm']:.1f} GFLOP/s; "
+            f"fastest own conv fwd+bwd {r['ceil_conv']:.1f} GFLOP/s ({r['conv_name']})"
+        )
+        print(
+            f"  {'variant':<10} {'img/s median':>12} {'spread':>12} {'GFLOP/s':>8} {'of matmul':>9} "
+            f"{'of conv':>8} {'peak MiB':>9} {'step MiB':>9}"
+        )
         for name in ("ours", "reference"):
             if name in r["failed"]:
                 print(f"  {name:<10} {r['failed'][name]}" if args.only else f"  {name:<10} failed: {r['failed'][name]}")
                 continue
             med = statistics.median(r["ips"][name])
             rate = med * gf
-            print(f"  {name:<10} {med:>12.0f} {_spread(r['ips'][name]):>12} {rate:>8.1f} "
-                  f"{rate / r['ceil_mm']:>9.1%} {rate / r['ceil_conv']:>8.1%} {r['peaks'][name]:>9.0f} "
-                  f"{r['step_peaks'][name]:>9.0f}")
+            print(
+                f"  {name:<10} {med:>12.0f} {_spread(r['ips'][name]):>12} {rate:>8.1f} "
+                f"{rate / r['ceil_mm']:>9.1%} {rate / r['ceil_conv']:>8.1%} {r['peaks'][name]:>9.0f} "
+                f"{r['step_peaks'][name]:>9.0f}"
+            )
         if r["ratios"]:
             print(f"  per-rep ratios: {' '.join(f'{x:.2f}' for x in r['ratios'])}")
             print(f"ratio ours/reference: {r['ratio']:.2f}", flush=True)

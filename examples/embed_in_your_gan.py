@@ -30,7 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infogan_plugin import Categorical, CategoricalCE, CodeSlot, GaussianNLLFixed, LatentSpec, QHead, Uniform  # InfoGAN:
+from infogan_plugin import (
+    Categorical,
+    CategoricalCE,
+    CodeSlot,
+    GaussianNLLFixed,
+    LatentSpec,
+    QHead,
+    Uniform,
+)  # InfoGAN:
 from registry import save_training_state
 from registry.data import load_digits, to_training_tensor
 from registry.report.images import save_grid
@@ -44,9 +52,14 @@ class Generator(nn.Module):
     def __init__(self, input_dim: int, hidden: int = 256) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(input_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, 28 * 28), nn.Tanh(),
+            nn.Linear(input_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 28 * 28),
+            nn.Tanh(),
         )
 
     def forward(self, g_input: torch.Tensor) -> torch.Tensor:
@@ -61,8 +74,10 @@ class Discriminator(nn.Module):
         self.feature_dim = feature_dim
         self.trunk = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(28 * 28, hidden), nn.LeakyReLU(0.2),
-            nn.Linear(hidden, feature_dim), nn.LeakyReLU(0.2),
+            nn.Linear(28 * 28, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, feature_dim),
+            nn.LeakyReLU(0.2),
         )
         self.head = nn.Linear(feature_dim, 1)
 
@@ -73,11 +88,14 @@ class Discriminator(nn.Module):
 
 def latent_spec(noise_dim: int) -> LatentSpec:
     """InfoGAN: the paper's MNIST codes, one 10-way categorical and two U(-1, 1) codes."""
-    return LatentSpec(noise_dim=noise_dim, slots=[
-        CodeSlot("digit", Categorical(k=10), CategoricalCE(), lam=1.0),
-        CodeSlot("c2", Uniform(low=-1.0, high=1.0), GaussianNLLFixed(), lam=0.1),
-        CodeSlot("c3", Uniform(low=-1.0, high=1.0), GaussianNLLFixed(), lam=0.1),
-    ])
+    return LatentSpec(
+        noise_dim=noise_dim,
+        slots=[
+            CodeSlot("digit", Categorical(k=10), CategoricalCE(), lam=1.0),
+            CodeSlot("c2", Uniform(low=-1.0, high=1.0), GaussianNLLFixed(), lam=0.1),
+            CodeSlot("c3", Uniform(low=-1.0, high=1.0), GaussianNLLFixed(), lam=0.1),
+        ],
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -112,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
 
     for step in range(1, args.steps + 1):
         real = data[torch.randint(len(data), (args.batch_size,), generator=rng, device=device)]
-        g_input, codes = spec.sample(args.batch_size, generator=rng, device=device)  # InfoGAN: was torch.randn(B, noise_dim)
+        g_input, codes = spec.sample(
+            args.batch_size, generator=rng, device=device
+        )  # InfoGAN: was torch.randn(B, noise_dim)
         fake = G(g_input)
 
         # Discriminator (and Q) step
@@ -151,8 +171,11 @@ def main(argv: list[str] | None = None) -> None:
         args.out / "checkpoint.safetensors",
         modules={"G": G, "D": D, "Q": q_head},  # InfoGAN: + Q
         optimizers={"G": opt_g, "D": opt_d},
-        metadata={"step": str(args.steps), "noise_dim": str(args.noise_dim),
-                  "latent_spec": json.dumps(spec.describe())},  # InfoGAN: the code layout G's input follows
+        metadata={
+            "step": str(args.steps),
+            "noise_dim": str(args.noise_dim),
+            "latent_spec": json.dumps(spec.describe()),
+        },  # InfoGAN: the code layout G's input follows
     )
     print(f"wrote {path} and {len(spec.slots)} traversal grids in {args.out}", flush=True)
 

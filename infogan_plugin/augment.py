@@ -61,16 +61,18 @@ class AffineAugment:
         shapes). The map is computed in fp32; the output keeps the input's dtype.
         """
         b = images.shape[0]
-        u = torch.rand(b, 5 if self.width else 4, generator=generator, device=generator.device,
-                       dtype=torch.float32)
+        u = torch.rand(b, 5 if self.width else 4, generator=generator, device=generator.device, dtype=torch.float32)
         u = (u * 2 - 1).to(images.device)
         angle = u[:, 0] * math.radians(self.rotate)
         zoom = 1 + u[:, 1] * self.scale
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack([
-            torch.stack([cos, -sin, u[:, 2] * self.shift], dim=1),
-            torch.stack([sin, cos, u[:, 3] * self.shift], dim=1),
-        ], dim=1)                                                            # (B, 2, 3)
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin, u[:, 2] * self.shift], dim=1),
+                torch.stack([sin, cos, u[:, 3] * self.shift], dim=1),
+            ],
+            dim=1,
+        )  # (B, 2, 3)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
         if self.width:

@@ -140,7 +140,9 @@ class LatentCode(abc.ABC):
         """
         values = self.traversal_values()
         if self.discrete or values.shape[1] != 1:
-            raise NotImplementedError(f"{type(self).__name__} has no linear traversal range; override traversal_range()")
+            raise NotImplementedError(
+                f"{type(self).__name__} has no linear traversal range; override traversal_range()"
+            )
         return float(values.min()), float(values.max())
 
     def value_range(self) -> tuple[float, float]:
@@ -181,8 +183,10 @@ class LatentCode(abc.ABC):
             table = self.traversal_values()
             return torch.cat([table[int(v)] for v in values]).to(torch.float32)
         if self.input_width != self.dim:
-            raise NotImplementedError(f"{type(self).__name__} feeds G {self.input_width} columns for {self.dim} "
-                                      f"dimension(s); override input_for() and value_of()")
+            raise NotImplementedError(
+                f"{type(self).__name__} feeds G {self.input_width} columns for {self.dim} "
+                f"dimension(s); override input_for() and value_of()"
+            )
         return torch.tensor(values, dtype=torch.float32)
 
     def value_of(self, columns: torch.Tensor) -> torch.Tensor:
@@ -194,11 +198,13 @@ class LatentCode(abc.ABC):
         """
         columns = columns.float()
         if self.discrete:
-            table = self.traversal_values().to(columns.device)                    # (V, w)
+            table = self.traversal_values().to(columns.device)  # (V, w)
             per_dim = rearrange(columns, "b (d w) -> b d 1 w", d=self.dim)
             return (per_dim - table).square().sum(-1).argmin(-1).to(torch.float32)  # (B, dim)
         if self.input_width != self.dim:
-            raise NotImplementedError(f"{type(self).__name__}: override value_of() for a {self.input_width}-column encoding")
+            raise NotImplementedError(
+                f"{type(self).__name__}: override value_of() for a {self.input_width}-column encoding"
+            )
         return columns
 
     def describe(self) -> dict[str, Any]:

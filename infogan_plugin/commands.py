@@ -31,8 +31,12 @@ _device_opt = click.option("--device", default="cpu", show_default=True, help="D
 @click.command("traverse")
 @_run_arg
 @_device_opt
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the PNGs (default: RUN/traversals).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the PNGs (default: RUN/traversals).",
+)
 @click.pass_context
 def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | None) -> None:
     """Write latent traversal grids (one per code) from a run's newest checkpoint.
@@ -53,18 +57,33 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 @_run_arg
 @_device_opt
 @click.option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
-@click.option("--disentanglement/--no-disentanglement", default=True, show_default=True,
-              help="On a run trained on a dataset with ground-truth factors (shapes), also compute MIG, the FactorVAE score, DCI "
-                   "disentanglement and SAP of Q's code estimates (needs pip install 'ganrun[eval]').")
-@click.option("--metrics-samples", default=10_000, show_default=True,
-              help="Size of the disentanglement metrics: training points of MIG, DCI and SAP, variance "
-                   "points and training votes of FactorVAE; test sets and evaluation votes get half, and "
-                   "each vote encodes 64 images (about 96 x N images in all). 10000 is disentanglement_lib's "
-                   "setting; use a few hundred for a quick look.")
+@click.option(
+    "--disentanglement/--no-disentanglement",
+    default=True,
+    show_default=True,
+    help="On a run trained on a dataset with ground-truth factors (shapes), also compute MIG, the FactorVAE score, DCI "
+    "disentanglement and SAP of Q's code estimates (needs pip install 'ganrun[eval]').",
+)
+@click.option(
+    "--metrics-samples",
+    default=10_000,
+    show_default=True,
+    help="Size of the disentanglement metrics: training points of MIG, DCI and SAP, variance "
+    "points and training votes of FactorVAE; test sets and evaluation votes get half, and "
+    "each vote encodes 64 images (about 96 x N images in all). 10000 is disentanglement_lib's "
+    "setting; use a few hundred for a quick look.",
+)
 @click.option("--metrics-seed", default=0, show_default=True, help="Seed of the ground-truth samples the metrics draw.")
 @click.pass_context
-def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disentanglement: bool,
-                 metrics_samples: int, metrics_seed: int) -> None:
+def eval_command(
+    ctx: click.Context,
+    run: Path,
+    device: str,
+    samples: int,
+    disentanglement: bool,
+    metrics_samples: int,
+    metrics_seed: int,
+) -> None:
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On a dataset with ground-truth factors
     (shapes), also the
@@ -74,8 +93,13 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
     pip install 'ganrun[eval]'."""
     from registry.eval.optional import MissingEvalDependency, check_eval_dependencies, require
     from infogan_plugin.codes import Categorical
-    from infogan_plugin.evaluate import (classification_accuracy, classifies, confusion_lines,
-                                         disentanglement_metrics, information_bounds)
+    from infogan_plugin.evaluate import (
+        classification_accuracy,
+        classifies,
+        confusion_lines,
+        disentanglement_metrics,
+        information_bounds,
+    )
 
     if samples < 1:
         raise click.BadParameter(f"must be positive, got {samples}", param_hint="--samples")
@@ -108,8 +132,11 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
         if scores_disentanglement:
             labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
             result["disentanglement"] = disentanglement_metrics(
-                trainer, num_samples=metrics_samples, seed=metrics_seed,
-                on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"))
+                trainer,
+                num_samples=metrics_samples,
+                seed=metrics_seed,
+                on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"),
+            )
     except MissingEvalDependency as exc:
         raise click.ClickException(str(exc)) from None
     path = trainer.run_dir / "eval.json"
@@ -122,8 +149,9 @@ def eval_command(ctx: click.Context, run: Path, device: str, samples: int, disen
             click.echo(f"  {line}")
     if "disentanglement" in result:
         dis = result["disentanglement"]
-        shown = ", ".join(f"{label} {dis[key]['score']:.3f} ({dis[key]['seconds']:.1f} s)"
-                          for key, label in (("mig", "MIG"), ("factor_vae", "FactorVAE"),
-                                             ("dci", "DCI"), ("sap", "SAP")))
+        shown = ", ".join(
+            f"{label} {dis[key]['score']:.3f} ({dis[key]['seconds']:.1f} s)"
+            for key, label in (("mig", "MIG"), ("factor_vae", "FactorVAE"), ("dci", "DCI"), ("sap", "SAP"))
+        )
         click.echo(f"disentanglement of {', '.join(dis['encoder'])} ({metrics_samples} samples): {shown}")
     click.echo(f"wrote {path}")

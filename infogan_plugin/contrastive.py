@@ -54,18 +54,24 @@ class ContrastiveClassifier(nn.Module):
             raise ValueError(f"ContrastiveClassifier: needs at least 2 codes to tell apart, got {n_codes!r}")
         self.channels, self.n_codes = channels, n_codes
         self.net = nn.Sequential(
-            nn.Conv2d(2 * channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.AdaptiveAvgPool2d(3), nn.Flatten(),
-            nn.Linear(2 * width * 9, 256), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * channels, width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 2 * width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(3),
+            nn.Flatten(),
+            nn.Linear(2 * width * 9, 256),
+            nn.LeakyReLU(0.2),
             nn.Linear(256, n_codes),
         )
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
         if pairs.dim() != 4 or pairs.shape[1] != 2 * self.channels:
-            raise ValueError(f"ContrastiveClassifier: expected (B, {2 * self.channels}, H, W) image pairs, "
-                             f"got {tuple(pairs.shape)}")
+            raise ValueError(
+                f"ContrastiveClassifier: expected (B, {2 * self.channels}, H, W) image pairs, got {tuple(pairs.shape)}"
+            )
         return self.net(pairs)
 
 
@@ -76,8 +82,9 @@ def _image_channels(module: nn.Module) -> int:
     raise ValueError("infogan_cr: cannot tell the image channels: the discriminator has no Conv2d layer")
 
 
-def contrastive_loss(G, classifier, spec: LatentSpec, n: int, generator: torch.Generator,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def contrastive_loss(
+    G, classifier, spec: LatentSpec, n: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The CR cross-entropy (fp32 scalar) on ``n`` fresh pairs, and the classifier's accuracy.
 
     Both images of every pair come from one pass of ``G`` over ``2n`` inputs.
@@ -94,15 +101,24 @@ def contrastive_loss(G, classifier, spec: LatentSpec, n: int, generator: torch.G
 def ganrun_train_options():
     return [
         click.Option(
-            ["--cr-weight", "cr_weight"], type=float, default=None,
-            help=f"Weight of the contrastive regulariser in G's loss. [default: {DEFAULT_WEIGHT:g}]"),
+            ["--cr-weight", "cr_weight"],
+            type=float,
+            default=None,
+            help=f"Weight of the contrastive regulariser in G's loss. [default: {DEFAULT_WEIGHT:g}]",
+        ),
         click.Option(
-            ["--cr-start", "cr_start"], type=int, default=None,
+            ["--cr-start", "cr_start"],
+            type=int,
+            default=None,
             help="Step at which the regulariser switches on; before it the run is plain InfoGAN "
-                 "(the paper switches on late, after about 90% of training). [default: 0]"),
+            "(the paper switches on late, after about 90% of training). [default: 0]",
+        ),
         click.Option(
-            ["--cr-batch", "cr_batch"], type=int, default=None,
-            help="Image pairs per step (each costs two more generated images). [default: --batch-size]"),
+            ["--cr-batch", "cr_batch"],
+            type=int,
+            default=None,
+            help="Image pairs per step (each costs two more generated images). [default: --batch-size]",
+        ),
     ]
 
 
@@ -132,11 +148,15 @@ def ganrun_configure(config, registries):
 @hookimpl
 def ganrun_build_modules(config, models, sampler):
     if not isinstance(sampler, LatentSpec):
-        raise ValueError("infogan_cr regularises InfoGAN's latent codes: activate the infogan plugin too "
-                         "(ganrun --plugin infogan --plugin infogan_cr ...)")
+        raise ValueError(
+            "infogan_cr regularises InfoGAN's latent codes: activate the infogan plugin too "
+            "(ganrun --plugin infogan --plugin infogan_cr ...)"
+        )
     if len(sampler.slots) < 2:
-        raise ValueError(f"infogan_cr needs at least 2 latent codes to contrast, the run has "
-                         f"{len(sampler.slots)}: add --code options (e.g. --code uniform:5)")
+        raise ValueError(
+            f"infogan_cr needs at least 2 latent codes to contrast, the run has "
+            f"{len(sampler.slots)}: add --code options (e.g. --code uniform:5)"
+        )
     # Initialise from a stream of its own, leaving the global RNG where it was: the modules
     # built after this hook (InfoGAN's Q head) get the same weights as without infogan_cr, so
     # up to --cr-start the run is exactly the plain InfoGAN run of the same seed.
@@ -154,7 +174,8 @@ def ganrun_g_loss_terms(ctx):
         return None
     n = extra.get("cr_batch") or ctx.config.batch_size
     gen = ctx.trainer.step_generator("infogan_cr")
-    loss, accuracy = contrastive_loss(ctx.modules["G"], ctx.modules["CR"], ctx.trainer.sampler, n, gen,
-                                      ctx.trainer.device)
+    loss, accuracy = contrastive_loss(
+        ctx.modules["G"], ctx.modules["CR"], ctx.trainer.sampler, n, gen, ctx.trainer.device
+    )
     ctx.log("cr_acc", accuracy)
     return {"cr": weight * loss}

@@ -56,21 +56,48 @@ def csv_rows(run: InfoGANRun, names: list[str], estimates: dict[str, CodeEstimat
 
 @click.command("encode")
 @run_arg
-@click.option("--images", "source", required=True, metavar="DIR|IDX|DATASET",
-              help="What to encode: a folder of PNG/JPEG files (searched recursively), a folder with "
-                   "MNIST-style IDX files or an IDX images file, or a registered dataset name (digits, shapes).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The CSV file to write: one row per image.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Images read and encoded at a time (memory stays flat for any number of images).")
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help=f"A progress bar on stderr for inputs of {PROGRESS_FROM} images or more.")
+@click.option(
+    "--images",
+    "source",
+    required=True,
+    metavar="DIR|IDX|DATASET",
+    help="What to encode: a folder of PNG/JPEG files (searched recursively), a folder with "
+    "MNIST-style IDX files or an IDX images file, or a registered dataset name (digits, shapes).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The CSV file to write: one row per image.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Images read and encoded at a time (memory stays flat for any number of images).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help=f"A progress bar on stderr for inputs of {PROGRESS_FROM} images or more.",
+)
 @checkpoint_opt
 @device_opt
 @overwrite_opt
 @click.pass_context
-def encode_command(ctx: click.Context, run: Path, source: str, out: Path, batch_size: int, progress: bool,
-                   checkpoint: str | None, device: str, overwrite: bool) -> None:
+def encode_command(
+    ctx: click.Context,
+    run: Path,
+    source: str,
+    out: Path,
+    batch_size: int,
+    progress: bool,
+    checkpoint: str | None,
+    device: str,
+    overwrite: bool,
+) -> None:
     """Read the codes of images with Q: writes a CSV with one row per image (its file name or
     index, each code's point estimate, and for a categorical code the chosen class's probability).
 
@@ -80,8 +107,9 @@ def encode_command(ctx: click.Context, run: Path, source: str, out: Path, batch_
     from registry.data import DatasetError
 
     if out.exists() and not overwrite:
-        raise click.BadParameter(f"{out} exists; pass --overwrite to replace it, or choose another name",
-                                 param_hint="--out")
+        raise click.BadParameter(
+            f"{out} exists; pass --overwrite to replace it, or choose another name", param_hint="--out"
+        )
     loaded = load_for_command(ctx, run, checkpoint, device)
     try:
         names, read = loaded.image_source(source)
@@ -89,8 +117,13 @@ def encode_command(ctx: click.Context, run: Path, source: str, out: Path, batch_
         raise click.BadParameter(str(exc), param_hint="--images") from None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(names), unit="img", file=sys.stderr, dynamic_ncols=True,
-               disable=not progress or len(names) < PROGRESS_FROM)
+    bar = tqdm(
+        total=len(names),
+        unit="img",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=not progress or len(names) < PROGRESS_FROM,
+    )
     try:
         with atomic_output(out, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)

@@ -29,7 +29,7 @@ def q_outputs(trainer: Any, images: torch.Tensor, *, batch_size: int = 500) -> t
     D, Q = trainer.modules["D"], trainer.modules["Q"]
     outs = []
     for start in range(0, images.shape[0], batch_size):
-        _, features = D(images[start:start + batch_size].to(trainer.device))
+        _, features = D(images[start : start + batch_size].to(trainer.device))
         outs.append(Q(features).float())
     return torch.cat(outs)
 
@@ -55,14 +55,19 @@ def classification_accuracy(trainer: Any) -> dict[str, dict[str, Any]]:
         predicted = slot.q_loss.predict(chunk).argmax(dim=1).cpu()
         accuracy, mapping = cluster_accuracy(predicted, labels.cpu())
         classes = sorted(int(c) for c in torch.unique(labels.cpu()))
-        results[slot.name] = {"accuracy": accuracy, "mapping": {str(k): int(v) for k, v in mapping.items()},
-                              "labels": classes,
-                              "confusion": confusion_counts(predicted, labels.cpu(), slot.code.k, classes)}
+        results[slot.name] = {
+            "accuracy": accuracy,
+            "mapping": {str(k): int(v) for k, v in mapping.items()},
+            "labels": classes,
+            "confusion": confusion_counts(predicted, labels.cpu(), slot.code.k, classes),
+        }
     return results
 
 
 @torch.no_grad()
-def information_bounds(trainer: Any, *, n: int = 10_000, seed: int = 1234, batch_size: int = 500) -> dict[str, dict[str, float]]:
+def information_bounds(
+    trainer: Any, *, n: int = 10_000, seed: int = 1234, batch_size: int = 500
+) -> dict[str, dict[str, float]]:
     """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats."""
     spec: LatentSpec = trainer.sampler
     _eval_mode(trainer)
@@ -131,9 +136,14 @@ def encoder_layout(trainer: Any) -> list[str]:
     return names
 
 
-def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: int = 0,
-                            batch_size: int = 1000,
-                            on_metric: Callable[[str], None] | None = None) -> dict[str, Any]:
+def disentanglement_metrics(
+    trainer: Any,
+    *,
+    num_samples: int = 10_000,
+    seed: int = 0,
+    batch_size: int = 1000,
+    on_metric: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """MIG, FactorVAE score, DCI disentanglement and SAP of Q's code estimates on a run
     trained on a dataset that declares ground-truth factors (``ImageDataset.ground_truth``), with
     fresh ground truth drawn and rendered by it on the run's device (for ``shapes``: the full
@@ -144,16 +154,26 @@ def disentanglement_metrics(trainer: Any, *, num_samples: int = 10_000, seed: in
 
     truth = trainer.dataset.ground_truth
     if truth is None:
-        raise ValueError(f"disentanglement metrics need a dataset with ground-truth factors; "
-                         f"{trainer.config.dataset!r} declares none")
+        raise ValueError(
+            f"disentanglement metrics need a dataset with ground-truth factors; "
+            f"{trainer.config.dataset!r} declares none"
+        )
     device = trainer.device
 
     def render(factors: torch.Tensor) -> torch.Tensor:
         return truth.render(factors.to(device))
 
     started = time.perf_counter()
-    results = evaluate_all(q_encoder(trainer), truth.sizes, truth.sample, render,
-                           seed=seed, num_samples=num_samples, batch_size=batch_size, on_metric=on_metric)
+    results = evaluate_all(
+        q_encoder(trainer),
+        truth.sizes,
+        truth.sample,
+        render,
+        seed=seed,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        on_metric=on_metric,
+    )
     out: dict[str, Any] = {
         "encoder": encoder_layout(trainer),
         "factors": list(truth.names),

@@ -31,10 +31,10 @@ from infogan_plugin.run import CodeValue, InfoGANRun
 
 __all__ = ["BadRequest", "Explorer", "explore_command", "make_server"]
 
-DEFAULT_N = 16        # a 4x4 grid
+DEFAULT_N = 16  # a 4x4 grid
 MAX_N = 64
 MAX_SEED = 2**32 - 1  # what the page's reseed button draws; larger seeds are refused
-MAX_QUERY = 2048      # characters
+MAX_QUERY = 2048  # characters
 SLIDER_STEPS = 100
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -58,14 +58,26 @@ class Explorer:
             low, high = code.value_range()
             if not math.isfinite(high):  # infinite support (a count): the values its traversal shows
                 high = low + code.traversal_values().shape[0] - 1
-            return {"name": slot.name, "type": code.type_name, "kind": "buttons",
-                    "values": list(range(int(low), int(high) + 1)), "value": None}
+            return {
+                "name": slot.name,
+                "type": code.type_name,
+                "kind": "buttons",
+                "values": list(range(int(low), int(high) + 1)),
+                "value": None,
+            }
         start, end = code.traversal_range()
         low, high = code.value_range()
         start, end = max(start, low), min(end, high)  # the slider never offers a refused value
         mid = 0.0 if start <= 0.0 <= end else (start + end) / 2
-        return {"name": slot.name, "type": code.type_name, "kind": "slider", "min": start, "max": end,
-                "step": (end - start) / SLIDER_STEPS, "value": mid}
+        return {
+            "name": slot.name,
+            "type": code.type_name,
+            "kind": "slider",
+            "min": start,
+            "max": end,
+            "step": (end - start) / SLIDER_STEPS,
+            "value": mid,
+        }
 
     # ------------------------------------------------------------------ the endpoint
     def parse(self, query: str) -> tuple[dict[str, CodeValue], int, int]:
@@ -143,7 +155,7 @@ def _host_allowed(header: str | None, bound: str) -> bool:
         return False
     name = header.strip().lower()
     if name.startswith("["):  # [::1]:8765
-        name = name[1:name.find("]")] if "]" in name else name
+        name = name[1 : name.find("]")] if "]" in name else name
     elif name.count(":") == 1:
         name = name.rsplit(":", 1)[0]
     return _is_loopback(name)
@@ -166,8 +178,11 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) -
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy", "default-src 'none'; img-src 'self' blob:; "
-                             "script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+            self.send_header(
+                "Content-Security-Policy",
+                "default-src 'none'; img-src 'self' blob:; "
+                "script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+            )
             self.end_headers()
             self.wfile.write(body)
 
@@ -200,11 +215,20 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) -
 
 @click.command("explore")
 @run_arg
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="Port to listen on (0: any free port).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Only this machine can connect by default; another address "
-                   "(0.0.0.0: every interface) lets anyone who can reach it use the page.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Only this machine can connect by default; another address "
+    "(0.0.0.0: every interface) lets anyone who can reach it use the page.",
+)
 @checkpoint_opt
 @device_opt
 @click.pass_context
@@ -217,8 +241,9 @@ def explore_command(ctx: click.Context, run: Path, port: int, host: str, checkpo
     try:
         server = make_server(explorer, host, port)
     except OSError as exc:
-        raise click.BadParameter(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port",
-                                 param_hint="--port") from None
+        raise click.BadParameter(
+            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port", param_hint="--port"
+        ) from None
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
     click.echo(f"exploring {loaded.run_dir} (step {loaded.step}) at http://{shown}:{bound_port}/  (Ctrl-C stops)")
@@ -270,7 +295,8 @@ for (const c of CONFIG.controls) {
   state.codes[c.name] = c.value;
   if (c.kind === "slider") {
     const slider = document.createElement("input");
-    Object.assign(slider, { type: "range", min: c.min, max: c.max, step: c.step, value: c.value, id: "code-" + c.name });
+    Object.assign(slider, { type: "range", min: c.min, max: c.max, step: c.step, value: c.value,
+                            id: "code-" + c.name });
     const out = document.createElement("output");
     out.textContent = Number(c.value).toFixed(2);
     slider.addEventListener("input", () => {

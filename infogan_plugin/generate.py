@@ -17,8 +17,12 @@ from registry import save_grid
 
 run_arg = click.argument("run", type=click.Path(exists=True, path_type=Path))
 device_opt = click.option("--device", default="cpu", show_default=True, help="Device G, D and Q run on.")
-checkpoint_opt = click.option("--checkpoint", default=None, metavar="STEP|FILE",
-                              help="A step number or a checkpoint file of the run (default: the newest).")
+checkpoint_opt = click.option(
+    "--checkpoint",
+    default=None,
+    metavar="STEP|FILE",
+    help="A step number or a checkpoint file of the run (default: the newest).",
+)
 overwrite_opt = click.option("--overwrite", is_flag=True, default=False, help="Replace outputs that exist.")
 
 
@@ -67,7 +71,7 @@ def code_values(run: InfoGANRun, g_input: torch.Tensor) -> dict[str, np.ndarray]
     _, columns = run.spec.split_input(g_input)
     out = {}
     for slot, chunk in zip(run.spec.slots, columns):
-        value = slot.code.value_of(chunk)                                   # (N, dim)
+        value = slot.code.value_of(chunk)  # (N, dim)
         out[slot.name] = (value[:, 0] if slot.code.dim == 1 else value).cpu().numpy()
     return out
 
@@ -84,25 +88,54 @@ def _targets(out: Path, n: int, individual: bool, npz: bool) -> list[Path]:
 @click.command("generate")
 @run_arg
 @click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images.")
-@click.option("--code", "codes", multiple=True, metavar="NAME=VALUE",
-              help="Fix a code for every image, repeatable: c1=3 (class 3 of a categorical), c2=1.5 (a "
-                   "continuous code, within its traversal range), c4=0.5,-1 (a 2-dimensional code). "
-                   "Codes not given are drawn from their priors.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
-              help="Seed of the noise and of the codes not given: the same seed gives the same images.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for grid.png (and images/, samples.npz) (default: RUN/generated).")
+@click.option(
+    "--code",
+    "codes",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Fix a code for every image, repeatable: c1=3 (class 3 of a categorical), c2=1.5 (a "
+    "continuous code, within its traversal range), c4=0.5,-1 (a 2-dimensional code). "
+    "Codes not given are drawn from their priors.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the noise and of the codes not given: the same seed gives the same images.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for grid.png (and images/, samples.npz) (default: RUN/generated).",
+)
 @click.option("--nrow", type=click.IntRange(min=1), default=None, help="Images per grid row (default: a square grid).")
 @click.option("--individual", is_flag=True, default=False, help="Also write one PNG per image into OUT/images/.")
-@click.option("--npz", is_flag=True, default=False,
-              help="Also write OUT/samples.npz: images (N, C, H, W) float32 in [0, 1], g_input and each code's values.")
+@click.option(
+    "--npz",
+    is_flag=True,
+    default=False,
+    help="Also write OUT/samples.npz: images (N, C, H, W) float32 in [0, 1], g_input and each code's values.",
+)
 @checkpoint_opt
 @device_opt
 @overwrite_opt
 @click.pass_context
-def generate_command(ctx: click.Context, run: Path, n: int, codes: tuple[str, ...], seed: int, out: Path | None,
-                     nrow: int | None, individual: bool, npz: bool, checkpoint: str | None, device: str,
-                     overwrite: bool) -> None:
+def generate_command(
+    ctx: click.Context,
+    run: Path,
+    n: int,
+    codes: tuple[str, ...],
+    seed: int,
+    out: Path | None,
+    nrow: int | None,
+    individual: bool,
+    npz: bool,
+    checkpoint: str | None,
+    device: str,
+    overwrite: bool,
+) -> None:
     """Generate images from a trained run with chosen code values.
 
     \b
@@ -115,15 +148,16 @@ def generate_command(ctx: click.Context, run: Path, n: int, codes: tuple[str, ..
         raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
     existing = [p for p in _targets(out, n, individual, npz) if p.exists()]
     if existing and not overwrite:
-        raise click.BadParameter(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out",
-                                 param_hint="--out")
+        raise click.BadParameter(
+            f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out", param_hint="--out"
+        )
     g_input = loaded.inputs(n, codes=values, seed=seed)
-    images = loaded.render(g_input).cpu()                                   # (n, C, H, W) in [0, 1]
-    signed = images * 2.0 - 1.0                                             # save_grid reads [-1, 1]
+    images = loaded.render(g_input).cpu()  # (n, C, H, W) in [0, 1]
+    signed = images * 2.0 - 1.0  # save_grid reads [-1, 1]
     written = [save_grid(signed, out / "grid.png", nrow=nrow or math.ceil(math.sqrt(n)))]
     if individual:
         for i in range(n):
-            save_grid(signed[i:i + 1], out / "images" / f"{i:06d}.png", nrow=1, padding=0)
+            save_grid(signed[i : i + 1], out / "images" / f"{i:06d}.png", nrow=1, padding=0)
         written.append(out / "images")
     if npz:
         arrays: dict[str, Any] = {"images": images.numpy(), "g_input": g_input.cpu().numpy()}

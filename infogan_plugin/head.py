@@ -30,8 +30,9 @@ class QHead(nn.Module):
     each Q loss applies its own link.
     """
 
-    def __init__(self, *, in_features: int, out_dim: int, hidden: int = 128, negative_slope: float = 0.1,
-                 norm: str = "batch") -> None:
+    def __init__(
+        self, *, in_features: int, out_dim: int, hidden: int = 128, negative_slope: float = 0.1, norm: str = "batch"
+    ) -> None:
         super().__init__()
         for arg, value in (("in_features", in_features), ("out_dim", out_dim), ("hidden", hidden)):
             if value < 1:

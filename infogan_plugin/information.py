@@ -18,8 +18,9 @@ __all__ = ["augment_of", "information", "probe_only", "score_disentanglement", "
 
 def spec_of(sampler: Any) -> LatentSpec:
     if not isinstance(sampler, LatentSpec):
-        raise ValueError(f"the infogan plugin needs its own latent sampler, but another plugin supplied "
-                         f"{type(sampler).__name__}")
+        raise ValueError(
+            f"the infogan plugin needs its own latent sampler, but another plugin supplied {type(sampler).__name__}"
+        )
     return sampler
 
 

@@ -246,8 +246,13 @@ class LatentSpec:
             "noise_dim": self.noise_dim,
             "noise": self.noise,
             "codes": [
-                {"name": slot.name, "type": slot.code.type_name, "columns": [start, start + width],
-                 "width": width, "code": slot.code.describe()}
+                {
+                    "name": slot.name,
+                    "type": slot.code.type_name,
+                    "columns": [start, start + width],
+                    "width": width,
+                    "code": slot.code.describe(),
+                }
                 for slot, start, width in zip(self.slots, self._input_offsets, self._input_widths)
             ],
         }
@@ -331,7 +336,9 @@ def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{text!r}: {exc}") from None
         for code in codes:
-            weight = lam if lam is not None else global_lambda if global_lambda is not None else code_type.default_lambda
+            weight = (
+                lam if lam is not None else global_lambda if global_lambda is not None else code_type.default_lambda
+            )
             slots.append(CodeSlot(f"c{len(slots) + 1}", code, loss_type(), float(weight)))  # one loss per slot
     if not slots:
         raise ValueError("at least one --code is needed, e.g. --code categorical:10")

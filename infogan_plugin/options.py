@@ -24,42 +24,70 @@ def train_options() -> list[click.Option]:
     """The options the plugin adds to ``ganrun train``."""
     return [
         click.Option(
-            ["--code", "code"], multiple=True, default=None, metavar="SPEC",
+            ["--code", "code"],
+            multiple=True,
+            default=None,
+            metavar="SPEC",
             help="A latent code, repeatable: TYPE[:N][,key=value...], e.g. categorical:10, uniform:2 "
-                 "(two codes), gaussian:1,std=0.5,lambda=0.05,loss=gaussian_nll_fixed. "
-                 f"[default: {' '.join(PAPER_MNIST_CODES)}]"),
+            "(two codes), gaussian:1,std=0.5,lambda=0.05,loss=gaussian_nll_fixed. "
+            f"[default: {' '.join(PAPER_MNIST_CODES)}]",
+        ),
         click.Option(
-            ["--lambda", "info_lambda"], type=float, default=None,
+            ["--lambda", "info_lambda"],
+            type=float,
+            default=None,
             help="Weight of the information term for every code without its own lambda= "
-                 "(default: each code type's default_lambda: 1 for categorical, 0.1 for uniform and "
-                 "gaussian). 0 trains a plain GAN while Q "
-                 "still learns to read the codes (the paper's Figure 1 baseline)."),
+            "(default: each code type's default_lambda: 1 for categorical, 0.1 for uniform and "
+            "gaussian). 0 trains a plain GAN while Q "
+            "still learns to read the codes (the paper's Figure 1 baseline).",
+        ),
         click.Option(
-            ["--q-augment", "q_augment"], default=None, metavar="SPEC",
+            ["--q-augment", "q_augment"],
+            default=None,
+            metavar="SPEC",
             help="Read the discrete codes from randomly transformed fakes so they cannot be encoded "
-                 "as a slant or a position (not in the paper; costs one more D pass per phase): "
-                 "none | affine[,rotate=DEG][,scale=F][,shift=F][,width=F] (width: random stroke "
-                 "thickening/thinning). 'affine' alone means "
-                 f"{AffineAugment().spec()}. [default: none]"),
+            "as a slant or a position (not in the paper; costs one more D pass per phase): "
+            "none | affine[,rotate=DEG][,scale=F][,shift=F][,width=F] (width: random stroke "
+            "thickening/thinning). 'affine' alone means "
+            f"{AffineAugment().spec()}. [default: none]",
+        ),
         click.Option(
-            ["--q-hidden", "q_hidden"], type=int, default=None, metavar="N",
-            help="Width of the Q head's hidden layer. [default: 128]"),
+            ["--q-hidden", "q_hidden"],
+            type=int,
+            default=None,
+            metavar="N",
+            help="Width of the Q head's hidden layer. [default: 128]",
+        ),
         click.Option(
-            ["--q-norm", "q_norm"], type=click.Choice(NORMS), default=None,
-            help="Normalisation in the Q head: batch (the paper's MNIST Q) or none (InfoGAN-CR's Q). "
-                 "[default: batch]"),
+            ["--q-norm", "q_norm"],
+            type=click.Choice(NORMS),
+            default=None,
+            help="Normalisation in the Q head: batch (the paper's MNIST Q) or none (InfoGAN-CR's Q). [default: batch]",
+        ),
         click.Option(
-            ["--q-slope", "q_slope"], type=float, default=None, metavar="F",
-            help="Negative slope of the Q head's LeakyReLU. [default: 0.1]"),
+            ["--q-slope", "q_slope"],
+            type=float,
+            default=None,
+            metavar="F",
+            help="Negative slope of the Q head's LeakyReLU. [default: 0.1]",
+        ),
         click.Option(
-            ["--eval-every", "eval_every"], type=int, default=None, metavar="N",
+            ["--eval-every", "eval_every"],
+            type=int,
+            default=None,
+            metavar="N",
             help="On a dataset with ground-truth factors (shapes), score MIG, FactorVAE, DCI and SAP of "
-                 "Q's estimates every N steps (a multiple of --log-every) into metrics.jsonl as disent/*, "
-                 "at --eval-samples. 0: never. [default: 0]"),
+            "Q's estimates every N steps (a multiple of --log-every) into metrics.jsonl as disent/*, "
+            "at --eval-samples. 0: never. [default: 0]",
+        ),
         click.Option(
-            ["--eval-samples", "eval_samples"], type=int, default=None, metavar="N",
+            ["--eval-samples", "eval_samples"],
+            type=int,
+            default=None,
+            metavar="N",
             help="Sample size of --eval-every: disentanglement_lib's sizes scaled by N / 10,000 (its own "
-                 "size, 10,000, takes minutes per evaluation on a CPU). [default: 1000]"),
+            "size, 10,000, takes minutes per evaluation on a CPU). [default: 1000]",
+        ),
     ]
 
 

@@ -16,9 +16,16 @@ from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import NORMS, QHead
 from infogan_plugin.information import augment_of, information, probe_only, score_disentanglement, spec_of
 from infogan_plugin.latent import LatentSpec, build_latent_spec
-from infogan_plugin.options import (DEFAULT_STEPS, EVAL_DEFAULTS, PAPER_MNIST_CODES, Q_HEAD_DEFAULTS, eval_options,
-                                    has_ground_truth,
-                                    q_head_options, train_options)
+from infogan_plugin.options import (
+    DEFAULT_STEPS,
+    EVAL_DEFAULTS,
+    PAPER_MNIST_CODES,
+    Q_HEAD_DEFAULTS,
+    eval_options,
+    has_ground_truth,
+    q_head_options,
+    train_options,
+)
 from infogan_plugin.qlosses import CategoricalCE, GaussianNLL, GaussianNLLFixed
 from infogan_plugin.traversals import traversal_grids
 from registry.plugins import hookimpl
@@ -57,9 +64,19 @@ def ganrun_config_defaults():
     # Paper defaults for MNIST: Adam 2e-4 for D/Q and 1e-3 for G, beta1 0.5, batch 128,
     # 62 noise variables drawn from U(-1, 1) as in the reference implementation.
     return {
-        "noise_dim": 62, "noise": "uniform", "lr_d": 2e-4, "lr_g": 1e-3, "batch_size": 128,
-        "steps": DEFAULT_STEPS, "save_every": 500, "sample_every": 500, "log_every": 50,
-        "code": list(PAPER_MNIST_CODES), "info_lambda": None, "q_augment": None, **Q_HEAD_DEFAULTS,
+        "noise_dim": 62,
+        "noise": "uniform",
+        "lr_d": 2e-4,
+        "lr_g": 1e-3,
+        "batch_size": 128,
+        "steps": DEFAULT_STEPS,
+        "save_every": 500,
+        "sample_every": 500,
+        "log_every": 50,
+        "code": list(PAPER_MNIST_CODES),
+        "info_lambda": None,
+        "q_augment": None,
+        **Q_HEAD_DEFAULTS,
         **EVAL_DEFAULTS,
     }
 
@@ -94,11 +111,15 @@ def ganrun_configure(config, registries):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise click.BadParameter(f"must be an integer >= {least}, got {value!r}", param_hint=name)
     if every and every % config.log_every:
-        raise click.BadParameter(f"must be a multiple of --log-every ({config.log_every}), got {every}; "
-                                 f"the scores are written on log lines", param_hint="--eval-every")
+        raise click.BadParameter(
+            f"must be a multiple of --log-every ({config.log_every}), got {every}; the scores are written on log lines",
+            param_hint="--eval-every",
+        )
     if every and not has_ground_truth(config, registries):
-        raise click.BadParameter(f"needs a dataset with ground-truth factors (such as shapes); "
-                                 f"{config.dataset!r} declares none", param_hint="--eval-every")
+        raise click.BadParameter(
+            f"needs a dataset with ground-truth factors (such as shapes); {config.dataset!r} declares none",
+            param_hint="--eval-every",
+        )
     head = q_head_options(config.extra)
     hidden = head["q_hidden"]
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
@@ -119,8 +140,13 @@ def ganrun_latent_sampler(config, registries):
 def ganrun_build_modules(config, models, sampler):
     spec = spec_of(sampler)
     opts = q_head_options(config.extra)
-    head = QHead(in_features=models["D"].feature_dim, out_dim=spec.q_dim, hidden=opts["q_hidden"],
-                 negative_slope=float(opts["q_slope"]), norm=opts["q_norm"])
+    head = QHead(
+        in_features=models["D"].feature_dim,
+        out_dim=spec.q_dim,
+        hidden=opts["q_hidden"],
+        negative_slope=float(opts["q_slope"]),
+        norm=opts["q_norm"],
+    )
     return {"Q": (head, "D")}
 
 

@@ -111,8 +111,10 @@ class QLoss(abc.ABC):
         ``ValueError`` if the loss cannot model the code, or is bound to another code already
         (one instance per slot: register the class, not an instance)."""
         if self.code is not None and self.code != code:
-            raise ValueError(f"Q loss {type(self).__name__} is bound to {self.code!r} already; "
-                             f"each code slot needs its own loss instance")
+            raise ValueError(
+                f"Q loss {type(self).__name__} is bound to {self.code!r} already; "
+                f"each code slot needs its own loss instance"
+            )
         self.num_outputs(code)
         self.code = code
         return self
@@ -196,9 +198,7 @@ class GaussianNLL(QLoss):
 
     def __init__(self, *, min_log_std: float = MIN_LOG_STD, max_log_std: float = MAX_LOG_STD) -> None:
         if not min_log_std < max_log_std:
-            raise ValueError(
-                f"GaussianNLL: need min_log_std < max_log_std, got {min_log_std!r} and {max_log_std!r}"
-            )
+            raise ValueError(f"GaussianNLL: need min_log_std < max_log_std, got {min_log_std!r} and {max_log_std!r}")
         self.min_log_std = min_log_std
         self.max_log_std = max_log_std
 

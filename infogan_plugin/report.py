@@ -27,23 +27,40 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
         if baseline_rows:
             lines[f"baseline L_I {code}"] = series(baseline_rows, f"L_I/{code}")
         h = next((row[f"H/{code}"] for row in reversed(rows) if f"H/{code}" in row), None)
-        charts.append(line_chart(lines, title=f"{code}: L_I (nats) against H(c)",
-                                 references={f"H = {h:.3f}": h} if h is not None else None,
-                                 dashed=[k for k in lines if k.startswith("baseline")]))
+        charts.append(
+            line_chart(
+                lines,
+                title=f"{code}: L_I (nats) against H(c)",
+                references={f"H = {h:.3f}": h} if h is not None else None,
+                dashed=[k for k in lines if k.startswith("baseline")],
+            )
+        )
     if charts:
         out.append(("Mutual information lower bound per code", "".join(charts)))
     scores = {label: series(rows, f"disent/{key}") for key, label in DISENTANGLEMENT_LABELS}
     if any(points for points in scores.values()):
-        out.append(("Disentanglement during training",
-                    line_chart({k: v for k, v in scores.items() if v},
-                               title="Q's estimates against the ground-truth factors (--eval-every, reduced size)")))
+        out.append(
+            (
+                "Disentanglement during training",
+                line_chart(
+                    {k: v for k, v in scores.items() if v},
+                    title="Q's estimates against the ground-truth factors (--eval-every, reduced size)",
+                ),
+            )
+        )
     grids = []
     for code in _codes(rows):
-        grid = newest((run_dir / "traversals").glob(f"{code}-step-*.png")) or \
-            newest((run_dir / "traversals").glob(f"{code}-d0-step-*.png"))
+        grid = newest((run_dir / "traversals").glob(f"{code}-step-*.png")) or newest(
+            (run_dir / "traversals").glob(f"{code}-d0-step-*.png")
+        )
         if grid is not None:
-            grids.append(image_tag(grid, alt=f"{code} traversal ({grid.stem.split('step-')[-1].lstrip('0') or '0'} steps): "
-                                             f"rows fix z and the other codes, columns sweep {code}"))
+            grids.append(
+                image_tag(
+                    grid,
+                    alt=f"{code} traversal ({grid.stem.split('step-')[-1].lstrip('0') or '0'} steps): "
+                    f"rows fix z and the other codes, columns sweep {code}",
+                )
+            )
     if grids:
         out.append(("Latent traversals", "".join(grids)))
     eval_path = run_dir / "eval.json"
@@ -51,12 +68,15 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
         result = json.loads(eval_path.read_text())
         cells = "".join(
             f"<tr><th>{html.escape(name)}</th><td>L_I {info['L_I']:.3f} of H {info['H']:.3f} nats</td></tr>"
-            for name, info in result.get("information", {}).items())
+            for name, info in result.get("information", {}).items()
+        )
         cells += "".join(
             f"<tr><th>{html.escape(name)}</th><td>unsupervised accuracy {acc['accuracy']:.2%}</td></tr>"
-            for name, acc in result.get("classification", {}).items())
-        tables = "".join(_confusion_table(name, acc) for name, acc in result.get("classification", {}).items()
-                         if "confusion" in acc)
+            for name, acc in result.get("classification", {}).items()
+        )
+        tables = "".join(
+            _confusion_table(name, acc) for name, acc in result.get("classification", {}).items() if "confusion" in acc
+        )
         for name, metric in (result.get("disentanglement") or {}).items():
             if isinstance(metric, dict) and "score" in metric:
                 cells += f"<tr><th>{html.escape(name)}</th><td>{metric['score']:.3f}</td></tr>"
@@ -71,10 +91,12 @@ def _use_commands(run_dir: Path) -> str:
     import shlex
 
     run = shlex.quote(str(run_dir))
-    lines = [f"ganrun --plugin infogan explore {run}        # a control per code, in the browser",
-             f"ganrun --plugin infogan generate {run} --n 64 --code c1=0 --out {shlex.quote(str(run_dir / 'generated'))}",
-             f"ganrun --plugin infogan encode {run} --images DIR --out codes.csv",
-             f"ganrun export {run} --format torchscript --out G.pt"]
+    lines = [
+        f"ganrun --plugin infogan explore {run}        # a control per code, in the browser",
+        f"ganrun --plugin infogan generate {run} --n 64 --code c1=0 --out {shlex.quote(str(run_dir / 'generated'))}",
+        f"ganrun --plugin infogan encode {run} --images DIR --out codes.csv",
+        f"ganrun export {run} --format torchscript --out G.pt",
+    ]
     return f"<pre>{html.escape(chr(10).join(lines))}</pre>"
 
 
@@ -88,5 +110,7 @@ def _confusion_table(name: str, acc: dict) -> str:
         matched = mapping.get(str(value))
         cells = "".join(f"<td><b>{n}</b></td>" if c == matched else f"<td>{n}</td>" for c, n in zip(labels, counts))
         rows.append(f"<tr><th>{value} &rarr; {'-' if matched is None else matched}</th>{cells}</tr>")
-    return (f"<p>{html.escape(name)}: samples of each label (columns) that Q assigns to each code value (rows, "
-            f"with the label it was matched to)</p><table><tr><th>value &rarr; label</th>{head}</tr>{''.join(rows)}</table>")
+    return (
+        f"<p>{html.escape(name)}: samples of each label (columns) that Q assigns to each code value (rows, "
+        f"with the label it was matched to)</p><table><tr><th>value &rarr; label</th>{head}</tr>{''.join(rows)}</table>"
+    )

@@ -48,8 +48,9 @@ class InfoGANRun(Run):
     def __init__(self, trainer: Any, checkpoint: Path) -> None:
         super().__init__(trainer, checkpoint)
         if not isinstance(self.sampler, LatentSpec) or "Q" not in self.modules:
-            raise ValueError(f"{checkpoint}: not an InfoGAN run (no latent codes or Q head); "
-                             f"use registry.load_run for a plain GAN")
+            raise ValueError(
+                f"{checkpoint}: not an InfoGAN run (no latent codes or Q head); use registry.load_run for a plain GAN"
+            )
         self.spec: LatentSpec = self.sampler
 
     @property
@@ -88,7 +89,7 @@ class InfoGANRun(Run):
         codes set to their values in every row."""
         chosen = self.code_columns(codes or {})
         g_input, _ = self.sample_inputs(n, seed=seed)
-        _, slots = self.spec.split_input(g_input)           # views into g_input
+        _, slots = self.spec.split_input(g_input)  # views into g_input
         for slot_index, columns in chosen.items():
             slots[slot_index].copy_(columns.to(g_input.device).expand_as(slots[slot_index]))
         return g_input
@@ -121,7 +122,7 @@ class InfoGANRun(Run):
         them, the probabilities of a discrete code's values."""
         out = {}
         for slot, chunk in zip(self.spec.slots, self.spec.split_q(q_out)):
-            value = slot.q_loss.point_estimate(chunk)                      # (N, dim)
+            value = slot.q_loss.point_estimate(chunk)  # (N, dim)
             if slot.code.dim == 1:
                 value = value[:, 0]
             out[slot.name] = CodeEstimate(value=value, probabilities=slot.q_loss.probabilities(chunk))
@@ -139,8 +140,14 @@ class InfoGANRun(Run):
         return self.estimates(self.q_outputs(images))
 
 
-def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[str] | None = None,
-             device: str = "cpu", *, plugins: Iterable[str] = (), command: str = "load_run") -> InfoGANRun:
+def load_run(
+    path: str | os.PathLike[str],
+    checkpoint: str | int | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    *,
+    plugins: Iterable[str] = (),
+    command: str = "load_run",
+) -> InfoGANRun:
     """Load a trained InfoGAN run (``registry.load_run``, checked to hold codes and a Q head).
 
     ``path`` is a run folder or a checkpoint file; ``checkpoint`` a step number, a file name in

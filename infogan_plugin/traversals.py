@@ -30,10 +30,11 @@ def traversal_grids(trainer: Any, out_dir: Path, step: int, *, rows: int = TRAVE
     written = []
     for index, slot in enumerate(spec.slots):
         for dim_index in range(slot.code.dim):
-            inputs = spec.traversal_inputs(index, n_rows=rows, generator=gen, device=device,
-                                           base=base, dim_index=dim_index)       # (rows * V, input_dim)
+            inputs = spec.traversal_inputs(
+                index, n_rows=rows, generator=gen, device=device, base=base, dim_index=dim_index
+            )  # (rows * V, input_dim)
             columns = inputs.shape[0] // rows
-            images = G(inputs).float()                                             # (rows * V, C, H, W)
+            images = G(inputs).float()  # (rows * V, C, H, W)
             suffix = f"-d{dim_index}" if slot.code.dim > 1 else ""
             path = out_dir / f"{slot.name}{suffix}-step-{step:09d}.png"
             written.append(save_grid(images, path, nrow=columns))

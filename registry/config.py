@@ -17,32 +17,32 @@ from typing import Any
 
 @dataclass
 class TrainConfig:
-    dataset: str = "digits"            # registered dataset name
-    data_dir: str | None = None        # folder for datasets that read files
-    image_size: int | None = None      # resize to this square size (None: the dataset's own)
-    model: str | None = None           # registered model name (None: dcgan28 for 28 px, else dcgan64)
-    gan_loss: str = "nonsaturating"    # registered adversarial loss
-    noise_dim: int = 100               # width of the incompressible noise z
-    noise: str = "normal"              # z ~ N(0, 1) ("normal") or U(-1, 1) ("uniform")
-    steps: int = 2000                  # total optimisation steps (each one D step and one G step)
-    batch_size: int = 64               # per process
+    dataset: str = "digits"  # registered dataset name
+    data_dir: str | None = None  # folder for datasets that read files
+    image_size: int | None = None  # resize to this square size (None: the dataset's own)
+    model: str | None = None  # registered model name (None: dcgan28 for 28 px, else dcgan64)
+    gan_loss: str = "nonsaturating"  # registered adversarial loss
+    noise_dim: int = 100  # width of the incompressible noise z
+    noise: str = "normal"  # z ~ N(0, 1) ("normal") or U(-1, 1) ("uniform")
+    steps: int = 2000  # total optimisation steps (each one D step and one G step)
+    batch_size: int = 64  # per process
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    lr_decay: float = 0.0              # last fraction of the run over which both rates fall linearly to 0
-    beta1: float = 0.5                 # Adam beta1; 0.5 is the DCGAN/InfoGAN choice
+    lr_decay: float = 0.0  # last fraction of the run over which both rates fall linearly to 0
+    beta1: float = 0.5  # Adam beta1; 0.5 is the DCGAN/InfoGAN choice
     beta2: float = 0.999
-    spectral_norm: bool = False        # spectral normalisation on every layer of D's optimizer group (D, its head, Q)
-    g_steps: int = 1                   # G updates per D update, each on a fresh G pass of the step's input
-    seed: int = 0                      # fixes init, data order and latent sampling
-    device: str = "auto"               # auto | cpu | cuda | cuda:N
-    out: str | None = None             # run folder (None: runs/<dataset>-<time>)
-    save_every: int = 500              # checkpoint period in steps (and always at the end)
-    sample_every: int = 500            # picture period in steps (and always at the end)
-    log_every: int = 50                # metrics period in steps
-    keep_checkpoints: int = 3          # newest checkpoints kept on disk (0 keeps all)
-    amp: bool = False                  # bf16 autocast on CUDA and on CPUs with native bf16
-    compile: bool = False              # torch.compile the networks (pays off on CUDA; slow to start)
-    progress: bool = True              # show a progress bar
+    spectral_norm: bool = False  # spectral normalisation on every layer of D's optimizer group (D, its head, Q)
+    g_steps: int = 1  # G updates per D update, each on a fresh G pass of the step's input
+    seed: int = 0  # fixes init, data order and latent sampling
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out: str | None = None  # run folder (None: runs/<dataset>-<time>)
+    save_every: int = 500  # checkpoint period in steps (and always at the end)
+    sample_every: int = 500  # picture period in steps (and always at the end)
+    log_every: int = 50  # metrics period in steps
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk (0 keeps all)
+    amp: bool = False  # bf16 autocast on CUDA and on CPUs with native bf16
+    compile: bool = False  # torch.compile the networks (pays off on CUDA; slow to start)
+    progress: bool = True  # show a progress bar
     extra: dict[str, Any] = field(default_factory=dict)  # plugin options, by option name
 
     def to_json(self) -> str:
@@ -105,8 +105,18 @@ CORE_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "
 # long or how visibly a run goes on, not what it computes. Plugins add their own through
 # ``ganrun_resume_mutable_options``.
 MUTABLE_ON_RESUME = frozenset(
-    {"steps", "save_every", "sample_every", "log_every", "keep_checkpoints",
-     "device", "out", "amp", "compile", "progress"}
+    {
+        "steps",
+        "save_every",
+        "sample_every",
+        "log_every",
+        "keep_checkpoints",
+        "device",
+        "out",
+        "amp",
+        "compile",
+        "progress",
+    }
 )
 
 
@@ -131,8 +141,9 @@ def refuse_unknown(values: dict[str, Any], plugin_keys: set[str], source: str) -
         raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {known}")
 
 
-def resume_differences(saved: TrainConfig, wanted: TrainConfig,
-                       mutable: frozenset[str] = MUTABLE_ON_RESUME) -> list[str]:
+def resume_differences(
+    saved: TrainConfig, wanted: TrainConfig, mutable: frozenset[str] = MUTABLE_ON_RESUME
+) -> list[str]:
     """Lines ``key: saved -> wanted`` for each setting a resume may not change."""
     diffs = []
     a, b = dataclasses.asdict(saved), dataclasses.asdict(wanted)
@@ -155,9 +166,14 @@ class ResumeConflict(ValueError):
         super().__init__("; ".join(diffs))
 
 
-def merge_config(explicit: dict[str, Any], *, defaults: dict[str, Any], plugin_keys: set[str],
-                 saved: TrainConfig | None = None,
-                 mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME) -> TrainConfig:
+def merge_config(
+    explicit: dict[str, Any],
+    *,
+    defaults: dict[str, Any],
+    plugin_keys: set[str],
+    saved: TrainConfig | None = None,
+    mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME,
+) -> TrainConfig:
     """The effective configuration, as a pure function of what the user gave.
 
     ``explicit`` holds the values the user set (the TOML file's, overridden by flags typed

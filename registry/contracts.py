@@ -22,8 +22,17 @@ __all__ = ["LATENT_CODE_MEMBERS", "Q_LOSS_MEMBERS", "check_registration", "unmar
 
 # Members the InfoGAN consumer reads from every code type (infogan_plugin.LatentCode documents
 # each): class variables a subclass must set, and methods the base class declares abstract.
-LATENT_CODE_MEMBERS = ("type_name", "default_q_loss", "default_lambda", "discrete",
-                       "sample", "entropy", "traversal_values", "from_spec", "input_width")
+LATENT_CODE_MEMBERS = (
+    "type_name",
+    "default_q_loss",
+    "default_lambda",
+    "discrete",
+    "sample",
+    "entropy",
+    "traversal_values",
+    "from_spec",
+    "input_width",
+)
 # Methods every Q loss has (infogan_plugin.QLoss declares them); ``predict`` and the rest default.
 Q_LOSS_MEMBERS = ("num_outputs", "nll")
 
@@ -42,10 +51,14 @@ def _check_latent_code(value: Any) -> list[str]:
     if hasattr(value, "discrete") and not isinstance(discrete, bool):
         problems.append(f"discrete as True or False (got {discrete!r})")
     lam = getattr(value, "default_lambda", None)
-    if hasattr(value, "default_lambda") and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0):
+    if hasattr(value, "default_lambda") and (
+        isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0
+    ):
         problems.append(f"default_lambda as a number >= 0 (got {lam!r})")
     for text_member in ("type_name", "default_q_loss"):
-        if hasattr(value, text_member) and not (isinstance(getattr(value, text_member), str) and getattr(value, text_member)):
+        if hasattr(value, text_member) and not (
+            isinstance(getattr(value, text_member), str) and getattr(value, text_member)
+        ):
             problems.append(f"{text_member} as a non-empty string (got {getattr(value, text_member)!r})")
     return problems
 
@@ -53,8 +66,12 @@ def _check_latent_code(value: Any) -> list[str]:
 def _check_q_loss(value: Any) -> list[str]:
     if not callable(value) or (not inspect.isclass(value) and all(hasattr(value, m) for m in Q_LOSS_MEMBERS)):
         # an instance would be shared by every code slot, and each slot binds its own code
-        return [(f"a class or a factory function (got {_what(value)}); register {type(value).__name__} itself: "
-                 f"every code slot builds its own loss, bound to its code")]
+        return [
+            (
+                f"a class or a factory function (got {_what(value)}); register {type(value).__name__} itself: "
+                f"every code slot builds its own loss, bound to its code"
+            )
+        ]
     if inspect.isclass(value):
         return [f"member {m}" for m in _missing_members(value, Q_LOSS_MEMBERS)]
     return []
@@ -121,6 +138,5 @@ def unmarked_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
             if not marked:  # a marked one is refused by activate() already
                 lines.append(f"{name} matches no ganrun hook and is never called{hint}")
         elif not marked:
-            lines.append(f"{name} has no @hookimpl marker and is never called; decorate it with "
-                         f"@registry.hookimpl")
+            lines.append(f"{name} has no @hookimpl marker and is never called; decorate it with @registry.hookimpl")
     return lines

@@ -25,9 +25,9 @@ from registry.run import Run, atomic_output
 __all__ = ["FORMATS", "ExportError", "METADATA_KEY", "describe_generator", "export_generator"]
 
 FORMATS = ("torchscript", "onnx", "safetensors")
-METADATA_KEY = "ganrun.generator"   # safetensors metadata key, ONNX metadata_props key, TorchScript extra file
+METADATA_KEY = "ganrun.generator"  # safetensors metadata key, ONNX metadata_props key, TorchScript extra file
 EXPORT_HINT = "pip install 'ganrun[export]'"
-CHECK_BATCH = 5                     # a batch size other than the trace's, so a baked-in batch is caught
+CHECK_BATCH = 5  # a batch size other than the trace's, so a baked-in batch is caught
 
 
 class ExportError(Exception):
@@ -64,8 +64,10 @@ def _inputs(run: Run, n: int, seed: int) -> torch.Tensor:
 def _check(name: str, got: torch.Tensor, want: torch.Tensor) -> None:
     if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
         diff = (got - want).abs().max().item() if got.shape == want.shape else float("nan")
-        raise ExportError(f"the {name} export does not reproduce G (max difference {diff:.3g}); "
-                          f"the model is not traceable, so nothing was written")
+        raise ExportError(
+            f"the {name} export does not reproduce G (max difference {diff:.3g}); "
+            f"the model is not traceable, so nothing was written"
+        )
 
 
 def export_generator(run: Run, fmt: str, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -105,17 +107,26 @@ def export_generator(run: Run, fmt: str, out: str | Path, *, overwrite: bool = F
     return _export_onnx(G, example, fresh, want, out, meta, overwrite)
 
 
-def _export_onnx(G: nn.Module, example: torch.Tensor, fresh: torch.Tensor, want: torch.Tensor,
-                 out: Path, meta: str, overwrite: bool) -> Path:
+def _export_onnx(
+    G: nn.Module, example: torch.Tensor, fresh: torch.Tensor, want: torch.Tensor, out: Path, meta: str, overwrite: bool
+) -> Path:
     try:
         import onnx
         import onnxruntime
     except ImportError as exc:
-        raise ExportError(f"ONNX export needs the onnx and onnxruntime packages ({exc.name} is missing): "
-                          f"{EXPORT_HINT}") from None
+        raise ExportError(
+            f"ONNX export needs the onnx and onnxruntime packages ({exc.name} is missing): {EXPORT_HINT}"
+        ) from None
     with atomic_output(out, overwrite=overwrite) as tmp:
-        torch.onnx.export(G, (example,), str(tmp), input_names=["g_input"], output_names=["images"],
-                          dynamic_axes={"g_input": {0: "batch"}, "images": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            G,
+            (example,),
+            str(tmp),
+            input_names=["g_input"],
+            output_names=["images"],
+            dynamic_axes={"g_input": {0: "batch"}, "images": {0: "batch"}},
+            dynamo=False,
+        )
         model = onnx.load(str(tmp))
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, meta
@@ -132,12 +143,21 @@ def _export_onnx(G: nn.Module, example: torch.Tensor, fresh: torch.Tensor, want:
 
 @click.command("export")
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
-              help="torchscript (torch.jit.trace), onnx (needs pip install 'ganrun[export]') or "
-                   "safetensors (G's weights; rebuild G from the model name in the metadata).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    required=True,
+    help="torchscript (torch.jit.trace), onnx (needs pip install 'ganrun[export]') or "
+    "safetensors (G's weights; rebuild G from the model name in the metadata).",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The file to write.")
-@click.option("--checkpoint", default=None, metavar="STEP|FILE",
-              help="A step number or a checkpoint file of the run (default: the newest).")
+@click.option(
+    "--checkpoint",
+    default=None,
+    metavar="STEP|FILE",
+    help="A step number or a checkpoint file of the run (default: the newest).",
+)
 @click.option("--overwrite", is_flag=True, default=False, help="Replace OUT if it exists.")
 @click.pass_context
 def export_command(ctx: click.Context, run: Path, fmt: str, out: Path, checkpoint: str | None, overwrite: bool) -> None:
@@ -150,19 +170,22 @@ def export_command(ctx: click.Context, run: Path, fmt: str, out: Path, checkpoin
     from registry.run import load_run
 
     if out.exists() and not overwrite:
-        raise click.BadParameter(f"{out} exists; pass --overwrite to replace it, or choose another name",
-                                 param_hint="--out")
+        raise click.BadParameter(
+            f"{out} exists; pass --overwrite to replace it, or choose another name", param_hint="--out"
+        )
     if fmt == "onnx":  # before loading anything: a missing extra is the user's first problem
         try:
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            raise click.ClickException(f"--format onnx needs the onnx and onnxruntime packages ({exc.name} is "
-                                       f"missing): {EXPORT_HINT}") from None
+            raise click.ClickException(
+                f"--format onnx needs the onnx and onnxruntime packages ({exc.name} is missing): {EXPORT_HINT}"
+            ) from None
     chosen: str | int | None = int(checkpoint) if checkpoint is not None and checkpoint.isdigit() else checkpoint
     try:
-        loaded = load_run(run, chosen, "cpu", plugins=ctx.obj.plugin_names if ctx.obj is not None else (),
-                          command="export")
+        loaded = load_run(
+            run, chosen, "cpu", plugins=ctx.obj.plugin_names if ctx.obj is not None else (), command="export"
+        )
     except (ckpt.CheckpointError, PluginError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from None
     except (ValueError, KeyError) as exc:

@@ -161,8 +161,9 @@ def ganrun_configure(config: Any, registries: Any) -> None:
 
     Called once after defaults, the TOML file and command-line flags are merged, before
     anything is built. ``registries`` (a ``registry.plugins.Registries``) lets a plugin
-    check names against what the active plugins registered. Raise ``click.BadParameter`` (or ``ValueError``) with a message
-    naming the option to refuse bad input; the CLI shows it as a usage error.
+    check names against what the active plugins registered. Raise ``click.BadParameter`` (or
+    ``ValueError``) with a message naming the option to refuse bad input; the CLI shows it as a
+    usage error.
     """
 
 
@@ -262,7 +263,9 @@ def ganrun_sample(trainer: Trainer, step: int, run_dir: Any) -> None:
 
 
 @hookspec
-def ganrun_report_sections(run_dir: Any, metrics: list[dict], baseline_metrics: list[dict] | None) -> list[tuple[str, str]] | None:
+def ganrun_report_sections(
+    run_dir: Any, metrics: list[dict], baseline_metrics: list[dict] | None
+) -> list[tuple[str, str]] | None:
     """Return sections for ``ganrun report RUN`` as ``[(title, html), ...]``.
 
     Called once when the report is built, after the host's own sections (configuration,

@@ -203,14 +203,18 @@ class Registry:
             raise PluginError(f"plugin {plugin!r} registered a {self.kind} with an invalid name {name!r}")
         missing = contracts.check_registration(self.kind, value)
         if missing:
-            raise PluginError(f"plugin {plugin!r} registered {self.kind} {name!r} without " + "; ".join(missing)
-                              + " (docs/plugins.md lists what each registration needs)")
+            raise PluginError(
+                f"plugin {plugin!r} registered {self.kind} {name!r} without "
+                + "; ".join(missing)
+                + " (docs/plugins.md lists what each registration needs)"
+            )
         if name in self.entries:
             other = self.entries[name].plugin
             if other in BUILTIN_OWNERS:
                 raise DuplicateNameError(
                     f"{self.kind} {name!r} is built in (plugin {other!r}) and plugin {plugin!r} registers it too; "
-                    f"a built-in cannot be deactivated, so rename the plugin's, e.g. {_renamed(plugin, name)!r}")
+                    f"a built-in cannot be deactivated, so rename the plugin's, e.g. {_renamed(plugin, name)!r}"
+                )
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}; "
                 f"deactivate one of them"
@@ -242,8 +246,12 @@ def _renamed(plugin: str, name: str) -> str:
     return f"{plugin.rsplit('.', 1)[-1]}-{name}"
 
 
-def _call_each(pm: pluggy.PluginManager, hook_name: str, make_register: Callable[[str], Callable],
-               broken: dict[str, str] | None = None) -> None:
+def _call_each(
+    pm: pluggy.PluginManager,
+    hook_name: str,
+    make_register: Callable[[str], Callable],
+    broken: dict[str, str] | None = None,
+) -> None:
     """Call each implementation of a registration hook with a ``register`` bound to its plugin.
 
     Calling implementations one by one (rather than through ``pm.hook``) is what lets the
@@ -303,8 +311,7 @@ class Registries:
         filled: dict[str, Registry] = {}
         for attr, (hook_name, kind) in REGISTRY_KINDS.items():
             reg = Registry(kind)
-            _call_each(pm, hook_name, lambda plugin, reg=reg: (lambda name, value: reg.add(name, value, plugin)),
-                       broken)
+            _call_each(pm, hook_name, lambda plugin, reg=reg: lambda name, value: reg.add(name, value, plugin), broken)
             filled[attr] = reg
         commands = Registry("command")
         for name in RESERVED_COMMANDS:
@@ -316,6 +323,7 @@ class Registries:
                 if missing:
                     raise PluginError(f"plugin {plugin!r} registered a command without {'; '.join(missing)}")
                 commands.add(command.name, command, plugin)
+
             return register
 
         _call_each(pm, "ganrun_register_commands", add_command, broken)
@@ -340,8 +348,11 @@ def name_clashes(rows: Iterable[dict[str, Any]], plugin: str) -> list[str]:
     lines = []
     for kind, names in own.items():
         for name in names:
-            others = [row["name"] for row in rows if row["name"] != plugin
-                      and name in (row.get("registers") or {}).get(kind, ())]
+            others = [
+                row["name"]
+                for row in rows
+                if row["name"] != plugin and name in (row.get("registers") or {}).get(kind, ())
+            ]
             if others:
                 lines.append(f"{kind.replace('_', ' ')} {name!r} is also registered by {', '.join(others)}")
     return lines

@@ -31,8 +31,8 @@ from registry.run_plugins import loadable, recorded_plugins, require_run_plugins
 
 __all__ = ["Run", "atomic_output", "check_seed", "load_run", "resolve_checkpoint"]
 
-MAX_SEED = 2**63 - 1   # torch.Generator.manual_seed takes any 64-bit value; keep to the signed range
-GENERATE_BATCH = 500   # images per G pass in generate(): memory stays flat for any n
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes any 64-bit value; keep to the signed range
+GENERATE_BATCH = 500  # images per G pass in generate(): memory stays flat for any n
 
 
 def resolve_checkpoint(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[str] | None = None) -> Path:
@@ -48,7 +48,9 @@ def resolve_checkpoint(path: str | os.PathLike[str], checkpoint: str | int | os.
         raise ckpt.CheckpointError(f"{path}: no such run folder or checkpoint file")
     if path.is_file():
         if checkpoint is not None:
-            raise ckpt.CheckpointError(f"{path}: is a checkpoint file already; name a checkpoint only with a run folder")
+            raise ckpt.CheckpointError(
+                f"{path}: is a checkpoint file already; name a checkpoint only with a run folder"
+            )
         return path
     folder = path / "checkpoints"
     if checkpoint is None:
@@ -91,8 +93,14 @@ def _global_rng_kept() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def load_run(path: str | os.PathLike[str], checkpoint: str | int | os.PathLike[str] | None = None,
-             device: str = "cpu", *, plugins: Iterable[str] = (), command: str = "load_run") -> "Run":
+def load_run(
+    path: str | os.PathLike[str],
+    checkpoint: str | int | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    *,
+    plugins: Iterable[str] = (),
+    command: str = "load_run",
+) -> "Run":
     """Load a trained run: its configuration and a checkpoint, validated as ``--resume`` does.
 
     ``path`` is a run folder or a checkpoint file; ``checkpoint`` is as in
@@ -146,8 +154,10 @@ class Run:
         self.registries = trainer.host.registries
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({str(self.run_dir)!r}, step={self.step}, model={self.model_name!r}, "
-                f"image_shape={self.image_shape}, device={str(self.device)!r})")
+        return (
+            f"{type(self).__name__}({str(self.run_dir)!r}, step={self.step}, model={self.model_name!r}, "
+            f"image_shape={self.image_shape}, device={str(self.device)!r})"
+        )
 
     @property
     def G(self) -> nn.Module:
@@ -187,8 +197,10 @@ class Run:
         on the run's device."""
         if g_input.dim() != 2 or g_input.shape[1] != self.input_dim:
             raise ValueError(f"G input must have shape (n, {self.input_dim}), got {tuple(g_input.shape)}")
-        out = [self.G(chunk.to(self.device, torch.float32)).float().add_(1.0).div_(2.0).clamp_(0.0, 1.0)
-               for chunk in g_input.split(GENERATE_BATCH)]
+        out = [
+            self.G(chunk.to(self.device, torch.float32)).float().add_(1.0).div_(2.0).clamp_(0.0, 1.0)
+            for chunk in g_input.split(GENERATE_BATCH)
+        ]
         return torch.cat(out)
 
     def generate(self, n: int, *, seed: int = 0) -> torch.Tensor:
@@ -235,13 +247,16 @@ class Run:
         if images.shape[0] == 0:
             raise ValueError("images is empty: pass at least one image")
         if images.shape[2] != images.shape[3]:
-            raise ValueError(f"images must be square like the run's {size}x{size}, got "
-                             f"{images.shape[2]}x{images.shape[3]}; crop them first")
+            raise ValueError(
+                f"images must be square like the run's {size}x{size}, got "
+                f"{images.shape[2]}x{images.shape[3]}; crop them first"
+            )
         if images.dtype.is_floating_point:
             low, high = float(images.min()), float(images.max())
             if not (0.0 <= low and high <= 1.0):  # also refuses NaN
-                raise ValueError(f"float images must lie in [0, 1], got values in [{low:g}, {high:g}]; "
-                                 f"divide 8-bit pixels by 255")
+                raise ValueError(
+                    f"float images must lie in [0, 1], got values in [{low:g}, {high:g}]; divide 8-bit pixels by 255"
+                )
             if images.shape[2] != size:
                 images = images.mul(255.0).round_().to(torch.uint8)
         if images.dtype == torch.uint8:
@@ -264,7 +279,9 @@ class Run:
             try:
                 arrays.append(_load_one(Path(path), mode, size))
             except (OSError, ValueError, Image.DecompressionBombError) as err:
-                raise DatasetError(f"{path}: cannot read image ({type(err).__name__}: {err}); fix or remove the file") from err
+                raise DatasetError(
+                    f"{path}: cannot read image ({type(err).__name__}: {err}); fix or remove the file"
+                ) from err
         stacked = torch.from_numpy(np.stack(arrays))
         pattern = "n h w -> n 1 h w" if c == 1 else "n h w c -> n c h w"
         return rearrange(stacked, pattern).contiguous()
@@ -291,7 +308,7 @@ class Run:
                 return names, lambda start, stop: self.read_image_files(files[start:stop])
             path = idx
         if path.is_file():
-            array = _read_idx(path, expected_ndim=3)                      # (N, H, W) uint8
+            array = _read_idx(path, expected_ndim=3)  # (N, H, W) uint8
             if c != 1:
                 raise ValueError(f"{path}: IDX images have one channel, the run has {c}")
             images = torch.from_numpy(array)

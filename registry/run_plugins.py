@@ -62,15 +62,22 @@ def _installed(name: str) -> bool:
         return False
 
 
-def missing_plugin_message(run: str | os.PathLike[str], recorded: dict[str, str | None], missing: list[str],
-                           command: str) -> str:
+def missing_plugin_message(
+    run: str | os.PathLike[str], recorded: dict[str, str | None], missing: list[str], command: str
+) -> str:
     """One line: ``RUN: the run was trained with plugin 'x' (version 0.1), which is not
     installed; pip install the package that provides it, then run: ganrun --plugin ... COMMAND RUN``."""
-    described = ", ".join(f"{name!r}" + (f" (version {recorded[name]})" if recorded.get(name) else "")
-                          for name in missing)
+    described = ", ".join(
+        f"{name!r}" + (f" (version {recorded[name]})" if recorded.get(name) else "") for name in missing
+    )
     absent = [name for name in missing if not _installed(name)]
-    state = "not installed" if len(absent) == len(missing) else "not active" if not absent else \
-        f"not active ({', '.join(repr(n) for n in absent)} not installed)"
+    state = (
+        "not installed"
+        if len(absent) == len(missing)
+        else "not active"
+        if not absent
+        else f"not active ({', '.join(repr(n) for n in absent)} not installed)"
+    )
     plural = len(missing) > 1
     flags = " ".join(f"--plugin {name}" for name in recorded if name not in DEFAULT_PLUGINS)
     if command == "load_run":
@@ -79,12 +86,15 @@ def missing_plugin_message(run: str | os.PathLike[str], recorded: dict[str, str 
         how = f"run: ganrun {flags} {command} {run}"
     if absent:
         how = f"pip install the package that provides {', '.join(repr(n) for n in absent)}, then {how}"
-    return (f"{run}: the run was trained with plugin{'s' if plural else ''} {described}, which "
-            f"{'are' if plural else 'is'} {state}; {how}")
+    return (
+        f"{run}: the run was trained with plugin{'s' if plural else ''} {described}, which "
+        f"{'are' if plural else 'is'} {state}; {how}"
+    )
 
 
-def require_run_plugins(run: str | os.PathLike[str], active: Iterable[str], command: str,
-                        *, recorded: dict[str, str | None] | None = None) -> dict[str, str | None]:
+def require_run_plugins(
+    run: str | os.PathLike[str], active: Iterable[str], command: str, *, recorded: dict[str, str | None] | None = None
+) -> dict[str, str | None]:
     """Raise ``MissingPluginError`` when a plugin the run at ``run`` was trained with is not
     among ``active`` (for ``load_run``-style loaders, which activate the recorded plugins
     themselves, pass ``command="load_run"`` or the command name and the plugins that will be

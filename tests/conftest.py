@@ -107,8 +107,7 @@ class Ganrun:
         """Run ``ganrun [--plugin P]... ARGS`` in this process."""
         return CliRunner().invoke(build_cli(), self.argv(args, plugins), prog_name="ganrun")
 
-    def train(self, out: Path, *args: Any, plugins: tuple[str, ...] | list[str] = (),
-              expect: int | None = 0) -> Result:
+    def train(self, out: Path, *args: Any, plugins: tuple[str, ...] | list[str] = (), expect: int | None = 0) -> Result:
         """``ganrun train --out OUT --no-progress ARGS`` in this process; check the exit code."""
         result = self.invoke("train", "--out", out, "--no-progress", *args, plugins=plugins)
         if expect is not None:
@@ -126,11 +125,16 @@ class Ganrun:
         """Start ``ganrun ARGS`` in a new interpreter (the tiny-model plugin is importable)."""
         return subprocess.Popen(
             [sys.executable, "-c", CLI_ENTRY, *self.argv(args, plugins)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(), cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+            cwd=cwd,
         )
 
-    def run(self, *args: Any, plugins: tuple[str, ...] | list[str] = (), cwd: Path | None = None,
-            timeout: float = 240) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: Any, plugins: tuple[str, ...] | list[str] = (), cwd: Path | None = None, timeout: float = 240
+    ) -> subprocess.CompletedProcess:
         proc = self.popen(*args, plugins=plugins, cwd=cwd)
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -174,7 +178,8 @@ class Ganrun:
         """Relative path -> sha256 of every file below ``folder``."""
         return {
             p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
         }
 
     @staticmethod
@@ -200,9 +205,9 @@ class Ganrun:
         images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n, dtype=np.uint8)
         (folder / "train-images-idx3-ubyte").write_bytes(
-            struct.pack(">HBBIII", 0, 0x08, 3, n, size, size) + images.tobytes())
-        (folder / "train-labels-idx1-ubyte").write_bytes(
-            struct.pack(">HBBI", 0, 0x08, 1, n) + labels.tobytes())
+            struct.pack(">HBBIII", 0, 0x08, 3, n, size, size) + images.tobytes()
+        )
+        (folder / "train-labels-idx1-ubyte").write_bytes(struct.pack(">HBBI", 0, 0x08, 1, n) + labels.tobytes())
         return folder
 
 
@@ -278,8 +283,23 @@ def trained_infogan_run(ganrun: Ganrun, tiny: str, tmp_path_factory: pytest.Temp
     """A tiny InfoGAN run (codes c1 categorical:3, c2 uniform:1, c3 gaussian:1) trained 200
     steps; read-only: tests that change it copy it first."""
     run = tmp_path_factory.mktemp("use-runs") / "infogan"
-    ganrun.train(run, "--model", "tiny", "--steps", 200, "--batch-size", 32, "--log-every", 100,
-                 "--sample-every", 200, "--save-every", 100, *TRAINED_CODES, plugins=["infogan", tiny])
+    ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        200,
+        "--batch-size",
+        32,
+        "--log-every",
+        100,
+        "--sample-every",
+        200,
+        "--save-every",
+        100,
+        *TRAINED_CODES,
+        plugins=["infogan", tiny],
+    )
     return run
 
 

@@ -65,7 +65,7 @@ def test_help_and_plugins_in_real_processes(ganrun: Ganrun, tmp_path: Path) -> N
     lines = done["plugins"].splitlines()
     first = lines.index("registry.default_plugins.builtins (built-in, active)")
     listed = {}
-    for line in lines[first + 1:]:
+    for line in lines[first + 1 :]:
         if not line.startswith("  "):
             break
         kind, _, names = line.strip().partition(": ")
@@ -87,8 +87,18 @@ def test_help_and_plugins_in_real_processes(ganrun: Ganrun, tmp_path: Path) -> N
     installed = {ep.name for ep in md.entry_points(group="ganrun")}
     assert installed <= names
     for row in rows:
-        assert set(row) == {"name", "distribution", "version", "active", "builtin", "hooks", "registers", "error",
-                            "warnings", "clashes"}
+        assert set(row) == {
+            "name",
+            "distribution",
+            "version",
+            "active",
+            "builtin",
+            "hooks",
+            "registers",
+            "error",
+            "warnings",
+            "clashes",
+        }
     assert not list(tmp_path.iterdir())  # listing plugins writes nothing
 
 
@@ -139,13 +149,17 @@ def ganrun_train_options():
 """
 
 
-@pytest.mark.parametrize(("source", "hook", "cause"), [
-    (RAISES_IN_HOOK, "ganrun_register_latent_codes", "KeyError: 'poisson'"),
-    (OPTIONS_RAISE, "ganrun_train_options", "ValueError: bad option table"),
-], ids=["registration-hook", "train-options"])
-def test_a_hook_that_raises_is_one_line_everywhere(ganrun: Ganrun, make_plugin, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch, source: str, hook: str,
-                                                   cause: str) -> None:
+@pytest.mark.parametrize(
+    ("source", "hook", "cause"),
+    [
+        (RAISES_IN_HOOK, "ganrun_register_latent_codes", "KeyError: 'poisson'"),
+        (OPTIONS_RAISE, "ganrun_train_options", "ValueError: bad option table"),
+    ],
+    ids=["registration-hook", "train-options"],
+)
+def test_a_hook_that_raises_is_one_line_everywhere(
+    ganrun: Ganrun, make_plugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, hook: str, cause: str
+) -> None:
     name = make_plugin(source)
     line = f"plugin {name!r} failed in {hook}: {cause}"
     monkeypatch.chdir(tmp_path)
@@ -165,20 +179,25 @@ def test_a_hook_that_raises_is_one_line_everywhere(ganrun: Ganrun, make_plugin, 
 
 def test_plugins_command_shows_unmarked_hooks_and_clashes(ganrun: Ganrun, make_plugin) -> None:
     unmarked = make_plugin("def ganrun_register_models(register):\n    pass\n")
-    clash = "from registry import hookimpl\n\n@hookimpl\ndef ganrun_register_q_losses(register):\n" \
-            "    from infogan_plugin import CategoricalCE\n    register('twin', CategoricalCE)\n"
+    clash = (
+        "from registry import hookimpl\n\n@hookimpl\ndef ganrun_register_q_losses(register):\n"
+        "    from infogan_plugin import CategoricalCE\n    register('twin', CategoricalCE)\n"
+    )
     first, second = make_plugin(clash), make_plugin(clash)
     result = ganrun.invoke("plugins", plugins=[unmarked, first, second])
     assert result.exit_code == 0, ganrun.describe(result)
     lines = result.output.splitlines()
-    assert f"  warning: plugin {unmarked!r}: ganrun_register_models has no @hookimpl marker and is never called; " \
-           "decorate it with @registry.hookimpl" in lines
+    assert (
+        f"  warning: plugin {unmarked!r}: ganrun_register_models has no @hookimpl marker and is never called; "
+        "decorate it with @registry.hookimpl" in lines
+    )
     assert f"  clash: q losses 'twin' is also registered by {second}" in lines
     assert f"  clash: q losses 'twin' is also registered by {first}" in lines
 
 
-def test_train_with_a_broken_plugin_fails_with_one_line(ganrun: Ganrun, broken: str, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_with_a_broken_plugin_fails_with_one_line(
+    ganrun: Ganrun, broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     expected = f"Error: plugin {broken!r} failed to load: RuntimeError: the plugin exploded on import"
     result = ganrun.invoke("train", plugins=[broken])
@@ -187,8 +206,7 @@ def test_train_with_a_broken_plugin_fails_with_one_line(ganrun: Ganrun, broken: 
     assert list(tmp_path.iterdir()) == [tmp_path / "plugin-modules"]
 
 
-def test_train_with_a_broken_plugin_and_options_names_the_plugin(ganrun: Ganrun, broken: str,
-                                                                 tmp_path: Path) -> None:
+def test_train_with_a_broken_plugin_and_options_names_the_plugin(ganrun: Ganrun, broken: str, tmp_path: Path) -> None:
     """The options a user typed must not hide why train cannot run: the plugin failure is
     the error, not 'No such option'."""
     expected = f"Error: plugin {broken!r} failed to load: RuntimeError: the plugin exploded on import"
@@ -199,7 +217,8 @@ def test_train_with_a_broken_plugin_and_options_names_the_plugin(ganrun: Ganrun,
 
 
 def test_unknown_command_says_which_installed_plugin_provides_it(
-        ganrun: Ganrun, make_plugin: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    ganrun: Ganrun, make_plugin: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     module = make_plugin(
         "import click\nfrom registry import hookimpl\n\n"
         "@click.command('fake-report')\ndef report():\n    click.echo('report!')\n\n"
@@ -228,7 +247,11 @@ def test_unknown_command_says_which_installed_plugin_provides_it(
 @pytest.mark.parametrize(
     ("args", "option", "details"),
     [
-        (["--dataset", "cifar"], "--dataset", ["unknown dataset 'cifar'; known: ", "digits", "image-folder", "mnist-idx"]),
+        (
+            ["--dataset", "cifar"],
+            "--dataset",
+            ["unknown dataset 'cifar'; known: ", "digits", "image-folder", "mnist-idx"],
+        ),
         (["--model", "resnet"], "--model", ["unknown model 'resnet'; known: ", "dcgan28", "dcgan64"]),
         (["--gan-loss", "wgan"], "--gan-loss", ["unknown GAN loss 'wgan'; known: ", "hinge", "nonsaturating"]),
         (["--steps", "0"], "--steps", ["must be a positive integer, got 0"]),
@@ -241,8 +264,9 @@ def test_unknown_command_says_which_installed_plugin_provides_it(
         (["--dataset", "mnist-idx"], "--data-dir", ["needs a data folder"]),
     ],
 )
-def test_bad_option_is_a_usage_error(ganrun: Ganrun, tmp_path: Path, args: list[str], option: str,
-                                     details: list[str]) -> None:
+def test_bad_option_is_a_usage_error(
+    ganrun: Ganrun, tmp_path: Path, args: list[str], option: str, details: list[str]
+) -> None:
     result = ganrun.train(tmp_path / "run", *args, expect=2)
     line = usage_error(ganrun, result, option)
     assert all(detail in line for detail in details), line
@@ -250,8 +274,9 @@ def test_bad_option_is_a_usage_error(ganrun: Ganrun, tmp_path: Path, args: list[
 
 
 def test_batch_larger_than_the_dataset(ganrun: Ganrun, tmp_path: Path, small_idx: Path) -> None:
-    result = ganrun.train(tmp_path / "run", "--dataset", "mnist-idx", "--data-dir", small_idx,
-                          "--batch-size", 49, expect=2)
+    result = ganrun.train(
+        tmp_path / "run", "--dataset", "mnist-idx", "--data-dir", small_idx, "--batch-size", 49, expect=2
+    )
     line = usage_error(ganrun, result, "--batch-size 49")
     assert "48 images" in line
 
@@ -265,7 +290,7 @@ def test_cuda_requested_without_cuda(ganrun: Ganrun, tmp_path: Path, monkeypatch
 
 def test_unknown_key_in_the_config_file(ganrun: Ganrun, tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
-    config.write_text('steps = 3\nlearning_rate = 0.1\n')
+    config.write_text("steps = 3\nlearning_rate = 0.1\n")
     result = ganrun.train(tmp_path / "run", "--config", config, expect=2)
     line = usage_error(ganrun, result, "--config")
     assert "unknown key(s) learning_rate" in line and str(config) in line
@@ -313,7 +338,7 @@ def test_config_file_sets_options_and_flags_override_it(ganrun: Ganrun, tmp_path
     config.write_text(
         'model = "tiny"\n'
         "steps = 2\n"
-        "batch-size = 16\n"        # dashes work as in the flag names
+        "batch-size = 16\n"  # dashes work as in the flag names
         "seed = 5\n"
         "log_every = 1\n"
         "lr_g = 0.001\n"
@@ -324,11 +349,11 @@ def test_config_file_sets_options_and_flags_override_it(ganrun: Ganrun, tmp_path
     result = ganrun.invoke("train", "--config", config, "--seed", 9, "--lr-g", 0.003, plugins=[tiny])
     assert result.exit_code == 0, ganrun.describe(result)
     saved = ganrun.config(run)["config"]
-    assert saved["seed"] == 9 and saved["lr_g"] == 0.003            # flags win
-    assert saved["steps"] == 2 and saved["batch_size"] == 16         # from the file
+    assert saved["seed"] == 9 and saved["lr_g"] == 0.003  # flags win
+    assert saved["steps"] == 2 and saved["batch_size"] == 16  # from the file
     assert saved["noise"] == "uniform" and saved["progress"] is False and saved["log_every"] == 1
     assert saved["model"] == "tiny" and saved["out"] == str(run)
-    assert saved["lr_d"] == 2e-4 and saved["save_every"] == 500     # untouched defaults
+    assert saved["lr_d"] == 2e-4 and saved["save_every"] == 500  # untouched defaults
     assert [m["step"] for m in ganrun.metrics(run)] == [1, 2]
 
 
@@ -338,12 +363,26 @@ def test_overwrite_starts_over(ganrun: Ganrun, tmp_path: Path, tiny: str) -> Non
     assert ganrun.checkpoints(run) == ["ckpt-000000002.safetensors"]
     (run / "notes.txt").write_text("left by the first run")
 
-    result = ganrun.train(run, "--model", "tiny", "--steps", 1, "--batch-size", 16, "--log-every", 1,
-                          plugins=[tiny], expect=2)
+    result = ganrun.train(
+        run, "--model", "tiny", "--steps", 1, "--batch-size", 16, "--log-every", 1, plugins=[tiny], expect=2
+    )
     assert "already exists" in usage_error(ganrun, result, "--out")
 
-    ganrun.train(run, "--model", "tiny", "--steps", 1, "--batch-size", 16, "--log-every", 1, "--seed", 3,
-                 "--overwrite", plugins=[tiny])
+    ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        1,
+        "--batch-size",
+        16,
+        "--log-every",
+        1,
+        "--seed",
+        3,
+        "--overwrite",
+        plugins=[tiny],
+    )
     assert ganrun.checkpoints(run) == ["ckpt-000000001.safetensors"]
     assert [m["step"] for m in ganrun.metrics(run)] == [1]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-000000001.png"]
@@ -361,15 +400,15 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(ganrun: Ganrun, tmp_path: 
     assert (folder / "chapter1.tex").read_text() == "precious"
 
 
-def test_overwrite_keeps_the_old_run_when_the_new_one_is_refused(ganrun: Ganrun, tmp_path: Path,
-                                                                 tiny: str) -> None:
+def test_overwrite_keeps_the_old_run_when_the_new_one_is_refused(ganrun: Ganrun, tmp_path: Path, tiny: str) -> None:
     """A refused command must not have deleted anything: --overwrite only takes effect for a
     run that actually starts."""
     run = tmp_path / "run"
     ganrun.train(run, "--model", "tiny", "--steps", 1, "--batch-size", 16, plugins=[tiny])
     before = ganrun.snapshot(run)
-    result = ganrun.train(run, "--model", "tiny", "--steps", 1, "--dataset", "mnist-idx", "--overwrite",
-                          plugins=[tiny], expect=2)
+    result = ganrun.train(
+        run, "--model", "tiny", "--steps", 1, "--dataset", "mnist-idx", "--overwrite", plugins=[tiny], expect=2
+    )
     usage_error(ganrun, result, "--data-dir")
     assert ganrun.snapshot(run) == before
 

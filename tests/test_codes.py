@@ -78,7 +78,11 @@ def test_entropies_match_closed_forms_and_torch_distributions() -> None:
 
 
 def test_paper_defaults() -> None:
-    assert (Categorical.default_q_loss, Categorical.default_lambda, Categorical.discrete) == ("categorical_ce", 1.0, True)
+    assert (Categorical.default_q_loss, Categorical.default_lambda, Categorical.discrete) == (
+        "categorical_ce",
+        1.0,
+        True,
+    )
     assert (Uniform.default_q_loss, Uniform.default_lambda, Uniform.discrete) == ("gaussian_nll_fixed", 0.1, False)
     assert (Gaussian.default_q_loss, Gaussian.default_lambda, Gaussian.discrete) == ("gaussian_nll", 0.1, False)
     assert Categorical(k=10).dim == 1 and Categorical(k=10).input_width == 10
@@ -89,7 +93,9 @@ def test_traversal_values() -> None:
     assert torch.equal(Categorical(k=4).traversal_values(), torch.eye(4))
     # uniform: centre +/- full width, i.e. -2..2 for the paper's U(-1, 1)
     assert torch.allclose(Uniform().traversal_values().squeeze(1), torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]))
-    assert torch.allclose(Uniform(low=0.0, high=1.0).traversal_values(steps=3).squeeze(1), torch.tensor([-0.5, 0.5, 1.5]))
+    assert torch.allclose(
+        Uniform(low=0.0, high=1.0).traversal_values(steps=3).squeeze(1), torch.tensor([-0.5, 0.5, 1.5])
+    )
     assert torch.allclose(Gaussian(mean=1.0, std=0.5).traversal_values().squeeze(1), torch.linspace(0.0, 2.0, 5))
     # multi-dim continuous codes: values of ONE dimension, the caller picks which
     assert Uniform(dim=3).traversal_values(steps=7).shape == (7, 1)

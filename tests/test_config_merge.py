@@ -11,8 +11,11 @@ from registry.config import ResumeConflict, TrainConfig, merge_config
 
 
 def test_precedence_defaults_then_plugins_then_explicit() -> None:
-    config = merge_config({"steps": 7, "code": ["uniform:1"]}, defaults={"steps": 3, "lr_g": 1e-3, "code": ["x"]},
-                          plugin_keys={"code", "info_lambda"})
+    config = merge_config(
+        {"steps": 7, "code": ["uniform:1"]},
+        defaults={"steps": 3, "lr_g": 1e-3, "code": ["x"]},
+        plugin_keys={"code", "info_lambda"},
+    )
     assert config.steps == 7 and config.lr_g == 1e-3 and config.lr_d == TrainConfig().lr_d
     assert config.extra == {"code": ["uniform:1"], "info_lambda": None}
 

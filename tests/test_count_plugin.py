@@ -80,7 +80,8 @@ def test_defaults_for_an_infinite_discrete_code_with_one_q_column(count: str) ->
     counts = code.value_of(values)
     assert abs(counts.mean().item() - 4.0) < 0.15 and (counts == counts.round()).all()
     assert code.entropy() == pytest.approx(
-        -sum(math.exp(lp) * lp for lp in (k * math.log(4) - 4 - math.lgamma(k + 1) for k in range(80))), rel=1e-9)
+        -sum(math.exp(lp) * lp for lp in (k * math.log(4) - 4 - math.lgamma(k + 1) for k in range(80))), rel=1e-9
+    )
 
 
 # ------------------------------------------------------------------------------ trains, resumes, evaluates
@@ -89,21 +90,33 @@ def test_defaults_for_an_infinite_discrete_code_with_one_q_column(count: str) ->
 @pytest.fixture
 def count_run(ganrun: Ganrun, tiny: str, count: str, tmp_path: Path) -> Path:
     run = tmp_path / "count"
-    ganrun.train(run, "--model", "tiny", "--steps", 4, "--batch-size", 16, "--save-every", 2, *CODES,
-                 plugins=["infogan", tiny, count])
+    ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        4,
+        "--batch-size",
+        16,
+        "--save-every",
+        2,
+        *CODES,
+        plugins=["infogan", tiny, count],
+    )
     return run
 
 
-def test_a_count_code_trains_resumes_exactly_and_evaluates(ganrun: Ganrun, tiny: str, count: str,
-                                                           count_run: Path, tmp_path: Path) -> None:
+def test_a_count_code_trains_resumes_exactly_and_evaluates(
+    ganrun: Ganrun, tiny: str, count: str, count_run: Path, tmp_path: Path
+) -> None:
     plugins = ["infogan", tiny, count]
     assert list(recorded_plugins(count_run)) == sorted(plugins)  # as the run records them
     half = tmp_path / "half"
-    ganrun.train(half, "--model", "tiny", "--steps", 2, "--batch-size", 16, "--save-every", 2, *CODES,
-                 plugins=plugins)
+    ganrun.train(half, "--model", "tiny", "--steps", 2, "--batch-size", 16, "--save-every", 2, *CODES, plugins=plugins)
     ganrun.train(half, "--resume", half, "--steps", 4, plugins=plugins)
-    ganrun.assert_same_checkpoint(count_run / "checkpoints" / "ckpt-000000004.safetensors",
-                                  half / "checkpoints" / "ckpt-000000004.safetensors")
+    ganrun.assert_same_checkpoint(
+        count_run / "checkpoints" / "ckpt-000000004.safetensors", half / "checkpoints" / "ckpt-000000004.safetensors"
+    )
     metrics = ganrun.metrics(count_run)[-1]
     assert "L_I/c2" in metrics and "H/c2" in metrics
     evaluated = ganrun.invoke("eval", count_run, "--samples", 64, plugins=plugins)
@@ -128,7 +141,8 @@ def _uninstall(name: str) -> None:
 
 
 def test_every_command_that_loads_a_run_names_the_missing_plugin_the_same_way(
-        ganrun: Ganrun, tiny: str, count: str, count_run: Path, tmp_path: Path) -> None:
+    ganrun: Ganrun, tiny: str, count: str, count_run: Path, tmp_path: Path
+) -> None:
     fix = " ".join(f"--plugin {name}" for name in sorted(["infogan", tiny, count]))  # the run's order
     # importable but not named: the commands that use the active plugins say so
     for command in (["eval"], ["traverse"]):
@@ -136,17 +150,24 @@ def test_every_command_that_loads_a_run_names_the_missing_plugin_the_same_way(
         assert result.exit_code == 1
         assert ganrun.error_line(result) == (
             f"Error: {count_run}: the run was trained with plugin {count!r}, which is not active; "
-            f"run: ganrun {fix} {command[0]} {count_run}")
+            f"run: ganrun {fix} {command[0]} {count_run}"
+        )
     resumed = ganrun.invoke("train", "--resume", count_run, "--steps", 6, plugins=["infogan", tiny])
     assert ganrun.error_line(resumed).endswith(f"which is not active; run: ganrun {fix} train --resume {count_run}")
     assert "--code" not in resumed.output  # not a usage error about an option the user never typed
 
     _uninstall(count)
-    not_installed = (f"{count_run}: the run was trained with plugin {count!r}, which is not installed; "
-                     f"pip install the package that provides {count!r}, then ")
+    not_installed = (
+        f"{count_run}: the run was trained with plugin {count!r}, which is not installed; "
+        f"pip install the package that provides {count!r}, then "
+    )
     for command in ("generate", "encode", "export", "explore", "eval", "traverse"):
-        extra = {"generate": ["--out", tmp_path / "g"], "encode": ["--images", tmp_path, "--out", tmp_path / "c.csv"],
-                 "export": ["--format", "safetensors", "--out", tmp_path / "g.st"], "explore": ["--port", 0]}.get(command, [])
+        extra = {
+            "generate": ["--out", tmp_path / "g"],
+            "encode": ["--images", tmp_path, "--out", tmp_path / "c.csv"],
+            "export": ["--format", "safetensors", "--out", tmp_path / "g.st"],
+            "explore": ["--port", 0],
+        }.get(command, [])
         result = ganrun.invoke(command, count_run, *extra, plugins=["infogan", tiny])
         assert result.exit_code == 1, ganrun.describe(result)
         assert ganrun.error_line(result) == f"Error: {not_installed}run: ganrun {fix} {command} {count_run}"

@@ -18,10 +18,23 @@ if TYPE_CHECKING:
 GOOD_LINE = b'{"step": 4, "d/adv": 1.0, "g/adv": 0.5}'
 DAMAGED_LINES = st.one_of(
     st.binary(max_size=40),
-    st.sampled_from([b"[1, 2]", b'"text"', b"null", b'{"step": "4"}', b'{"step": true}', b"{}", b"\xff\xfe",
-                     b"[" * 50000 + b"]" * 50000, b'{"step": 4.5}']),
-    st.builds(lambda v: json.dumps(v).encode(), st.recursive(st.none() | st.integers() | st.text(max_size=5),
-                                                             lambda x: st.lists(x, max_size=3), max_leaves=5)),
+    st.sampled_from(
+        [
+            b"[1, 2]",
+            b'"text"',
+            b"null",
+            b'{"step": "4"}',
+            b'{"step": true}',
+            b"{}",
+            b"\xff\xfe",
+            b"[" * 50000 + b"]" * 50000,
+            b'{"step": 4.5}',
+        ]
+    ),
+    st.builds(
+        lambda v: json.dumps(v).encode(),
+        st.recursive(st.none() | st.integers() | st.text(max_size=5), lambda x: st.lists(x, max_size=3), max_leaves=5),
+    ),
 )
 
 
@@ -35,8 +48,9 @@ def _report(ganrun: Ganrun, run: Path):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(damaged=st.lists(DAMAGED_LINES, min_size=1, max_size=3), where=st.integers(0, 2))
-def test_report_skips_damaged_metric_lines_with_a_warning(ganrun: Ganrun, trained_plain_run: Path, tmp_path: Path,
-                                                          damaged: list[bytes], where: int) -> None:
+def test_report_skips_damaged_metric_lines_with_a_warning(
+    ganrun: Ganrun, trained_plain_run: Path, tmp_path: Path, damaged: list[bytes], where: int
+) -> None:
     run = tmp_path / "run"
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(trained_plain_run, run)
@@ -57,8 +71,9 @@ def _is_row(line: bytes) -> bool:
     return isinstance(row, dict) and type(row.get("step")) is int
 
 
-def test_report_survives_a_damaged_config_and_a_metrics_folder(ganrun: Ganrun, trained_plain_run: Path,
-                                                             tmp_path: Path) -> None:
+def test_report_survives_a_damaged_config_and_a_metrics_folder(
+    ganrun: Ganrun, trained_plain_run: Path, tmp_path: Path
+) -> None:
     for i, damage in enumerate([b"{trunc", b"[1, 2]", b"\xff\xfe", b'{"config": 5}', b"[" * 50000]):
         run = tmp_path / f"run{i}"
         shutil.copytree(trained_plain_run, run)

@@ -101,7 +101,9 @@ def small_idx() -> tuple[np.ndarray, np.ndarray]:
         ("train-images.idx3-ubyte", "train-labels.idx1-ubyte"),
     ],
 )
-def test_idx_round_trip(tmp_path: Path, small_idx: tuple[np.ndarray, np.ndarray], images_name: str, labels_name: str) -> None:
+def test_idx_round_trip(
+    tmp_path: Path, small_idx: tuple[np.ndarray, np.ndarray], images_name: str, labels_name: str
+) -> None:
     images, labels = small_idx
     write_idx(tmp_path / images_name, idx_bytes(images))
     write_idx(tmp_path / labels_name, idx_bytes(labels))

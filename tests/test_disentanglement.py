@@ -77,8 +77,10 @@ def hadamard8() -> torch.Tensor:
 
 
 def _scores(encode) -> dict[str, dis.MetricResult]:
-    return {name: fn(encode, SIZES, shapes.sample_factors, identity, seed=0, **SMALL[name])
-            for name, fn in METRIC_FNS.items()}
+    return {
+        name: fn(encode, SIZES, shapes.sample_factors, identity, seed=0, **SMALL[name])
+        for name, fn in METRIC_FNS.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +131,9 @@ def test_rotated_encoder_scores_clearly_lower(perfect, rotated):
 
 def test_fully_mixed_code_scores_near_chance():
     encode = mixed_encoder(hadamard8(), extra_dims=3)  # every dimension weighs every factor equally
-    fvae = dis.factor_vae_score(encode, SIZES, shapes.sample_factors, identity,
-                                num_train=300, num_eval=150, num_variance_estimate=1000)
+    fvae = dis.factor_vae_score(
+        encode, SIZES, shapes.sample_factors, identity, num_train=300, num_eval=150, num_variance_estimate=1000
+    )
     assert fvae.score < 0.4  # chance is about 1/5
     mig = dis.mig(encode, SIZES, shapes.sample_factors, identity, num_train=2000)
     assert mig.score < 0.05
@@ -156,16 +159,24 @@ def test_factor_vae_prunes_collapsed_dimensions_and_keeps_their_index():
         x = base(factors)
         return torch.cat([torch.full((x.shape[0], 1), 0.3, dtype=torch.float64), x], dim=1)
 
-    result = dis.factor_vae_score(with_constant, SIZES, shapes.sample_factors, identity,
-                                  num_train=100, num_eval=50, num_variance_estimate=500)
+    result = dis.factor_vae_score(
+        with_constant, SIZES, shapes.sample_factors, identity, num_train=100, num_eval=50, num_variance_estimate=500
+    )
     assert result.details["active_dims"] == [1, 2, 3, 4, 5]
     votes = np.array(result.details["votes"])
     assert votes[:, 0].sum() == 0  # the collapsed dimension receives no votes
     assert result.details["classifier"][1:] == [0, 1, 2, 3, 4]
     assert result.score == 1.0
 
-    collapsed = dis.factor_vae_score(lambda f: torch.zeros(f.shape[0], 3), SIZES, shapes.sample_factors, identity,
-                                     num_train=10, num_eval=10, num_variance_estimate=100)
+    collapsed = dis.factor_vae_score(
+        lambda f: torch.zeros(f.shape[0], 3),
+        SIZES,
+        shapes.sample_factors,
+        identity,
+        num_train=10,
+        num_eval=10,
+        num_variance_estimate=100,
+    )
     assert collapsed.score == 0.0 and collapsed.details["active_dims"] == []
 
 
@@ -230,8 +241,10 @@ def small_code(seed: int = 0):
     def encode(factors: torch.Tensor) -> torch.Tensor:
         f = factors.double()
         noise = torch.randn(f.shape[0], 4, generator=gen, dtype=torch.float64)
-        return torch.stack([f[:, 0] + 0.2 * noise[:, 0], f[:, 1] + 0.2 * noise[:, 1],
-                            f[:, 0] + f[:, 1] + noise[:, 2], noise[:, 3]], dim=1)
+        return torch.stack(
+            [f[:, 0] + 0.2 * noise[:, 0], f[:, 1] + 0.2 * noise[:, 1], f[:, 0] + f[:, 1] + noise[:, 2], noise[:, 3]],
+            dim=1,
+        )
 
     return encode
 
@@ -251,8 +264,16 @@ def test_dci_is_disentanglement_lib_s_gradient_boosting_computation(monkeypatch)
 
     monkeypatch.setattr(sklearn.ensemble, "GradientBoostingClassifier", Spy)
     recorder = Recorder(small_code())
-    result = dis.dci(recorder, SMALL_SIZES, dis.uniform_factor_sampler(SMALL_SIZES), identity, seed=3,
-                     num_train=300, num_test=150, batch_size=100)
+    result = dis.dci(
+        recorder,
+        SMALL_SIZES,
+        dis.uniform_factor_sampler(SMALL_SIZES),
+        identity,
+        seed=3,
+        num_train=300,
+        num_test=150,
+        batch_size=100,
+    )
     monkeypatch.undo()
     # the library's GradientBoostingClassifier(), plus the seed as random_state, which only picks
     # among equally good splits (the library leaves that to the global RNG)
@@ -288,15 +309,22 @@ def test_dci_is_disentanglement_lib_s_gradient_boosting_computation(monkeypatch)
     # over six seeds on this case, so it agrees to that spread
     assert direct()[2] == pytest.approx(result.score, abs=0.02)
     # and with the seed fixed a run repeats exactly
-    again = dis.dci(small_code(), SMALL_SIZES, dis.uniform_factor_sampler(SMALL_SIZES), identity, seed=3,
-                    num_train=300, num_test=150, batch_size=100)
+    again = dis.dci(
+        small_code(),
+        SMALL_SIZES,
+        dis.uniform_factor_sampler(SMALL_SIZES),
+        identity,
+        seed=3,
+        num_train=300,
+        num_test=150,
+        batch_size=100,
+    )
     assert again.score == result.score and again.details == result.details
 
 
 def test_dci_of_a_factor_with_one_value_in_the_sample():
     # the library would hand scikit-learn a one-class problem, which it refuses to fit
-    result = dis.dci(small_code(), (1, 4), dis.uniform_factor_sampler((1, 4)), identity,
-                     num_train=100, num_test=50)
+    result = dis.dci(small_code(), (1, 4), dis.uniform_factor_sampler((1, 4)), identity, num_train=100, num_test=50)
     assert np.array(result.details["importance"])[:, 0].tolist() == [0.0] * 4
     assert 0.0 <= result.score <= 1.0
 
@@ -334,8 +362,9 @@ def test_sap_is_disentanglement_lib_s_linear_svc():
     from sklearn.svm import LinearSVC
 
     recorder = Recorder(small_code())
-    result = dis.sap_score(recorder, SMALL_SIZES, dis.uniform_factor_sampler(SMALL_SIZES), identity,
-                           num_train=400, num_test=200)
+    result = dis.sap_score(
+        recorder, SMALL_SIZES, dis.uniform_factor_sampler(SMALL_SIZES), identity, num_train=400, num_test=200
+    )
     mus, ys, mus_test, ys_test = recorder.split(400)
     scores = np.zeros((4, 2))
     for i in range(4):
@@ -366,8 +395,14 @@ def test_sap_classifier_is_balanced_and_one_vs_rest():
 def test_evaluate_all_scales_disentanglement_lib_sizes():
     started = []
     # two small factors: DCI's boosting on the shapes factors alone would take 10 s
-    results = dis.evaluate_all(small_code(), SMALL_SIZES, dis.uniform_factor_sampler(SMALL_SIZES), identity,
-                               num_samples=300, on_metric=lambda name: started.append((name, len(started))))
+    results = dis.evaluate_all(
+        small_code(),
+        SMALL_SIZES,
+        dis.uniform_factor_sampler(SMALL_SIZES),
+        identity,
+        num_samples=300,
+        on_metric=lambda name: started.append((name, len(started))),
+    )
     assert list(results) == ["mig", "factor_vae", "dci", "sap"]
     assert started == [("mig", 0), ("factor_vae", 1), ("dci", 2), ("sap", 3)]  # each announced as it starts
     assert results["mig"].details["num_train"] == 300
@@ -392,8 +427,9 @@ def test_metrics_score_rendered_images():
     gaps = result.details["per_factor"]
     assert gaps[3] > 0.6 and gaps[4] > 0.6  # x and y are each read from their own dimension
     assert max(gaps[:3]) < 0.1
-    fvae = dis.factor_vae_score(centroid, SIZES, shapes.sample_factors, shapes.render,
-                                num_train=100, num_eval=50, num_variance_estimate=500)
+    fvae = dis.factor_vae_score(
+        centroid, SIZES, shapes.sample_factors, shapes.render, num_train=100, num_eval=50, num_variance_estimate=500
+    )
     votes = np.array(fvae.details["votes"])
     assert votes.sum() == 100 and fvae.details["classifier"] == [3, 4]  # column -> x, row -> y
     assert votes[3, 0] == votes[3].sum() and votes[4, 1] == votes[4].sum()
@@ -407,9 +443,26 @@ def test_eval_on_a_shapes_run_writes_the_metrics(tmp_path, monkeypatch, tiny):
     run = tmp_path / "tmp"
     cli = build_cli()
     plugins = ["--plugin", tiny, "--plugin", "infogan"]
-    result = CliRunner().invoke(cli, [*plugins, "train", "--dataset", "shapes", "--code", "uniform:2",
-                                      "--model", "tiny", "--steps", "2", "--batch-size", "16", "--no-progress",
-                                      "--out", str(run)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            *plugins,
+            "train",
+            "--dataset",
+            "shapes",
+            "--code",
+            "uniform:2",
+            "--model",
+            "tiny",
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--out",
+            str(run),
+        ],
+    )
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(cli, [*plugins, "eval", str(run), "--samples", "32", "--metrics-samples", "16"])
     assert result.exit_code == 0, result.output
@@ -436,9 +489,13 @@ def test_eval_on_a_shapes_run_writes_the_metrics(tmp_path, monkeypatch, tiny):
     images = shapes.render(factors)
     codes = q_encoder(trainer)(images)
     q_out = q_outputs(trainer, images.float() / 127.5 - 1.0)
-    expected = torch.cat([slot.q_loss.point_estimate(chunk) for slot, chunk in zip(trainer.sampler.slots,
-                                                                                    trainer.sampler.split_q(q_out))],
-                         dim=1)
+    expected = torch.cat(
+        [
+            slot.q_loss.point_estimate(chunk)
+            for slot, chunk in zip(trainer.sampler.slots, trainer.sampler.split_q(q_out))
+        ],
+        dim=1,
+    )
     assert codes.shape == (5, 2) and torch.allclose(codes, expected)
 
     result = CliRunner().invoke(cli, [*plugins, "eval", str(run), "--no-disentanglement", "--samples", "8"])
@@ -481,8 +538,9 @@ class CoinLogit(QLoss):
         return code.input_width
 
     def nll(self, q_out, code_value):
-        return torch.nn.functional.binary_cross_entropy_with_logits(q_out.float(), code_value,
-                                                                    reduction="none").sum(dim=1)
+        return torch.nn.functional.binary_cross_entropy_with_logits(q_out.float(), code_value, reduction="none").sum(
+            dim=1
+        )
 
     def predict(self, q_out):
         return (q_out > 0).float()
@@ -497,12 +555,18 @@ def test_encoder_scores_a_one_column_discrete_code_by_its_point_estimate():
     """Before: every discrete code's Q output went through argmax, so a code with one column
     (a bit, a count) was the constant 0 and no metric could see it."""
     torch.manual_seed(0)
-    spec = LatentSpec(noise_dim=2, slots=[CodeSlot("bit", Coin(), CoinLogit(), 1.0),
-                                          CodeSlot("cat", Categorical(k=3), CategoricalCE(), 1.0),
-                                          CodeSlot("u", Uniform(), GaussianNLLFixed(), 0.1)])
+    spec = LatentSpec(
+        noise_dim=2,
+        slots=[
+            CodeSlot("bit", Coin(), CoinLogit(), 1.0),
+            CodeSlot("cat", Categorical(k=3), CategoricalCE(), 1.0),
+            CodeSlot("u", Uniform(), GaussianNLLFixed(), 0.1),
+        ],
+    )
     Q = torch.nn.Linear(16, spec.q_dim)  # q_dim = 1 + 3 + 1
-    trainer = SimpleNamespace(sampler=spec, dataset=SimpleNamespace(image_size=4), device="cpu",
-                              modules={"D": FlatD(), "Q": Q})
+    trainer = SimpleNamespace(
+        sampler=spec, dataset=SimpleNamespace(image_size=4), device="cpu", modules={"D": FlatD(), "Q": Q}
+    )
     images = torch.randint(0, 256, (200, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     codes = q_encoder(trainer)(images)
     assert codes.shape == (200, 3)

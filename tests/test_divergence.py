@@ -18,7 +18,7 @@ from registry.checkpoint import checkpoint_name, read_checkpoint
 if TYPE_CHECKING:
     from conftest import Ganrun
 
-POISON = '''\
+POISON = """\
 import torch
 from torch import nn
 from registry import hookimpl
@@ -34,14 +34,16 @@ def ganrun_step_end(trainer, step):
     else:
         for state in trainer.optimizers["D"].state.values():
             state["exp_avg_sq"].fill_(float("inf"))
-'''
+"""
 ARGS = ("--model", "tiny", "--steps", 8, "--batch-size", 16, "--keep-checkpoints", 0)
 
 
-@pytest.mark.parametrize(("what", "named"), [("batchnorm", "module G (weights or buffers)"), ("adam", "the D optimizer's state")])
-def test_non_finite_buffers_or_optimizer_state_stop_the_run_unsaved(ganrun: Ganrun, tiny: str, tmp_path: Path,
-                                                                    make_plugin: Callable[..., str], what: str,
-                                                                    named: str) -> None:
+@pytest.mark.parametrize(
+    ("what", "named"), [("batchnorm", "module G (weights or buffers)"), ("adam", "the D optimizer's state")]
+)
+def test_non_finite_buffers_or_optimizer_state_stop_the_run_unsaved(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, make_plugin: Callable[..., str], what: str, named: str
+) -> None:
     poison = make_plugin(POISON.format(at=3, what=what))
     run = tmp_path / "run"
     result = ganrun.train(run, *ARGS, "--save-every", 2, plugins=[tiny, poison], expect=1)
@@ -54,8 +56,9 @@ def test_non_finite_buffers_or_optimizer_state_stop_the_run_unsaved(ganrun: Ganr
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
 
 
-def test_the_message_does_not_promise_a_checkpoint_that_does_not_exist(ganrun: Ganrun, tiny: str, tmp_path: Path,
-                                                                       make_plugin: Callable[..., str]) -> None:
+def test_the_message_does_not_promise_a_checkpoint_that_does_not_exist(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, make_plugin: Callable[..., str]
+) -> None:
     poison = make_plugin(POISON.format(at=1, what="batchnorm"))
     run = tmp_path / "run"
     result = ganrun.train(run, *ARGS, "--save-every", 2, plugins=[tiny, poison], expect=1)
@@ -67,13 +70,34 @@ def test_the_message_does_not_promise_a_checkpoint_that_does_not_exist(ganrun: G
 def test_a_save_on_a_full_disk_is_one_line_and_leaves_no_temporary(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
     """RLIMIT_FSIZE makes writes past 64 KB fail as a full disk does (EFBIG instead of ENOSPC),
     in a real process: the tiny model's checkpoint is a few hundred KB, its logs far less."""
-    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-            "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536)); "
-            "from registry.cli import main; sys.argv = ['ganrun', *sys.argv[1:]]; main()")
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536)); "
+        "from registry.cli import main; sys.argv = ['ganrun', *sys.argv[1:]]; main()"
+    )
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-c", code, "--plugin", tiny, "train", "--out", str(run),
-                             "--no-progress", *map(str, ARGS), "--save-every", "1", "--sample-every", "1000"],
-                            capture_output=True, text=True, env=ganrun.env(), timeout=240)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--plugin",
+            tiny,
+            "train",
+            "--out",
+            str(run),
+            "--no-progress",
+            *map(str, ARGS),
+            "--save-every",
+            "1",
+            "--sample-every",
+            "1000",
+        ],
+        capture_output=True,
+        text=True,
+        env=ganrun.env(),
+        timeout=240,
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]

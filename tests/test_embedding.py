@@ -39,7 +39,10 @@ def example_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("embedded") / "out"
     done = subprocess.run(
         [sys.executable, str(EXAMPLE), "--steps", "3", "--batch-size", "16", "--log-every", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=out.parent,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr
@@ -78,11 +81,14 @@ def test_example_checkpoint_loads_into_fresh_modules(example_run):
     fresh["Q"] = infogan_plugin.QHead(in_features=fresh["D"].feature_dim, out_dim=spec.q_dim)
     for name, module in fresh.items():
         before = module.state_dict()
-        assert any(not torch.equal(value, tensors[f"model.{name}.{key}"]) for key, value in before.items()
-                   if value.is_floating_point())
+        assert any(
+            not torch.equal(value, tensors[f"model.{name}.{key}"])
+            for key, value in before.items()
+            if value.is_floating_point()
+        )
         load_module_state(module, tensors, f"model.{name}", path=path)
         after = module.state_dict()
-        assert after.keys() == {key[len(f"model.{name}."):] for key in tensors if key.startswith(f"model.{name}.")}
+        assert after.keys() == {key[len(f"model.{name}.") :] for key in tensors if key.startswith(f"model.{name}.")}
         for key, value in after.items():
             assert torch.equal(value, tensors[f"model.{name}.{key}"]), f"{name}.{key}"
 
@@ -107,8 +113,14 @@ def test_public_names_import_and_py_typed():
         exec(f"from {package.__name__} import *", namespace)
         assert set(package.__all__) <= set(namespace)
         assert (importlib.resources.files(package.__name__) / "py.typed").is_file(), package.__name__
-    for name in ("save_training_state", "load_training_state", "module_state", "load_module_state",
-                 "optimizer_state", "load_optimizer_state"):
+    for name in (
+        "save_training_state",
+        "load_training_state",
+        "module_state",
+        "load_module_state",
+        "optimizer_state",
+        "load_optimizer_state",
+    ):
         assert name in registry.__all__
 
 
@@ -135,8 +147,9 @@ def _trained(seed: int):
 
 def test_training_state_round_trip_and_refusals(tmp_path):
     model, opt = _trained(0)
-    path = save_training_state(tmp_path / "s.safetensors", modules={"net": model}, optimizers={"net": opt},
-                               metadata={"note": "hello"})
+    path = save_training_state(
+        tmp_path / "s.safetensors", modules={"net": model}, optimizers={"net": opt}, metadata={"note": "hello"}
+    )
     other, other_opt = _trained(1)
     assert load_training_state(path, modules={"net": other}, optimizers={"net": other_opt}) == {"note": "hello"}
     for key, value in model.state_dict().items():

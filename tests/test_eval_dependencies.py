@@ -94,8 +94,9 @@ def test_metrics_that_need_them_say_how_to_install_them(monkeypatch, missing):
         dis.evaluate_all(encode, SIZES, sampler, identity, num_samples=50, on_metric=started.append)
     assert started == []
     # the FactorVAE score needs neither
-    result = dis.factor_vae_score(encode, SIZES, sampler, identity, num_train=20, num_eval=10,
-                                  num_variance_estimate=100, batch_size=8)
+    result = dis.factor_vae_score(
+        encode, SIZES, sampler, identity, num_train=20, num_eval=10, num_variance_estimate=100, batch_size=8
+    )
     assert 0.0 <= result.score <= 1.0
     assert list(dis.evaluate_all(encode, SIZES, sampler, identity, num_samples=50, metrics=["factor_vae"]))
 
@@ -113,9 +114,29 @@ def test_the_hungarian_matching_needs_scipy(monkeypatch):
 def shapes_run(tmp_path, monkeypatch, tiny):
     monkeypatch.setattr(shapes, "SUBSET_SIZE", 256)
     run = tmp_path / "shapes"
-    result = CliRunner().invoke(build_cli(), ["--plugin", tiny, "--plugin", "infogan", "train", "--dataset", "shapes",
-                                              "--code", "uniform:2", "--model", "tiny", "--steps", "2",
-                                              "--batch-size", "16", "--no-progress", "--out", str(run)])
+    result = CliRunner().invoke(
+        build_cli(),
+        [
+            "--plugin",
+            tiny,
+            "--plugin",
+            "infogan",
+            "train",
+            "--dataset",
+            "shapes",
+            "--code",
+            "uniform:2",
+            "--model",
+            "tiny",
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--out",
+            str(run),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return run
 
@@ -124,16 +145,18 @@ def shapes_run(tmp_path, monkeypatch, tiny):
 def test_eval_on_a_dataset_with_factors_fails_with_one_line(monkeypatch, tiny, shapes_run, missing):
     uninstall(monkeypatch, missing)
     plugins = ["--plugin", tiny, "--plugin", "infogan"]
-    result = CliRunner().invoke(build_cli(), [*plugins, "eval", str(shapes_run), "--samples", "8",
-                                              "--metrics-samples", "16"])
+    result = CliRunner().invoke(
+        build_cli(), [*plugins, "eval", str(shapes_run), "--samples", "8", "--metrics-samples", "16"]
+    )
     assert result.exit_code == 1
     line = one_clear_line(result.output)
     assert line.startswith("Error: ") and "disentanglement metrics" in line
     assert "[eval] " not in result.output  # refused before the first stage
     assert not (shapes_run / "eval.json").exists()
     # without the disentanglement metrics nothing needs the extra
-    result = CliRunner().invoke(build_cli(), [*plugins, "eval", str(shapes_run), "--samples", "8",
-                                              "--no-disentanglement"])
+    result = CliRunner().invoke(
+        build_cli(), [*plugins, "eval", str(shapes_run), "--samples", "8", "--no-disentanglement"]
+    )
     assert result.exit_code == 0, result.output
     assert (shapes_run / "eval.json").exists()
 
@@ -144,8 +167,23 @@ def test_eval_of_a_categorical_code_on_labelled_data_needs_scipy(monkeypatch, tm
     for name, codes in (("categorical", ["categorical:3"]), ("uniform", ["uniform:1"])):
         runs[name] = tmp_path / name
         flags = [flag for code in codes for flag in ("--code", code)]
-        result = CliRunner().invoke(build_cli(), [*plugins, "train", *flags, "--model", "tiny", "--steps", "2",
-                                                  "--batch-size", "16", "--no-progress", "--out", str(runs[name])])
+        result = CliRunner().invoke(
+            build_cli(),
+            [
+                *plugins,
+                "train",
+                *flags,
+                "--model",
+                "tiny",
+                "--steps",
+                "2",
+                "--batch-size",
+                "16",
+                "--no-progress",
+                "--out",
+                str(runs[name]),
+            ],
+        )
         assert result.exit_code == 0, result.output
     uninstall(monkeypatch, "sklearn", "scipy")
     result = CliRunner().invoke(build_cli(), [*plugins, "eval", str(runs["categorical"]), "--samples", "8"])

@@ -49,7 +49,7 @@ def test_page_lists_a_control_per_code(server):
     controls = {c["name"]: c for c in config["controls"]}
     assert controls["c1"]["kind"] == "buttons" and controls["c1"]["values"] == [0, 1, 2]
     assert controls["c2"]["kind"] == "slider" and (controls["c2"]["min"], controls["c2"]["max"]) == (-2.0, 2.0)
-    assert (controls["c3"]["min"], controls["c3"]["max"]) == (-2.0, 2.0)       # the traversal range
+    assert (controls["c3"]["min"], controls["c3"]["max"]) == (-2.0, 2.0)  # the traversal range
 
 
 def test_image_endpoint_draws_the_chosen_codes(server, trained_infogan_run):
@@ -59,26 +59,29 @@ def test_image_endpoint_draws_the_chosen_codes(server, trained_infogan_run):
     assert grid.size == (2 * 30 + 2, 2 * 30 + 2)
     run = infogan_plugin.load_run(trained_infogan_run)
     assert body == run.grid_png(run.generate(4, codes={"c1": 2, "c2": 0.5}, seed=7), nrow=2)
-    assert _get(server + "/image.png")[0] == 200                                   # every code from its prior
+    assert _get(server + "/image.png")[0] == 200  # every code from its prior
     assert _get(server + "/image.png?c1=0&seed=7&n=4")[2] != body
 
 
-@pytest.mark.parametrize("query, reason", [
-    ("c1=3", "code 'c1' (categorical): value 3 is not allowed: expected an integer in 0..2"),
-    ("c2=2.5", "value 2.5 is not allowed: expected a number in [-2, 2]"),
-    ("c2=nan", "c2='nan' is not a number"),
-    ("c2=inf", "c2='inf' is not a number"),
-    ("c2=1e999", "c2='1e999' is not a finite number"),
-    ("c2=", "c2='' is not a number"),
-    ("seed=99999999999999999999999", "seed='99999999999999999999999' is not allowed"),
-    ("seed=-1", "seed='-1' is not allowed"),
-    ("n=65", "n='65' is not allowed: expected an integer in 1..64"),
-    ("n=0", "n='0' is not allowed"),
-    ("c9=1", "unknown parameter 'c9'; allowed: c1, c2, c3, seed, n"),
-    ("c1=1&c1=2", "parameter 'c1' given twice"),
-    ("c1", "malformed query"),
-    ("x" * 3000, "query longer than 2048 characters"),
-])
+@pytest.mark.parametrize(
+    "query, reason",
+    [
+        ("c1=3", "code 'c1' (categorical): value 3 is not allowed: expected an integer in 0..2"),
+        ("c2=2.5", "value 2.5 is not allowed: expected a number in [-2, 2]"),
+        ("c2=nan", "c2='nan' is not a number"),
+        ("c2=inf", "c2='inf' is not a number"),
+        ("c2=1e999", "c2='1e999' is not a finite number"),
+        ("c2=", "c2='' is not a number"),
+        ("seed=99999999999999999999999", "seed='99999999999999999999999' is not allowed"),
+        ("seed=-1", "seed='-1' is not allowed"),
+        ("n=65", "n='65' is not allowed: expected an integer in 1..64"),
+        ("n=0", "n='0' is not allowed"),
+        ("c9=1", "unknown parameter 'c9'; allowed: c1, c2, c3, seed, n"),
+        ("c1=1&c1=2", "parameter 'c1' given twice"),
+        ("c1", "malformed query"),
+        ("x" * 3000, "query longer than 2048 characters"),
+    ],
+)
 def test_bad_parameters_are_400_with_a_reason(server, query, reason):
     status, kind, body = _get(server + "/image.png?" + query)
     assert status == 400 and kind.startswith("text/plain")
@@ -90,10 +93,19 @@ def test_everything_else_is_404(server, path):
     assert _get(server + path)[0] == 404
 
 
-@pytest.mark.parametrize("host, status", [
-    ("evil.example", 403), ("evil.example:80", 403), ("127.0.0.1.evil.example", 403), ("", 403),
-    ("localhost", 200), ("LOCALHOST:9", 200), ("127.0.0.1:1", 200), ("[::1]:8765", 200),
-])
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("evil.example", 403),
+        ("evil.example:80", 403),
+        ("127.0.0.1.evil.example", 403),
+        ("", 403),
+        ("localhost", 200),
+        ("LOCALHOST:9", 200),
+        ("127.0.0.1:1", 200),
+        ("[::1]:8765", 200),
+    ],
+)
 def test_a_loopback_server_answers_loopback_host_names_only(server, host, status):
     """DNS rebinding: a page on another name that resolves to 127.0.0.1 must get nothing."""
     request = urllib.request.Request(server + "/", headers={"Host": host})
@@ -110,7 +122,7 @@ def test_many_quick_requests_all_answer(server):
     with ThreadPoolExecutor(8) as pool:
         statuses = [status for status, _, _ in pool.map(_get, urls)]
     assert statuses == [200] * 60
-    assert _get(server + "/")[0] == 200                         # and it still serves the page
+    assert _get(server + "/")[0] == 200  # and it still serves the page
 
 
 def test_explore_command_prints_the_url_and_stops_on_ctrl_c(ganrun, trained_infogan_run):
@@ -137,9 +149,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them: "
-                           "apt-get install -y chromium chromium-driver)")
+@pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them: "
+    "apt-get install -y chromium chromium-driver)",
+)
 def test_page_in_chromium_updates_the_grid_as_a_slider_moves(server, tmp_path):
     """Headless Chromium, driven by Selenium through the system's chromedriver (nothing is
     downloaded): load the page, move c2's slider and pick c1's class, and see the image change."""
@@ -151,9 +165,18 @@ def test_page_in_chromium_updates_the_grid_as_a_slider_moves(server, tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,800"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1100,800",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -171,9 +194,9 @@ def test_page_in_chromium_updates_the_grid_as_a_slider_moves(server, tmp_path):
         wait.until(loaded)
         first, first_pixels = shown(), image.screenshot_as_png
         slider = driver.find_element(By.ID, "code-c2")
-        for _ in range(20):                                     # 20 quick steps to the right
+        for _ in range(20):  # 20 quick steps to the right
             slider.send_keys(Keys.ARROW_RIGHT)
-        wait.until(lambda _: "c2=0.8" in shown())               # only the newest position is kept
+        wait.until(lambda _: "c2=0.8" in shown())  # only the newest position is kept
         wait.until(loaded)
         assert shown() != first and image.screenshot_as_png != first_pixels
         driver.find_element(By.ID, "code-c1-2").click()
@@ -182,7 +205,7 @@ def test_page_in_chromium_updates_the_grid_as_a_slider_moves(server, tmp_path):
         wait.until(lambda _: "seed=0&" not in shown())
         assert driver.find_element(By.ID, "status").text == ""
         driver.save_screenshot(str(tmp_path / "explorer.png"))
-        if os.environ.get("GANRUN_SCREENSHOT"):                 # to look at the page yourself
+        if os.environ.get("GANRUN_SCREENSHOT"):  # to look at the page yourself
             shutil.copy(tmp_path / "explorer.png", os.environ["GANRUN_SCREENSHOT"])
     finally:
         driver.quit()

@@ -49,9 +49,16 @@ def one_thread():
 
 
 def _trainer(host: Host, tmp_path, info_lambda: float | None) -> Trainer:
-    cfg = TrainConfig(noise_dim=NOISE_DIM, noise="uniform", lr_g=1e-3, lr_d=2e-4, batch_size=BATCH,
-                      device="cpu", progress=False,
-                      extra={"code": ["categorical:10", "uniform:2"], "info_lambda": info_lambda})
+    cfg = TrainConfig(
+        noise_dim=NOISE_DIM,
+        noise="uniform",
+        lr_g=1e-3,
+        lr_d=2e-4,
+        batch_size=BATCH,
+        device="cpu",
+        progress=False,
+        extra={"code": ["categorical:10", "uniform:2"], "info_lambda": info_lambda},
+    )
     infogan.ganrun_configure(cfg, host.registries)
     return Trainer(cfg, host, tmp_path / "run")
 
@@ -147,8 +154,9 @@ def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
     (adv_d + info_d).backward()
     plain_d_grads = {n: [p.grad.clone() for p in m.parameters()] for n, m in (("D", D), ("Q", Q))}
     assert all(p.grad is None for p in G.parameters())
-    opt_d = torch.optim.Adam([*D.parameters(), *Q.parameters()], lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2),
-                             foreach=False)
+    opt_d = torch.optim.Adam(
+        [*D.parameters(), *Q.parameters()], lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), foreach=False
+    )
     opt_d.step()
     # G step: a fresh forward through the updated D; D's gradients are computed but unused.
     for m in (G, D, Q):
@@ -175,8 +183,10 @@ def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
     plain_d = [*plain_d_grads["D"], *plain_d_grads["Q"]]
     assert [id(p) for p in d_group] == [id(p) for g in trainer.optimizers["D"].param_groups for p in g["params"]]
     scale_d = max(g.abs().max().item() for g in plain_d)
-    for (name, p), want in zip([*trainer.modules["D"].named_parameters(prefix="D"),
-                                *trainer.modules["Q"].named_parameters(prefix="Q")], plain_d):
+    for (name, p), want in zip(
+        [*trainer.modules["D"].named_parameters(prefix="D"), *trainer.modules["Q"].named_parameters(prefix="Q")],
+        plain_d,
+    ):
         _close(f"grad {name}", grads["D"][id(p)], want, scale_d)
     scale_g = max(g.abs().max().item() for g in plain_g_grads)
     g_params = list(trainer.modules["G"].named_parameters(prefix="G"))
@@ -186,11 +196,16 @@ def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
 
     # ---- the updates: weights after D's update (which the G step read) and after the whole step
     lr = {"G": cfg.lr_g, "D": cfg.lr_d, "Q": cfg.lr_d}
-    trainer_grads = {(n, key): grads["G" if n == "G" else "D"][id(p)]
-                     for n in ("G", "D", "Q") for key, p in trainer.modules[n].named_parameters()}
-    plain_grads = {**{("D", key): g for (key, _), g in zip(D.named_parameters(), plain_d_grads["D"])},
-                   **{("Q", key): g for (key, _), g in zip(Q.named_parameters(), plain_d_grads["Q"])},
-                   **{("G", key): g for (key, _), g in zip(G.named_parameters(), plain_g_grads)}}
+    trainer_grads = {
+        (n, key): grads["G" if n == "G" else "D"][id(p)]
+        for n in ("G", "D", "Q")
+        for key, p in trainer.modules[n].named_parameters()
+    }
+    plain_grads = {
+        **{("D", key): g for (key, _), g in zip(D.named_parameters(), plain_d_grads["D"])},
+        **{("Q", key): g for (key, _), g in zip(Q.named_parameters(), plain_d_grads["Q"])},
+        **{("G", key): g for (key, _), g in zip(G.named_parameters(), plain_g_grads)},
+    }
     for n, plain in (("D", D), ("Q", Q), ("G", G)):
         after_d = d_after_update.get(n)
         final = trainer.modules[n].state_dict()
@@ -218,8 +233,9 @@ def _check_update(name, got, want, grad_got, grad_want, lr) -> None:
     noisy = (grad_got - grad_want).abs() > 1e-3 * grad_want.abs()
     tol = torch.where(noisy, torch.full_like(want, 2 * lr * 1.001), 1e-4 * want.abs() + 1e-6)
     bad = (got - want).abs() > tol
-    assert not bad.any(), (f"{name}: {int(bad.sum())} of {want.numel()} weights differ, "
-                           f"max {(got - want).abs()[bad].max().item():.3g}")
+    assert not bad.any(), (
+        f"{name}: {int(bad.sum())} of {want.numel()} weights differ, max {(got - want).abs()[bad].max().item():.3g}"
+    )
 
 
 def test_train_step_under_bf16_autocast(host, tmp_path):

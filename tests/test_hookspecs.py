@@ -31,8 +31,9 @@ TESTS = Path(__file__).parent
 
 
 def hookspec_names() -> list[str]:
-    return sorted(name for name, obj in vars(hookspecs).items()
-                  if inspect.isfunction(obj) and hasattr(obj, "ganrun_spec"))
+    return sorted(
+        name for name, obj in vars(hookspecs).items() if inspect.isfunction(obj) and hasattr(obj, "ganrun_spec")
+    )
 
 
 # ------------------------------------------------------------------------------ meta tests
@@ -57,7 +58,8 @@ def test_every_hookspec_is_documented(name: str) -> None:
     sentences = re.findall(r"[^.!?]+[.!?](?=\s|$)", " ".join(doc.split()))
     assert len(sentences) >= 2, f"{name}: the docstring needs at least two sentences"
     assert re.search(r"\bcalled\b|\breturns?\b", doc, re.I), (
-        f"{name}: the docstring must say when the hook is called or what it returns")
+        f"{name}: the docstring must say when the hook is called or what it returns"
+    )
 
 
 def test_every_hookspec_is_exercised_by_a_test() -> None:
@@ -326,9 +328,14 @@ def test_registration_hooks_fill_every_registry(probe: str) -> None:
     pm = get_plugin_manager()
     assert activate(pm, [probe]) == {probe: None}
     regs = Registries.collect(pm)
-    for registry_, name in ((regs.latent_codes, "probe-code"), (regs.q_losses, "probe-q"),
-                            (regs.datasets, "probe-data"), (regs.models, "probe-model"),
-                            (regs.gan_losses, "probe-loss"), (regs.commands, "probe-hello")):
+    for registry_, name in (
+        (regs.latent_codes, "probe-code"),
+        (regs.q_losses, "probe-q"),
+        (regs.datasets, "probe-data"),
+        (regs.models, "probe-model"),
+        (regs.gan_losses, "probe-loss"),
+        (regs.commands, "probe-hello"),
+    ):
         assert registry_.entries[name].plugin == probe
     plugin = module(probe)
     assert regs.latent_codes.get("probe-code") is plugin.ProbeCode
@@ -343,15 +350,21 @@ def test_plugins_command_lists_what_the_probe_registers(ganrun: Ganrun, probe: s
     assert row["active"] is True and row["error"] is None
     assert row["hooks"] == hookspec_names()
     assert row["registers"] == {
-        "latent_codes": ["probe-code"], "q_losses": ["probe-q"], "datasets": ["probe-data"],
-        "models": ["probe-model"], "gan_losses": ["probe-loss"], "commands": ["probe-hello"],
+        "latent_codes": ["probe-code"],
+        "q_losses": ["probe-q"],
+        "datasets": ["probe-data"],
+        "models": ["probe-model"],
+        "gan_losses": ["probe-loss"],
+        "commands": ["probe-hello"],
     }
 
 
 def test_report_sections_come_from_the_hook(ganrun: Ganrun, probe: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run).mkdir()
-    (run / "metrics.jsonl").write_text('{"step": 2, "d/adv": 1.0, "g/adv": 0.5}\n{"step": 4, "d/adv": 0.9, "g/adv": 0.6}\n')
+    (run / "metrics.jsonl").write_text(
+        '{"step": 2, "d/adv": 1.0, "g/adv": 0.5}\n{"step": 4, "d/adv": 0.9, "g/adv": 0.6}\n'
+    )
     result = ganrun.invoke("report", run, plugins=[probe])
     assert result.exit_code == 0, ganrun.describe(result)
     page = (run / "report.html").read_text()
@@ -398,14 +411,18 @@ def test_defaults_apply_and_flags_override_them(ganrun: Ganrun, probe: str, tmp_
     probe_train(ganrun, probe, run, "--steps", 1, "--log-every", 1)
     configure = module(probe).CALLS["configure"]
     # tensorboard: the option of the built-in plugin registry.default_plugins.tensorboard, off by default
-    assert configure == [{"extra": {"probe_weight": 0.5, "probe_tag": "auto", "tensorboard": False},
-                          "log_every": 1, "batch_size": 16}]
+    assert configure == [
+        {"extra": {"probe_weight": 0.5, "probe_tag": "auto", "tensorboard": False}, "log_every": 1, "batch_size": 16}
+    ]
     saved = ganrun.config(run)["config"]
-    assert saved["log_every"] == 1                            # the flag beats the plugin default 2
-    assert saved["batch_size"] == 16                          # the plugin default beats the built-in 64
+    assert saved["log_every"] == 1  # the flag beats the plugin default 2
+    assert saved["batch_size"] == 16  # the plugin default beats the built-in 64
     assert saved["dataset"] == "probe-data" and saved["gan_loss"] == "probe-loss"
-    assert saved["extra"] == {"probe_weight": 0.5, "probe_tag": "weight-0.5",  # adjusted by ganrun_configure
-                              "tensorboard": False}
+    assert saved["extra"] == {
+        "probe_weight": 0.5,
+        "probe_tag": "weight-0.5",  # adjusted by ganrun_configure
+        "tensorboard": False,
+    }
 
 
 def test_config_file_sets_plugin_options_and_flags_win(ganrun: Ganrun, probe: str, tmp_path: Path) -> None:
@@ -426,8 +443,9 @@ def test_config_file_sets_plugin_options_and_flags_win(ganrun: Ganrun, probe: st
     ],
     ids=["value-error", "bad-parameter"],
 )
-def test_configure_refusal_is_a_usage_error(ganrun: Ganrun, probe: str, tmp_path: Path,
-                                            args: list[str], option: str, message: str) -> None:
+def test_configure_refusal_is_a_usage_error(
+    ganrun: Ganrun, probe: str, tmp_path: Path, args: list[str], option: str, message: str
+) -> None:
     result = probe_train(ganrun, probe, tmp_path / "run", "--steps", 1, *args, expect=2)
     line = ganrun.error_line(result)
     assert option in line and message in line
@@ -439,8 +457,23 @@ def test_configure_refusal_is_a_usage_error(ganrun: Ganrun, probe: str, tmp_path
 
 def test_every_training_hook_is_called_as_documented(ganrun: Ganrun, probe: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = ganrun.invoke("train", "--out", run, "--progress", "--noise-dim", 5, "--steps", 4, "--save-every", 2,
-                           "--sample-every", 2, "--probe-weight", 0.25, plugins=[probe])
+    result = ganrun.invoke(
+        "train",
+        "--out",
+        run,
+        "--progress",
+        "--noise-dim",
+        5,
+        "--steps",
+        4,
+        "--save-every",
+        2,
+        "--sample-every",
+        2,
+        "--probe-weight",
+        0.25,
+        plugins=[probe],
+    )
     assert result.exit_code == 0, ganrun.describe(result)
     calls = module(probe).CALLS
     plugin = module(probe)
@@ -458,15 +491,27 @@ def test_every_training_hook_is_called_as_documented(ganrun: Ganrun, probe: str,
 
     # Steps: the loss hooks see the documented context on every step.
     assert [c["step"] for c in calls["d_loss_terms"]] == [0, 1, 2, 3]
-    assert all(c["phase"] == "d" and c["has_real"] and c["latent"] == "probe-latent"
-               and c["modules"] == ["D", "probe"] and c["trainable"] for c in calls["d_loss_terms"])
+    assert all(
+        c["phase"] == "d"
+        and c["has_real"]
+        and c["latent"] == "probe-latent"
+        and c["modules"] == ["D", "probe"]
+        and c["trainable"]
+        for c in calls["d_loss_terms"]
+    )
     IMAGES = (16, 1, 28, 28)
     # the images D read: real and detached fakes in the D step, fakes with their graph in the G step
     assert all(c["images"] == [IMAGES, IMAGES, False] for c in calls["d_loss_terms"])
     assert all(c["images"] == [IMAGES, True] for c in calls["g_loss_terms"])
     assert [c["step"] for c in calls["g_loss_terms"]] == [0, 1, 2, 3]
-    assert all(c["phase"] == "g" and not c["has_real"] and c["latent"] == "probe-latent"
-               and c["modules"] == ["D", "G", "probe"] and c["frozen"] for c in calls["g_loss_terms"])
+    assert all(
+        c["phase"] == "g"
+        and not c["has_real"]
+        and c["latent"] == "probe-latent"
+        and c["modules"] == ["D", "G", "probe"]
+        and c["frozen"]
+        for c in calls["g_loss_terms"]
+    )
     assert len(calls["gan_loss_d"]) == 4 and len(calls["gan_loss_g"]) == 4  # the registered --gan-loss
     assert [c["step"] for c in calls["step_end"]] == [1, 2, 3, 4]
     assert all(c["probe_grad"] is not None and c["probe_grad"] > 0 for c in calls["step_end"])
@@ -496,7 +541,9 @@ def test_every_training_hook_is_called_as_documented(ganrun: Ganrun, probe: str,
     tensors, meta = read_checkpoint(run / "checkpoints" / "ckpt-000000004.safetensors")
     assert tensors["plugin.probe_counter"].tolist() == [4]
     assert sorted(k for k in tensors if k.startswith("model.probe.")) == [
-        "model.probe.linear.bias", "model.probe.linear.weight"]
+        "model.probe.linear.bias",
+        "model.probe.linear.weight",
+    ]
     assert not torch.equal(tensors["model.probe.linear.weight"], built["initial"])  # it trained
     d_params = len(list(module(probe).probe_model(latent_dim=8, channels=1, image_size=28)[1].parameters()))
     groups = json.loads(meta["optim.D"])["param_groups"]
@@ -551,9 +598,17 @@ def test_trainer_can_be_built_directly_with_the_probe(probe: str, tmp_path: Path
     from registry.train import Trainer
 
     host = Host.create([probe])
-    config = TrainConfig(dataset="probe-data", model="probe-model", gan_loss="probe-loss", steps=2,
-                         batch_size=16, noise_dim=4, progress=False, log_every=1,
-                         extra={"probe_weight": 1.0, "probe_tag": "direct"})
+    config = TrainConfig(
+        dataset="probe-data",
+        model="probe-model",
+        gan_loss="probe-loss",
+        steps=2,
+        batch_size=16,
+        noise_dim=4,
+        progress=False,
+        log_every=1,
+        extra={"probe_weight": 1.0, "probe_tag": "direct"},
+    )
     trainer = Trainer(config, host, tmp_path / "run")
     assert set(trainer.modules) == {"G", "D", "probe"}
     assert trainer.groups == {"G": ["G"], "D": ["D", "probe"]}

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from conftest import Ganrun
 
 ARGS = ["--model", "tiny", "--batch-size", 16, "--steps", 4, "--save-every", 4, "--keep-checkpoints", 0]
-GENERATED = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                             HealthCheck.too_slow])
+GENERATED = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,9 @@ def tensor_damage(draw, names: list[str], tensors: dict[str, torch.Tensor]) -> t
             return name, kind, torch.cat([value.reshape(-1), value.reshape(-1)[:1]])
         return name, kind, value.reshape(-1)[1:].clone()
     damaged = value.clone().reshape(-1)
-    damaged[draw(st.integers(0, damaged.numel() - 1))] = draw(st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+    damaged[draw(st.integers(0, damaged.numel() - 1))] = draw(
+        st.sampled_from([float("nan"), float("inf"), -float("inf")])
+    )
     return name, kind, damaged.reshape(value.shape)
 
 
@@ -96,12 +99,13 @@ def test_any_damaged_tensor_is_refused_naming_it(good: Path, host: Host, tmp_pat
 
 # ------------------------------------------------------------------------------ optimizer settings
 
-SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8)
+SCALARS = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=8)
 OPTIMIZER_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 
 
 def _valid_setting(key: str, value: Any, original: Any) -> bool:
@@ -155,8 +159,9 @@ OPTIONAL = {"data_dir": str, "image_size": int, "model": str, "out": str}
 
 @GENERATED
 @given(data=st.data())
-def test_a_wrongly_typed_configuration_value_is_refused_naming_the_key(good: Path, host: Host, tmp_path: Path,
-                                                                       data) -> None:
+def test_a_wrongly_typed_configuration_value_is_refused_naming_the_key(
+    good: Path, host: Host, tmp_path: Path, data
+) -> None:
     tensors, meta = read_checkpoint(good)
     config = json.loads(meta["config"])
     key = data.draw(st.sampled_from(sorted(k for k in config if k != "extra")))
@@ -176,8 +181,9 @@ def test_a_wrongly_typed_configuration_value_is_refused_naming_the_key(good: Pat
 
 
 @pytest.mark.parametrize("entry", ["config", "run", "optim.G"])
-def test_deeply_nested_json_metadata_is_refused_not_a_recursion_error(good: Path, host: Host, tmp_path: Path,
-                                                                       entry: str) -> None:
+def test_deeply_nested_json_metadata_is_refused_not_a_recursion_error(
+    good: Path, host: Host, tmp_path: Path, entry: str
+) -> None:
     tensors, meta = read_checkpoint(good)
     save_checkpoint(tmp_path / checkpoint_name(4), tensors, {**meta, entry: "[" * 100000 + "]" * 100000})
     message = refusal(tmp_path / checkpoint_name(4), host)
@@ -188,8 +194,11 @@ def test_deeply_nested_json_metadata_is_refused_not_a_recursion_error(good: Path
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def _damage(kind: str, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
@@ -227,10 +236,22 @@ def _damage(kind: str, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -
     return name
 
 
-@pytest.mark.parametrize("kind", ["f16-weight", "int64-weight", "adam-step-shape", "exp-avg-shape", "string-lr",
-                                  "rng-dtype", "config-string-number", "step-beyond"])
-def test_resume_refuses_hostile_state_with_the_run_folder_untouched(ganrun: Ganrun, tiny: str, good: Path,
-                                                                    tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "f16-weight",
+        "int64-weight",
+        "adam-step-shape",
+        "exp-avg-shape",
+        "string-lr",
+        "rng-dtype",
+        "config-string-number",
+        "step-beyond",
+    ],
+)
+def test_resume_refuses_hostile_state_with_the_run_folder_untouched(
+    ganrun: Ganrun, tiny: str, good: Path, tmp_path: Path, kind: str
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(good.parent.parent, run)
     path = run / "checkpoints" / checkpoint_name(4)
@@ -254,4 +275,3 @@ def test_a_fifo_given_as_checkpoint_is_refused_not_waited_on(ganrun: Ganrun, tin
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and str(fifo) in errors[0] and "not a regular file" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
-

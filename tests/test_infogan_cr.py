@@ -18,9 +18,27 @@ from registry.config import TrainConfig
 from registry.plugins import Host, installed_plugins
 from registry.train import Trainer
 
-SHAPES = ["--dataset", "shapes", "--image-size", "28", "--noise-dim", "4", "--code", "uniform:3",
-          "--code", "categorical:3", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",
-          "--no-progress", "--seed", "2"]
+SHAPES = [
+    "--dataset",
+    "shapes",
+    "--image-size",
+    "28",
+    "--noise-dim",
+    "4",
+    "--code",
+    "uniform:3",
+    "--code",
+    "categorical:3",
+    "--batch-size",
+    "16",
+    "--log-every",
+    "1",
+    "--sample-every",
+    "100",
+    "--no-progress",
+    "--seed",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +66,13 @@ def test_pairs_share_z_and_exactly_the_chosen_code(host):
     spec = _spec(host, ["uniform:3", "gaussian:1"])
     a, b, shared = spec.sample_pairs(4000, generator=torch.Generator().manual_seed(0), device="cpu")
     assert a.shape == b.shape == (4000, spec.input_dim) and shared.dtype == torch.int64
-    torch.testing.assert_close(a[:, :6], b[:, :6], atol=0, rtol=0)        # z shared
+    torch.testing.assert_close(a[:, :6], b[:, :6], atol=0, rtol=0)  # z shared
     codes = _split_input(spec, a)[1], _split_input(spec, b)[1]
     for i in range(len(spec.slots)):
         equal = (codes[0][i] == codes[1][i]).all(dim=1)
         assert torch.equal(equal, shared == i), f"slot {i}"
     counts = torch.bincount(shared, minlength=4).float() / 4000
-    assert (counts - 0.25).abs().max() < 0.03                             # uniform over slots
+    assert (counts - 0.25).abs().max() < 0.03  # uniform over slots
     again = spec.sample_pairs(4000, generator=torch.Generator().manual_seed(0), device="cpu")
     assert all(torch.equal(x, y) for x, y in zip((a, b, shared), again))
 
@@ -82,7 +100,7 @@ def test_cr_loss_trains_g_and_the_classifier_but_not_d(host):
     spec = _spec(host, ["uniform:3"])
     G, D = host.registries.models.get("dcgan28")(latent_dim=spec.input_dim, channels=1, image_size=28)
     net = cr.ganrun_build_modules(TrainConfig(), {"G": G, "D": D}, spec)["CR"]
-    assert net[1] == "G"                                   # trained with G's optimizer
+    assert net[1] == "G"  # trained with G's optimizer
     loss, acc = cr.contrastive_loss(G, net[0], spec, 8, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert loss.dtype == torch.float32 and 0 <= float(acc) <= 1
     loss.backward()
@@ -102,7 +120,7 @@ def test_classifier_learns_which_code_a_pair_shares(host):
             z, codes = _split_input(spec, g_input)
             img = torch.zeros(g_input.shape[0], 1, 16, 16)
             for i, c in enumerate(codes):
-                img[:, 0, 5 * i:5 * i + 4, :] = c[:, :1, None]
+                img[:, 0, 5 * i : 5 * i + 4, :] = c[:, :1, None]
             return img + 0.1 * z[:, :1, None, None]
 
     net = cr.ContrastiveClassifier(channels=1, n_codes=3, width=16)
@@ -120,31 +138,76 @@ def test_classifier_learns_which_code_a_pair_shares(host):
 
 def test_needs_the_infogan_plugin_and_two_codes(tmp_path):
     runner = CliRunner()
-    alone = runner.invoke(build_cli(), ["--plugin", "infogan_cr", "train", "--out", str(tmp_path / "a"), "--steps", "1",
-                                        "--no-progress"])
+    alone = runner.invoke(
+        build_cli(), ["--plugin", "infogan_cr", "train", "--out", str(tmp_path / "a"), "--steps", "1", "--no-progress"]
+    )
     assert alone.exit_code != 0 and "activate the infogan plugin too" in alone.output
-    one = runner.invoke(build_cli(), ["--plugin", "infogan", "--plugin", "infogan_cr", "train",
-                                      "--out", str(tmp_path / "b"), "--steps", "1", "--code", "uniform:1", "--no-progress"])
+    one = runner.invoke(
+        build_cli(),
+        [
+            "--plugin",
+            "infogan",
+            "--plugin",
+            "infogan_cr",
+            "train",
+            "--out",
+            str(tmp_path / "b"),
+            "--steps",
+            "1",
+            "--code",
+            "uniform:1",
+            "--no-progress",
+        ],
+    )
     assert one.exit_code != 0 and "at least 2 latent codes" in one.output
-    bad = runner.invoke(build_cli(), ["--plugin", "infogan", "--plugin", "infogan_cr", "train",
-                                      "--out", str(tmp_path / "c"), "--cr-weight", "-1"])
+    bad = runner.invoke(
+        build_cli(),
+        ["--plugin", "infogan", "--plugin", "infogan_cr", "train", "--out", str(tmp_path / "c"), "--cr-weight", "-1"],
+    )
     assert bad.exit_code == 2 and "--cr-weight" in bad.output
 
 
 def test_training_with_both_plugins_logs_checkpoints_and_resumes_exactly(tmp_path, host):
-    args = ["--plugin", "infogan", "--plugin", "infogan_cr", "train", *SHAPES, "--cr-start", "1",
-            "--cr-batch", "8", "--keep-checkpoints", "0", "--save-every", "2"]
+    args = [
+        "--plugin",
+        "infogan",
+        "--plugin",
+        "infogan_cr",
+        "train",
+        *SHAPES,
+        "--cr-start",
+        "1",
+        "--cr-batch",
+        "8",
+        "--keep-checkpoints",
+        "0",
+        "--save-every",
+        "2",
+    ]
     runner = CliRunner()
     straight = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "a"), "--steps", "4"], catch_exceptions=False)
     assert straight.exit_code == 0, straight.output
     first = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "b"), "--steps", "2"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    resumed = runner.invoke(build_cli(), ["--plugin", "infogan", "--plugin", "infogan_cr", "train",
-                                          "--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"],
-                            catch_exceptions=False)
+    resumed = runner.invoke(
+        build_cli(),
+        [
+            "--plugin",
+            "infogan",
+            "--plugin",
+            "infogan_cr",
+            "train",
+            "--resume",
+            str(tmp_path / "b"),
+            "--steps",
+            "4",
+            "--no-progress",
+        ],
+        catch_exceptions=False,
+    )
     assert resumed.exit_code == 0, resumed.output
     lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    assert "g/cr" not in lines[0] and "cr_acc" not in lines[0]             # --cr-start 1: step 1 is plain InfoGAN
+    assert "g/cr" not in lines[0] and "cr_acc" not in lines[0]  # --cr-start 1: step 1 is plain InfoGAN
     assert all("g/cr" in line and 0 <= line["cr_acc"] <= 1 for line in lines[1:])
     tensors, _ = read_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt-000000004.safetensors")
     assert any(key.startswith("model.CR.") for key in tensors)
@@ -162,8 +225,10 @@ def test_a_cr_run_names_the_missing_plugin_when_loaded_without_it(tmp_path):
     runner = CliRunner()
     args = ["--plugin", "infogan", "--plugin", "infogan_cr", "train", *SHAPES, "--cr-batch", "4"]
     assert runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "r"), "--steps", "1"]).exit_code == 0
-    for command in (["eval", str(tmp_path / "r"), "--metrics-samples", "100"],
-                    ["train", "--resume", str(tmp_path / "r"), "--steps", "2", "--no-progress"]):
+    for command in (
+        ["eval", str(tmp_path / "r"), "--metrics-samples", "100"],
+        ["train", "--resume", str(tmp_path / "r"), "--steps", "2", "--no-progress"],
+    ):
         result = runner.invoke(build_cli(), ["--plugin", "infogan", *command])
         assert result.exit_code != 0
         assert "the run was trained with plugin 'infogan_cr'" in result.output
@@ -175,11 +240,15 @@ def test_before_cr_start_the_run_is_exactly_the_plain_infogan_run(tmp_path, host
     before --cr-start: same weights, same losses as InfoGAN alone with the same seed."""
     runner = CliRunner()
     common = ["train", *SHAPES, "--steps", "3", "--save-every", "3"]
-    plain = runner.invoke(build_cli(), ["--plugin", "infogan", *common, "--out", str(tmp_path / "plain")],
-                          catch_exceptions=False)
+    plain = runner.invoke(
+        build_cli(), ["--plugin", "infogan", *common, "--out", str(tmp_path / "plain")], catch_exceptions=False
+    )
     assert plain.exit_code == 0, plain.output
-    with_cr = runner.invoke(build_cli(), ["--plugin", "infogan", "--plugin", "infogan_cr", *common,
-                                          "--cr-start", "10", "--out", str(tmp_path / "cr")], catch_exceptions=False)
+    with_cr = runner.invoke(
+        build_cli(),
+        ["--plugin", "infogan", "--plugin", "infogan_cr", *common, "--cr-start", "10", "--out", str(tmp_path / "cr")],
+        catch_exceptions=False,
+    )
     assert with_cr.exit_code == 0, with_cr.output
     a, _ = read_checkpoint(tmp_path / "plain" / "checkpoints" / "ckpt-000000003.safetensors")
     b, _ = read_checkpoint(tmp_path / "cr" / "checkpoints" / "ckpt-000000003.safetensors")

@@ -49,9 +49,16 @@ def test_paper_mnist_layout_is_74_inputs(host):
     assert [type(s.q_loss).__name__ for s in spec.slots] == ["CategoricalCE", "GaussianNLLFixed", "GaussianNLLFixed"]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("mnist", 74), ("svhn", 168), ("celeba", 228), ("faces3d", 133), ("chairs3d", 189),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("mnist", 74),
+        ("svhn", 168),
+        ("celeba", 228),
+        ("faces3d", 133),
+        ("chairs3d", 189),
+    ],
+)
 def test_paper_presets_have_the_papers_input_width(host, name, expected):
     data = tomllib.loads((ROOT / "examples" / "configs" / f"{name}.toml").read_text())
     cfg = TrainConfig(noise_dim=data["noise_dim"], noise=data["noise"])
@@ -65,8 +72,24 @@ def test_digits_preset_trains_with_its_extra_options(tmp_path):
     digits = tomllib.loads((ROOT / "examples" / "configs" / "mnist_digits.toml").read_text())
     assert {k: v for k, v in digits.items() if k not in ("q_augment", "lr_decay")} == paper
     run = tmp_path / "run"
-    result = _invoke(["--plugin", "infogan", "train", "--config", str(ROOT / "examples" / "configs" / "mnist_digits.toml"),
-                      "--steps", "4", "--batch-size", "16", "--log-every", "1", "--no-progress", "--out", str(run)])
+    result = _invoke(
+        [
+            "--plugin",
+            "infogan",
+            "train",
+            "--config",
+            str(ROOT / "examples" / "configs" / "mnist_digits.toml"),
+            "--steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--log-every",
+            "1",
+            "--no-progress",
+            "--out",
+            str(run),
+        ]
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["lr_decay"] == 0.5 and config["extra"]["q_augment"] == "affine,width=0.5"
@@ -75,8 +98,10 @@ def test_digits_preset_trains_with_its_extra_options(tmp_path):
 
 
 def test_per_code_options_and_global_lambda(host):
-    cfg = _config(code=["uniform:1,low=0,high=2,lambda=0.5", "gaussian:1,std=0.5,loss=gaussian_nll_fixed",
-                        "categorical:4"], info_lambda=0.3)
+    cfg = _config(
+        code=["uniform:1,low=0,high=2,lambda=0.5", "gaussian:1,std=0.5,loss=gaussian_nll_fixed", "categorical:4"],
+        info_lambda=0.3,
+    )
     spec = build_latent_spec(cfg, host.registries)
     assert [s.lam for s in spec.slots] == [0.5, 0.3, 0.3]
     assert spec.slots[0].code.low == 0 and spec.slots[0].code.high == 2
@@ -111,9 +136,9 @@ def test_information_loss_trains_q_head_and_shared_trunk_in_the_d_step(host):
     terms = infogan.ganrun_d_loss_terms(ctx)
     terms["info"].backward()
     assert _grad_norm(Q) > 0
-    assert _grad_norm(D.trunk) > 0          # Q shares the trunk: the trunk learns to expose c
-    assert _grad_norm(D.head) == 0          # the real/fake head is not part of the info term
-    assert _grad_norm(G) == 0               # fakes were detached in the D step
+    assert _grad_norm(D.trunk) > 0  # Q shares the trunk: the trunk learns to expose c
+    assert _grad_norm(D.head) == 0  # the real/fake head is not part of the info term
+    assert _grad_norm(G) == 0  # fakes were detached in the D step
     assert {"L_I/c1", "L_I/c2", "L_I/c4", "q_std/c4"} <= set(logged)
 
 
@@ -134,33 +159,56 @@ def test_lambda_zero_trains_q_without_touching_the_trunk_or_g(host):
     assert infogan.ganrun_g_loss_terms(ctx) is None
 
 
-@pytest.mark.parametrize("code, message", [
-    ("bogus:3", "unknown latent code type 'bogus'; known: categorical, gaussian, uniform"),
-    ("categorical:1", "k must be an integer >= 2"),
-    ("categorical", "needs its number of classes"),
-    ("uniform:2,wide=3", "no option 'wide'"),
-    ("uniform:x", "TYPE[:N][,key=value...]"),
-    ("uniform:1,loss=nope", "unknown Q loss 'nope'"),
-    ("categorical:10,loss=gaussian_nll", "categorical"),
-])
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("bogus:3", "unknown latent code type 'bogus'; known: categorical, gaussian, uniform"),
+        ("categorical:1", "k must be an integer >= 2"),
+        ("categorical", "needs its number of classes"),
+        ("uniform:2,wide=3", "no option 'wide'"),
+        ("uniform:x", "TYPE[:N][,key=value...]"),
+        ("uniform:1,loss=nope", "unknown Q loss 'nope'"),
+        ("categorical:10,loss=gaussian_nll", "categorical"),
+    ],
+)
 def test_bad_code_specs_are_usage_errors_naming_the_option(code, message, tmp_path):
-    result = CliRunner().invoke(build_cli(), ["--plugin", "infogan", "train", "--code", code,
-                                              "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        build_cli(), ["--plugin", "infogan", "train", "--code", code, "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 2, result.output
     assert "--code" in result.output and message in result.output
     assert "Traceback" not in result.output
 
 
 def test_negative_lambda_is_refused(tmp_path):
-    result = CliRunner().invoke(build_cli(), ["--plugin", "infogan", "train", "--lambda", "-1",
-                                              "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        build_cli(), ["--plugin", "infogan", "train", "--lambda", "-1", "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 2 and "--lambda" in result.output
 
 
 def test_training_logs_bounds_writes_traversals_and_eval(tmp_path):
     run = tmp_path / "run"
-    result = _invoke(["--plugin", "infogan", "train", "--steps", "4", "--sample-every", "4", "--out", str(run),
-                      "--code", "categorical:3", "--code", "uniform:1", "--code", "gaussian:1", *FAST])
+    result = _invoke(
+        [
+            "--plugin",
+            "infogan",
+            "train",
+            "--steps",
+            "4",
+            "--sample-every",
+            "4",
+            "--out",
+            str(run),
+            "--code",
+            "categorical:3",
+            "--code",
+            "uniform:1",
+            "--code",
+            "gaussian:1",
+            *FAST,
+        ]
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4]
@@ -176,8 +224,10 @@ def test_training_logs_bounds_writes_traversals_and_eval(tmp_path):
 
     result = _invoke(["--plugin", "infogan", "eval", str(run), "--samples", "64"])
     assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines()[:2] == ["[eval] L_I of each code on 64 generated samples",
-                                              "[eval] unsupervised classification accuracy on the labelled data"]
+    assert result.stderr.splitlines()[:2] == [
+        "[eval] L_I of each code on 64 generated samples",
+        "[eval] unsupervised classification accuracy on the labelled data",
+    ]
     report = json.loads((run / "eval.json").read_text())
     assert report["step"] == 4
     assert set(report["information"]) == {"c1", "c2", "c3"}
@@ -223,15 +273,15 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     result = _invoke(["--plugin", "infogan", "report", str(run), "--baseline", str(baseline), "--plots", "svg"])
     assert result.exit_code == 0, result.output
     page = (run / "report.html").read_text()
-    assert page.count("<svg") == 3                      # losses, L_I of c1 and of c2
-    assert "baseline L_I c1" in page and "H = 1.099" in page   # Figure 1: the baseline against H(c)
-    assert page.count("data:image/png;base64,") == 3    # samples + one traversal per code
+    assert page.count("<svg") == 3  # losses, L_I of c1 and of c2
+    assert "baseline L_I c1" in page and "H = 1.099" in page  # Figure 1: the baseline against H(c)
+    assert page.count("data:image/png;base64,") == 3  # samples + one traversal per code
     assert "c1 traversal" in page and "unsupervised accuracy" in page
     matched = json.loads((run / "eval.json").read_text())["classification"]["c1"]["mapping"]
     assert page.count("<tr><th>value &rarr; label</th>") == 1 and page.count("<td><b>") == len(matched) >= 1
-    assert "&quot;categorical:3&quot;" in page          # the configuration table (HTML-escaped)
+    assert "&quot;categorical:3&quot;" in page  # the configuration table (HTML-escaped)
     assert page.count("<th>model</th>") == 1 and "<th>model (resolved)</th><td>&quot;dcgan28&quot;" in page
-    assert "src=\"runs" not in page and "file:" not in page  # nothing points outside the page
+    assert 'src="runs' not in page and "file:" not in page  # nothing points outside the page
 
     # without --plugin, the plugins the run was trained with (config.json) supply their sections
     plain = _invoke(["report", str(run), "--out", str(tmp_path / "plain.html"), "--plots", "svg"])
@@ -244,7 +294,10 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     described = json.loads((foreign / "config.json").read_text())
     (foreign / "config.json").write_text(json.dumps({**described, "plugins": {"no_such_plugin": "1.0"}}))
     core_only = _invoke(["report", str(foreign), "--plots", "svg"])
-    assert core_only.exit_code == 0 and "trained with plugin 'no_such_plugin' (version 1.0), which is not installed" in core_only.output
+    assert (
+        core_only.exit_code == 0
+        and "trained with plugin 'no_such_plugin' (version 1.0), which is not installed" in core_only.output
+    )
     page = (foreign / "report.html").read_text()
     assert "Adversarial losses" in page and "L_I (nats)" not in page  # InfoGAN sections come from the plugin
     refused = CliRunner().invoke(build_cli(), ["report", str(tmp_path)])

@@ -54,7 +54,9 @@ def test_sample_layout_z_first_then_codes() -> None:
     x, codes = spec.sample(1000, generator=_gen(0), device="cpu")
     assert x.shape == (1000, 74) and x.dtype == torch.float32
     assert [c.shape for c in codes] == [(1000, 10), (1000, 1), (1000, 1)]
-    assert torch.equal(x[:, 62:72], codes[0]) and torch.equal(x[:, 72:73], codes[1]) and torch.equal(x[:, 73:], codes[2])
+    assert (
+        torch.equal(x[:, 62:72], codes[0]) and torch.equal(x[:, 72:73], codes[1]) and torch.equal(x[:, 73:], codes[2])
+    )
     z = x[:, :62]
     assert z.min() >= -1 and z.max() <= 1 and z.min() < -0.99  # U(-1, 1), not U(0, 1)
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENTS = sorted(p for folder in ("infogan_plugin", "examples", "benchmarks")
-                 for p in (ROOT / folder).rglob("*.py"))
+CLIENTS = sorted(p for folder in ("infogan_plugin", "examples", "benchmarks") for p in (ROOT / folder).rglob("*.py"))
 
 
 def _private_uses(tree: ast.AST) -> list[str]:
@@ -48,14 +47,17 @@ def test_clients_import_no_private_registry_name(path: Path) -> None:
     assert not uses, f"{path.relative_to(ROOT)} uses private names of registry: {uses}"
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from registry.data.base import _resize_uint8", 1),
-    ("from registry.data import resize_uint8", 0),
-    ("from registry import data\ndata._epoch_seed(0, 1)", 1),
-    ("import registry.train.rng\nregistry.train.rng._SEED_MASK", 1),
-    ("from registry import train\ntrain.seed_for(0, 'init')", 0),
-    ("import torch\ntorch._C", 0),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from registry.data.base import _resize_uint8", 1),
+        ("from registry.data import resize_uint8", 0),
+        ("from registry import data\ndata._epoch_seed(0, 1)", 1),
+        ("import registry.train.rng\nregistry.train.rng._SEED_MASK", 1),
+        ("from registry import train\ntrain.seed_for(0, 'init')", 0),
+        ("import torch\ntorch._C", 0),
+    ],
+)
 def test_the_checker_sees_private_uses(source: str, expected: int) -> None:
     assert len(_private_uses(ast.parse(source))) == expected
 
@@ -65,11 +67,25 @@ def test_public_names_are_exported() -> None:
     import registry
     from registry import checkpoint, data, report, train
 
-    for module, names in ((registry, ["seed_for", "step_seed", "save_grid", "resize_uint8", "uint8_to_float",
-                                      "atomic_write", "ImageDataset", "find_checkpoint", "run_dir_of"]),
-                          (train, ["seed_for", "step_seed", "Trainer", "Pass", "StepContext"]),
-                          (checkpoint, ["atomic_write", "find_latest", "step_of"]),
-                          (data, ["resize_uint8", "uint8_to_float", "ImageDataset"]),
-                          (report, ["line_chart", "image_tag", "newest", "series"])):
+    for module, names in (
+        (
+            registry,
+            [
+                "seed_for",
+                "step_seed",
+                "save_grid",
+                "resize_uint8",
+                "uint8_to_float",
+                "atomic_write",
+                "ImageDataset",
+                "find_checkpoint",
+                "run_dir_of",
+            ],
+        ),
+        (train, ["seed_for", "step_seed", "Trainer", "Pass", "StepContext"]),
+        (checkpoint, ["atomic_write", "find_latest", "step_of"]),
+        (data, ["resize_uint8", "uint8_to_float", "ImageDataset"]),
+        (report, ["line_chart", "image_tag", "newest", "series"]),
+    ):
         missing = [name for name in names if name not in module.__all__ or not hasattr(module, name)]
         assert not missing, f"{module.__name__} does not export {missing}"

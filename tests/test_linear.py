@@ -52,11 +52,14 @@ def test_route_is_taken_where_onednn_exists():
     assert calls == [1]
 
 
-@pytest.mark.parametrize("shape_x, bias, reduce", [
-    ((64, 300), True, lambda y: y.sum()),                      # a broadcast (zero-stride) gradient
-    ((7, 5, 33), True, lambda y: (y.square() * 0.5).sum()),    # leading dimensions flattened and restored
-    ((16, 40), False, lambda y: (y * torch.linspace(-1, 1, y.shape[-1])).sum()),
-])
+@pytest.mark.parametrize(
+    "shape_x, bias, reduce",
+    [
+        ((64, 300), True, lambda y: y.sum()),  # a broadcast (zero-stride) gradient
+        ((7, 5, 33), True, lambda y: (y.square() * 0.5).sum()),  # leading dimensions flattened and restored
+        ((16, 40), False, lambda y: (y * torch.linspace(-1, 1, y.shape[-1])).sum()),
+    ],
+)
 def test_values_and_gradients_match_f_linear(shape_x, bias, reduce):
     x, w, b = _pair(shape_x, bias=bias)
     got = _grads(L.linear, x, w, b, reduce)
@@ -101,8 +104,9 @@ def test_autocast_and_other_dtypes_use_f_linear():
 
 def test_env_switch_turns_it_off():
     code = "from registry.cpu.linear import onednn_linear_available as a; print(a())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, L.ENV_DISABLE: "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, L.ENV_DISABLE: "1"}
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -143,7 +147,11 @@ def test_model_gradients_as_close_to_fp64_as_plain_f_linear():
     for m in (*plain_G.modules(), *plain_D.modules()):
         if isinstance(m, nn.Linear):
             m.__class__ = nn.Linear
-    fast, plain, exact = grads(G, D, torch.float32), grads(plain_G, plain_D, torch.float32), grads(plain_G, plain_D, torch.float64)
+    fast, plain, exact = (
+        grads(G, D, torch.float32),
+        grads(plain_G, plain_D, torch.float32),
+        grads(plain_G, plain_D, torch.float64),
+    )
     top = max(ref.abs().max().item() for ref in exact.values())
     checked = 0
     for name, ref in exact.items():

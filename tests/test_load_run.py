@@ -26,8 +26,13 @@ def test_load_run_gives_modules_in_eval_mode_and_the_spec(run):
     assert [slot.code.type_name for slot in run.spec.slots] == ["categorical", "uniform", "gaussian"]
     for module in (run.G, run.D, run.Q):
         assert not module.training and not any(p.requires_grad for p in module.parameters())
-    assert run.input_layout()["codes"][0] == {"name": "c1", "type": "categorical", "columns": [62, 65], "width": 3,
-                                              "code": {"type": "categorical", "dim": 1, "k": 3}}
+    assert run.input_layout()["codes"][0] == {
+        "name": "c1",
+        "type": "categorical",
+        "columns": [62, 65],
+        "width": 3,
+        "code": {"type": "categorical", "dim": 1, "k": 3},
+    }
 
 
 def test_generate_is_deterministic_in_range_and_respects_codes(run):
@@ -46,23 +51,32 @@ def test_generate_is_deterministic_in_range_and_respects_codes(run):
     assert torch.all((z >= -1) & (z <= 1)) and c3.std() > 0
 
 
-@pytest.mark.parametrize("codes, message", [
-    ({"c9": 1}, "unknown code 'c9': this run has c1, c2, c3"),
-    ({"c1": 3}, "code 'c1' (categorical): value 3 is not allowed: expected an integer in 0..2"),
-    ({"c1": 1.5}, "code 'c1' (categorical): value 1.5 is not allowed: expected an integer in 0..2"),
-    ({"c2": 2.5}, "code 'c2' (uniform): value 2.5 is not allowed: expected a number in [-2, 2]"),
-    ({"c3": float("nan")}, "code 'c3' (gaussian): value nan is not allowed: expected a number in [-4, 4]"),
-    ({"c2": "1"}, "code 'c2' (uniform): value '1' is not a number"),
-    ({"c2": [0.5, 0.5]}, "code 'c2' (uniform): value [0.5, 0.5] has 2 entries, expected one number or 1"),
-])
+@pytest.mark.parametrize(
+    "codes, message",
+    [
+        ({"c9": 1}, "unknown code 'c9': this run has c1, c2, c3"),
+        ({"c1": 3}, "code 'c1' (categorical): value 3 is not allowed: expected an integer in 0..2"),
+        ({"c1": 1.5}, "code 'c1' (categorical): value 1.5 is not allowed: expected an integer in 0..2"),
+        ({"c2": 2.5}, "code 'c2' (uniform): value 2.5 is not allowed: expected a number in [-2, 2]"),
+        ({"c3": float("nan")}, "code 'c3' (gaussian): value nan is not allowed: expected a number in [-4, 4]"),
+        ({"c2": "1"}, "code 'c2' (uniform): value '1' is not a number"),
+        ({"c2": [0.5, 0.5]}, "code 'c2' (uniform): value [0.5, 0.5] has 2 entries, expected one number or 1"),
+    ],
+)
 def test_bad_codes_are_refused_naming_code_value_and_range(run, codes, message):
     with pytest.raises(ValueError) as info:
         run.generate(2, codes=codes)
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("kwargs, message", [({"n": 0}, "n 0 is not allowed"), ({"n": 2, "seed": -1}, "seed -1"),
-                                             ({"n": 2, "seed": 2**64}, "expected an integer in 0..")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "n 0 is not allowed"),
+        ({"n": 2, "seed": -1}, "seed -1"),
+        ({"n": 2, "seed": 2**64}, "expected an integer in 0.."),
+    ],
+)
 def test_bad_counts_and_seeds_are_refused(run, kwargs, message):
     with pytest.raises(ValueError, match=message):
         run.generate(**kwargs)
@@ -78,7 +92,7 @@ def test_round_trip_reads_back_the_chosen_categorical_value(run):
 
 
 def test_encode_takes_uint8_and_float_layouts_and_resizes_like_the_dataset(run):
-    images = run.generate(5, seed=1)                                            # (5, 1, 28, 28) in [0, 1]
+    images = run.generate(5, seed=1)  # (5, 1, 28, 28) in [0, 1]
     as_uint8 = images.mul(255).round().to(torch.uint8)
     by_float = run.encode(images)
     assert set(by_float) == {"c1", "c2", "c3"}
@@ -91,15 +105,18 @@ def test_encode_takes_uint8_and_float_layouts_and_resizes_like_the_dataset(run):
     assert run.encode(bigger)["c1"].value.shape == (5,)
 
 
-@pytest.mark.parametrize("images, error, message", [
-    (torch.zeros(2, 3, 28, 28, dtype=torch.uint8), ValueError, r"must be \(N, 1, H, W\) or \(N, H, W\)"),
-    (torch.zeros(2, 1, 28, 20), ValueError, "must be square"),
-    (torch.full((2, 28, 28), 2.0), ValueError, r"float images must lie in \[0, 1\]"),
-    (torch.full((2, 28, 28), float("nan")), ValueError, r"float images must lie in \[0, 1\]"),
-    (torch.zeros(2, 28, 28, dtype=torch.int32), TypeError, "uint8 .* or float"),
-    (torch.zeros(0, 28, 28, dtype=torch.uint8), ValueError, "empty"),
-    ([[0]], TypeError, "torch.Tensor or numpy.ndarray"),
-])
+@pytest.mark.parametrize(
+    "images, error, message",
+    [
+        (torch.zeros(2, 3, 28, 28, dtype=torch.uint8), ValueError, r"must be \(N, 1, H, W\) or \(N, H, W\)"),
+        (torch.zeros(2, 1, 28, 20), ValueError, "must be square"),
+        (torch.full((2, 28, 28), 2.0), ValueError, r"float images must lie in \[0, 1\]"),
+        (torch.full((2, 28, 28), float("nan")), ValueError, r"float images must lie in \[0, 1\]"),
+        (torch.zeros(2, 28, 28, dtype=torch.int32), TypeError, "uint8 .* or float"),
+        (torch.zeros(0, 28, 28, dtype=torch.uint8), ValueError, "empty"),
+        ([[0]], TypeError, "torch.Tensor or numpy.ndarray"),
+    ],
+)
 def test_encode_refuses_bad_images(run, images, error, message):
     with pytest.raises(error, match=message):
         run.encode(images)
@@ -114,7 +131,7 @@ def test_named_checkpoint_and_refusals_like_resume(trained_infogan_run, tmp_path
         infogan_plugin.load_run(tmp_path / "missing")
     broken = Path(shutil.copytree(trained_infogan_run, tmp_path / "broken"))
     newest = broken / "checkpoints" / "ckpt-000000200.safetensors"
-    newest.write_bytes(newest.read_bytes()[:-100])                                  # truncated
+    newest.write_bytes(newest.read_bytes()[:-100])  # truncated
     with pytest.raises(CheckpointError, match="ckpt-000000200"):
         infogan_plugin.load_run(newest)
 

@@ -16,8 +16,26 @@ from registry.train import Trainer
 if TYPE_CHECKING:
     from conftest import Ganrun
 
-RUN = ["--model", "tiny", "--batch-size", 16, "--seed", 4, "--log-every", 1, "--save-every", 4,
-       "--sample-every", 100, "--keep-checkpoints", 0, "--lr-g", 1e-3, "--lr-d", 2e-4]
+RUN = [
+    "--model",
+    "tiny",
+    "--batch-size",
+    16,
+    "--seed",
+    4,
+    "--log-every",
+    1,
+    "--save-every",
+    4,
+    "--sample-every",
+    100,
+    "--keep-checkpoints",
+    0,
+    "--lr-g",
+    1e-3,
+    "--lr-d",
+    2e-4,
+]
 
 
 def _factors(steps: int, decay: float) -> list[float]:
@@ -29,7 +47,7 @@ def test_schedule_is_flat_then_linear_to_zero() -> None:
     assert _factors(10, 0.0) == [1.0] * 10
     assert _factors(10, 0.5) == [1.0] * 5 + [1.0, 0.8, 0.6, 0.4, 0.2]
     assert _factors(4, 1.0) == [1.0, 0.75, 0.5, 0.25]
-    assert _factors(10, 0.04) == [1.0] * 10                           # rounds to no decay step
+    assert _factors(10, 0.04) == [1.0] * 10  # rounds to no decay step
 
 
 def _lrs(path: Path) -> dict[str, float]:
@@ -38,7 +56,8 @@ def _lrs(path: Path) -> dict[str, float]:
 
 
 def test_decayed_rates_reach_the_optimizers_and_resume_exactly(
-        ganrun: Ganrun, tiny: str, make_plugin: Callable[..., str], tmp_path: Path) -> None:
+    ganrun: Ganrun, tiny: str, make_plugin: Callable[..., str], tmp_path: Path
+) -> None:
     # the split run is stopped by SIGINT inside the decay window (after step 6 of 8)
     stop = make_plugin(
         "import os, signal\nfrom registry import hookimpl\n\n"

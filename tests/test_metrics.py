@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -84,11 +83,15 @@ def test_cluster_accuracy_is_the_best_matching_over_all_permutations(seed: int) 
     clusters, classes = np.unique(pred), np.unique(labels)
     counts = np.array([[np.sum((pred == c) & (labels == l)) for l in classes] for c in clusters])
     if len(clusters) <= len(classes):
-        best = max(sum(counts[i, j] for i, j in enumerate(cols))
-                   for cols in itertools.permutations(range(len(classes)), len(clusters)))
+        best = max(
+            sum(counts[i, j] for i, j in enumerate(cols))
+            for cols in itertools.permutations(range(len(classes)), len(clusters))
+        )
     else:
-        best = max(sum(counts[i, j] for j, i in enumerate(rows))
-                   for rows in itertools.permutations(range(len(clusters)), len(classes)))
+        best = max(
+            sum(counts[i, j] for j, i in enumerate(rows))
+            for rows in itertools.permutations(range(len(clusters)), len(classes))
+        )
     assert accuracy == pytest.approx(best / n, abs=1e-12)
     # the mapping is one-to-one and achieves that count
     assert len(set(mapping.values())) == len(mapping) == min(len(clusters), len(classes))
@@ -128,7 +131,9 @@ def test_confusion_counts_show_a_merged_pair() -> None:
     assert counts == [[2, 0, 0], [0, 2, 1], [0, 1, 2], [0, 0, 0]]  # value 3 unused, still listed
     assert sum(map(sum, counts)) == len(labels)
     accuracy, mapping = cluster_accuracy(pred, labels)
-    lines = confusion_lines({"labels": [0, 4, 9], "confusion": counts, "mapping": {str(k): v for k, v in mapping.items()}})
+    lines = confusion_lines(
+        {"labels": [0, 4, 9], "confusion": counts, "mapping": {str(k): v for k, v in mapping.items()}}
+    )
     assert lines[0].split("|")[1].split() == ["0", "4", "9"]
     assert lines[1].split() == ["0", "0", "|", "2", "0", "0"]
     assert lines[4].split()[:2] == ["3", "-"]  # unmatched value

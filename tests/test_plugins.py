@@ -29,7 +29,7 @@ from registry.plugins import (
     name_clashes,
 )
 
-GOOD_SOURCE = '''\
+GOOD_SOURCE = """\
 from registry import hookimpl
 from registry.data import load_digits
 from registry.nets.models import dcgan28
@@ -43,7 +43,7 @@ def ganrun_register_datasets(register):
 @hookimpl
 def ganrun_register_models(register):
     register("toy-model", dcgan28)
-'''
+"""
 
 
 def toy_factory(**kwargs: Any) -> None:
@@ -125,7 +125,10 @@ def test_builtins_register_the_core_names_as_plugin_registry_builtins() -> None:
     assert regs.models.get("dcgan64") is models.dcgan64
     assert regs.gan_losses.get("hinge") is losses.HINGE
     assert hooks_of(pm, builtins) == [
-        "ganrun_register_datasets", "ganrun_register_gan_losses", "ganrun_register_models"]
+        "ganrun_register_datasets",
+        "ganrun_register_gan_losses",
+        "ganrun_register_models",
+    ]
 
 
 def test_manager_without_defaults_registers_nothing() -> None:
@@ -228,8 +231,10 @@ def test_activate_a_dotted_module_path(make_plugin: Callable[..., str]) -> None:
     ("source", "cause"),
     [
         ("raise RuntimeError('boom while importing')\n", "RuntimeError: boom while importing"),
-        ("import ganrun_test_dependency_that_is_missing\n",
-         "ModuleNotFoundError: No module named 'ganrun_test_dependency_that_is_missing'"),
+        (
+            "import ganrun_test_dependency_that_is_missing\n",
+            "ModuleNotFoundError: No module named 'ganrun_test_dependency_that_is_missing'",
+        ),
         ("def broken(:\n", "SyntaxError"),
     ],
     ids=["raises", "missing-dependency", "syntax-error"],
@@ -267,10 +272,7 @@ def test_activate_refuses_an_unknown_hook(make_plugin: Callable[..., str]) -> No
 
 def test_activate_refuses_an_argument_the_spec_lacks(make_plugin: Callable[..., str]) -> None:
     name = make_plugin(
-        "from registry import hookimpl\n\n"
-        "@hookimpl\n"
-        "def ganrun_step_end(trainer, step, wall_time):\n"
-        "    pass\n"
+        "from registry import hookimpl\n\n@hookimpl\ndef ganrun_step_end(trainer, step, wall_time):\n    pass\n"
     )
     pm = get_plugin_manager()
     with pytest.raises(PluginError) as info:
@@ -302,8 +304,9 @@ def test_activate_an_unknown_name_lists_installed_plugins(monkeypatch: pytest.Mo
         activate(get_plugin_manager(), ["not a name!"])
 
 
-def test_installed_entry_point_is_listed_and_activated(monkeypatch: pytest.MonkeyPatch,
-                                                       make_plugin: Callable[..., str]) -> None:
+def test_installed_entry_point_is_listed_and_activated(
+    monkeypatch: pytest.MonkeyPatch, make_plugin: Callable[..., str]
+) -> None:
     module = make_plugin(GOOD_SOURCE)
     point = md.EntryPoint(name="fake", value=module, group="ganrun")
     monkeypatch.setattr(registry.plugins.md, "entry_points", fake_entry_points(point))
@@ -327,18 +330,19 @@ def test_installed_entry_point_is_listed_and_activated(monkeypatch: pytest.Monke
 
 # ------------------------------------------------------------------------------ isolation (issue 19)
 
-RAISING_SOURCE = '''\
+RAISING_SOURCE = """\
 from registry import hookimpl
 
 
 @hookimpl
 def ganrun_register_q_losses(register):
     raise RuntimeError("the registry exploded")
-'''
+"""
 
 
 def test_a_registration_hook_that_raises_is_one_line_naming_plugin_hook_and_exception(
-        make_plugin: Callable[..., str]) -> None:
+    make_plugin: Callable[..., str],
+) -> None:
     name = make_plugin(RAISING_SOURCE)
     pm = get_plugin_manager()
     activate(pm, [name])
@@ -349,8 +353,11 @@ def test_a_registration_hook_that_raises_is_one_line_naming_plugin_hook_and_exce
 
 
 def test_collect_for_a_listing_marks_the_raising_plugin_broken_and_keeps_the_others(
-        make_plugin: Callable[..., str]) -> None:
-    half = make_plugin(GOOD_SOURCE + "\n\n@hookimpl\ndef ganrun_register_commands(register):\n    raise ValueError('no')\n")
+    make_plugin: Callable[..., str],
+) -> None:
+    half = make_plugin(
+        GOOD_SOURCE + "\n\n@hookimpl\ndef ganrun_register_commands(register):\n    raise ValueError('no')\n"
+    )
     pm = get_plugin_manager()
     activate(pm, [half])
     broken: dict[str, str] = {}
@@ -361,15 +368,16 @@ def test_collect_for_a_listing_marks_the_raising_plugin_broken_and_keeps_the_oth
 
 
 def test_call_hook_isolates_each_plugin_and_keeps_pluggys_order(make_plugin: Callable[..., str]) -> None:
-    first = make_plugin("from registry import hookimpl\n\n@hookimpl\ndef ganrun_config_defaults():\n"
-                        "    return {'steps': 1}\n")
-    second = make_plugin("from registry import hookimpl\n\n@hookimpl\ndef ganrun_config_defaults():\n"
-                         "    return {'steps': 2}\n")
+    first = make_plugin(
+        "from registry import hookimpl\n\n@hookimpl\ndef ganrun_config_defaults():\n    return {'steps': 1}\n"
+    )
+    second = make_plugin(
+        "from registry import hookimpl\n\n@hookimpl\ndef ganrun_config_defaults():\n    return {'steps': 2}\n"
+    )
     pm = get_plugin_manager()
     activate(pm, [first, second])
     assert call_hook(pm, "ganrun_config_defaults") == pm.hook.ganrun_config_defaults()
-    bad = make_plugin("from registry import hookimpl\n\n@hookimpl\ndef ganrun_train_options():\n"
-                      "    return 1 / 0\n")
+    bad = make_plugin("from registry import hookimpl\n\n@hookimpl\ndef ganrun_train_options():\n    return 1 / 0\n")
     activate(pm, [bad])
     with pytest.raises(HookError, match=f"plugin '{bad}' failed in ganrun_train_options: ZeroDivisionError"):
         call_hook(pm, "ganrun_train_options")
@@ -389,21 +397,29 @@ def _collect_one(make_plugin: Callable[..., str], body: str) -> tuple[str, Plugi
 
 
 def test_a_q_loss_registered_as_an_instance_is_refused_at_register_time(make_plugin: Callable[..., str]) -> None:
-    name, error = _collect_one(make_plugin, (
-        "from infogan_plugin import CategoricalCE\n\n"
-        "@hookimpl\ndef ganrun_register_q_losses(register):\n    register('mine', CategoricalCE())\n"))
+    name, error = _collect_one(
+        make_plugin,
+        (
+            "from infogan_plugin import CategoricalCE\n\n"
+            "@hookimpl\ndef ganrun_register_q_losses(register):\n    register('mine', CategoricalCE())\n"
+        ),
+    )
     message = str(error)
     assert f"plugin {name!r} registered Q loss 'mine'" in message
     assert "an instance of CategoricalCE" in message and "register CategoricalCE itself" in message
 
 
 def test_a_code_class_missing_required_members_is_refused_naming_them(make_plugin: Callable[..., str]) -> None:
-    name, error = _collect_one(make_plugin, (
-        "import torch\nfrom dataclasses import dataclass\nfrom infogan_plugin import LatentCode\n\n"
-        "@dataclass(frozen=True, kw_only=True)\nclass Half(LatentCode):\n"
-        "    default_q_loss = 'categorical_ce'\n"
-        "    def sample(self, n, *, generator, device):\n        return torch.zeros(n, 1)\n\n"
-        "@hookimpl\ndef ganrun_register_latent_codes(register):\n    register('half', Half)\n"))
+    name, error = _collect_one(
+        make_plugin,
+        (
+            "import torch\nfrom dataclasses import dataclass\nfrom infogan_plugin import LatentCode\n\n"
+            "@dataclass(frozen=True, kw_only=True)\nclass Half(LatentCode):\n"
+            "    default_q_loss = 'categorical_ce'\n"
+            "    def sample(self, n, *, generator, device):\n        return torch.zeros(n, 1)\n\n"
+            "@hookimpl\ndef ganrun_register_latent_codes(register):\n    register('half', Half)\n"
+        ),
+    )
     message = str(error)
     assert f"plugin {name!r} registered latent code type 'half' without" in message
     for missing in ("type_name", "default_lambda", "discrete", "entropy", "traversal_values"):
@@ -411,13 +427,18 @@ def test_a_code_class_missing_required_members_is_refused_naming_them(make_plugi
     assert "member sample" not in message and "member default_q_loss" not in message
 
 
-@pytest.mark.parametrize(("kind_hook", "value", "piece"), [
-    ("ganrun_register_datasets", "'not callable'", "a callable factory"),
-    ("ganrun_register_gan_losses", "lambda r, f: r", "a callable member d"),
-    ("ganrun_register_commands", "print", "a click.Command"),
-], ids=["dataset", "gan-loss", "command"])
-def test_other_registrations_are_checked_too(make_plugin: Callable[..., str], kind_hook: str, value: str,
-                                             piece: str) -> None:
+@pytest.mark.parametrize(
+    ("kind_hook", "value", "piece"),
+    [
+        ("ganrun_register_datasets", "'not callable'", "a callable factory"),
+        ("ganrun_register_gan_losses", "lambda r, f: r", "a callable member d"),
+        ("ganrun_register_commands", "print", "a click.Command"),
+    ],
+    ids=["dataset", "gan-loss", "command"],
+)
+def test_other_registrations_are_checked_too(
+    make_plugin: Callable[..., str], kind_hook: str, value: str, piece: str
+) -> None:
     args = f"{value}" if kind_hook == "ganrun_register_commands" else f"'x', {value}"
     name, error = _collect_one(make_plugin, f"\n@hookimpl\ndef {kind_hook}(register):\n    register({args})\n")
     assert f"plugin {name!r} registered" in str(error) and piece in str(error)
@@ -447,14 +468,17 @@ def test_unmarked_and_misnamed_hooks_are_warned_about(make_plugin: Callable[...,
         "def ganrun_register_latent_codes(register):\n    register('lost', object)\n\n"
         "def ganrun_register_qlosses(register):\n    pass\n\n"
         "@hookimpl\ndef ganrun_register_models(register):\n    pass\n\n"
-        "def ganrun_helper_constant():\n    pass\n")
+        "def ganrun_helper_constant():\n    pass\n"
+    )
     with pytest.warns(PluginWarning) as caught:
         activate(get_plugin_manager(), [name])
     lines = sorted(str(w.message) for w in caught)
     assert len(lines) == 3, lines
     assert any("ganrun_register_latent_codes has no @hookimpl marker" in line and name in line for line in lines)
-    assert any("ganrun_register_qlosses matches no ganrun hook" in line
-               and "did you mean ganrun_register_q_losses?" in line for line in lines)
+    assert any(
+        "ganrun_register_qlosses matches no ganrun hook" in line and "did you mean ganrun_register_q_losses?" in line
+        for line in lines
+    )
     assert not any("ganrun_register_models" in line for line in lines)
 
 
@@ -464,9 +488,11 @@ def test_a_marked_plugin_gives_no_warning(make_plugin: Callable[..., str], recwa
 
 
 def test_name_clashes_lists_names_two_plugins_register() -> None:
-    rows = [{"name": "a", "registers": {"latent_codes": ["poisson", "beta"]}},
-            {"name": "b", "registers": {"latent_codes": ["poisson"], "q_losses": ["beta"]}},
-            {"name": "c", "registers": {}}]
+    rows = [
+        {"name": "a", "registers": {"latent_codes": ["poisson", "beta"]}},
+        {"name": "b", "registers": {"latent_codes": ["poisson"], "q_losses": ["beta"]}},
+        {"name": "c", "registers": {}},
+    ]
     assert name_clashes(rows, "a") == ["latent codes 'poisson' is also registered by b"]
     assert name_clashes(rows, "b") == ["latent codes 'poisson' is also registered by a"]
     assert name_clashes(rows, "c") == []

@@ -31,22 +31,27 @@ def test_parse_augment_defaults_options_and_off():
     assert parse_augment(AffineAugment(rotate=5).spec()) == AffineAugment(rotate=5)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("flip", "unknown transform 'flip'"),
-    ("affine,tilt=3", "bad option 'tilt=3'"),
-    ("affine,rotate=x", "rotate must be a number"),
-    ("affine,scale=1.5", "scale must be < 1"),
-    ("affine,shift=-1", "shift must be a finite number >= 0"),
-    ("none,rotate=3", "'none' takes no options"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("flip", "unknown transform 'flip'"),
+        ("affine,tilt=3", "bad option 'tilt=3'"),
+        ("affine,rotate=x", "rotate must be a number"),
+        ("affine,scale=1.5", "scale must be < 1"),
+        ("affine,shift=-1", "shift must be a finite number >= 0"),
+        ("none,rotate=3", "'none' takes no options"),
+    ],
+)
 def test_bad_specs_say_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         parse_augment(text)
 
 
 def test_bad_spec_is_a_usage_error_naming_the_option(tmp_path):
-    result = CliRunner().invoke(build_cli(), ["--plugin", "infogan", "train", "--out", str(tmp_path / "r"),
-                                              "--q-augment", "affine,tilt=3", "--steps", "1"])
+    result = CliRunner().invoke(
+        build_cli(),
+        ["--plugin", "infogan", "train", "--out", str(tmp_path / "r"), "--q-augment", "affine,tilt=3", "--steps", "1"],
+    )
     assert result.exit_code == 2
     assert "--q-augment" in result.output and "bad option 'tilt=3'" in result.output
     assert not (tmp_path / "r").exists()
@@ -109,7 +114,7 @@ def _ctx(host, phase: str, q_augment: str | None):
 def test_discrete_codes_are_read_from_transformed_fakes_continuous_from_the_fakes(host, phase):
     ctx, spec, G, D, Q, seen = _ctx(host, phase, "affine")
     loss, nll, _ = information(ctx, spec, [1.0, 1.0], detach=False)
-    assert len(seen) == 1                                   # one more pass of D, on moved images
+    assert len(seen) == 1  # one more pass of D, on moved images
     moved = AffineAugment()(ctx.fake.images, ctx.trainer.step_generator(f"q-augment-{phase}"))
     torch.testing.assert_close(seen[0], moved)
     assert not torch.allclose(seen[0], ctx.fake.images)
@@ -132,7 +137,7 @@ def test_probe_mode_trains_q_alone_and_records_no_graph_through_d(host):
     spy = ctx.modules["D"]
     ctx.modules["D"] = lambda x: (grad_mode.append(torch.is_grad_enabled()), spy(x))[1]
     loss, _, _ = information(ctx, spec, [1.0, 1.0], detach=True)
-    assert len(seen) == 1 and grad_mode == [False]           # the extra pass builds no graph
+    assert len(seen) == 1 and grad_mode == [False]  # the extra pass builds no graph
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in Q.parameters())
     assert all(p.grad is None for p in D.parameters())
@@ -146,15 +151,30 @@ def test_without_augment_no_extra_pass(host):
 
 
 def test_training_with_augment_resumes_exactly(tmp_path, host):
-    args = ["--plugin", "infogan", "train", *FAST, "--q-augment", "affine,rotate=30", "--seed", "3",
-            "--keep-checkpoints", "0", "--save-every", "2"]
+    args = [
+        "--plugin",
+        "infogan",
+        "train",
+        *FAST,
+        "--q-augment",
+        "affine,rotate=30",
+        "--seed",
+        "3",
+        "--keep-checkpoints",
+        "0",
+        "--save-every",
+        "2",
+    ]
     runner = CliRunner()
     straight = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "a"), "--steps", "4"], catch_exceptions=False)
     assert straight.exit_code == 0, straight.output
     first = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "b"), "--steps", "2"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    resumed = runner.invoke(build_cli(), ["--plugin", "infogan", "train", "--resume", str(tmp_path / "b"),
-                                          "--steps", "4", "--no-progress"], catch_exceptions=False)
+    resumed = runner.invoke(
+        build_cli(),
+        ["--plugin", "infogan", "train", "--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"],
+        catch_exceptions=False,
+    )
     assert resumed.exit_code == 0, resumed.output
     a = Trainer.from_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt-000000004.safetensors", host, device="cpu")
     b = Trainer.from_checkpoint(tmp_path / "b" / "checkpoints" / "ckpt-000000004.safetensors", host, device="cpu")
@@ -166,12 +186,12 @@ def test_training_with_augment_resumes_exactly(tmp_path, host):
 
 def test_width_thickens_or_thins_strokes():
     bar = torch.full((256, 1, 28, 28), -1.0)
-    bar[:, :, 8:20, 13:15] = 1.0                                       # a 2-pixel-wide stroke
+    bar[:, :, 8:20, 13:15] = 1.0  # a 2-pixel-wide stroke
     out = AffineAugment(rotate=0, scale=0, shift=0, width=1.0)(bar, torch.Generator().manual_seed(0))
     ink = ((out + 1) / 2).flatten(1).sum(1)
     base = float(((bar[0] + 1) / 2).sum())
-    assert (ink > base * 1.2).any() and (ink < base * 0.8).any()      # both directions occur
-    assert ink.max() <= 4 * 14 + 1e-3 and ink.min() >= -1e-3          # between erased and a full 3x3 dilation
+    assert (ink > base * 1.2).any() and (ink < base * 0.8).any()  # both directions occur
+    assert ink.max() <= 4 * 14 + 1e-3 and ink.min() >= -1e-3  # between erased and a full 3x3 dilation
     with pytest.raises(ValueError, match="width must be <= 1"):
         AffineAugment(width=2)
     assert parse_augment("affine,width=0.5").spec() == "affine,rotate=20,scale=0.1,shift=0.1,width=0.5"

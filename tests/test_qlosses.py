@@ -99,7 +99,11 @@ def test_num_outputs_and_mismatch_errors() -> None:
 
 
 def test_descriptor_nll_uses_mean_then_log_std_layout(gen: torch.Generator) -> None:
-    mean, log_std, c = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
+    mean, log_std, c = (
+        torch.randn(B, D, generator=gen),
+        torch.randn(B, D, generator=gen),
+        torch.randn(B, D, generator=gen),
+    )
     q_out = torch.cat([mean, log_std], dim=1)
     loss = GaussianNLL()
     torch.testing.assert_close(loss.nll(q_out, c), gaussian_nll(mean, log_std, c))
@@ -178,9 +182,9 @@ def test_code_slot_binds_its_code_and_point_estimates_are_values_per_dimension()
     cat = CodeSlot("c1", Categorical(k=4), CategoricalCE(), 1.0)
     assert cat.q_loss.code == Categorical(k=4)
     logits = torch.tensor([[0.1, 3.0, 0.2, 0.0], [5.0, 0.0, 0.0, 0.0]])
-    assert cat.q_loss.point_estimate(logits).tolist() == [[1.0], [0.0]]    # the class index, (B, 1)
+    assert cat.q_loss.point_estimate(logits).tolist() == [[1.0], [0.0]]  # the class index, (B, 1)
     gauss = CodeSlot("c2", Gaussian(dim=2), GaussianNLL(), 0.1)
-    q_out = torch.tensor([[0.5, -1.0, 0.0, 0.0]])                          # [mean | log_std]
+    q_out = torch.tensor([[0.5, -1.0, 0.0, 0.0]])  # [mean | log_std]
     assert gauss.q_loss.point_estimate(q_out).tolist() == [[0.5, -1.0]]
     fixed = CodeSlot("c3", Uniform(), GaussianNLLFixed(), 0.1)
     assert fixed.q_loss.point_estimate(torch.tensor([[0.25]])).tolist() == [[0.25]]
@@ -194,7 +198,7 @@ def test_code_slot_binds_its_code_and_point_estimates_are_values_per_dimension()
         def nll(self, q_out, code_value):
             return q_out.sum(1)
 
-    assert NoPredict().predict(torch.zeros(1, 1)) is None                 # documented default
+    assert NoPredict().predict(torch.zeros(1, 1)) is None  # documented default
     with pytest.raises(ValueError, match="not bound to a code"):
         NoPredict().point_estimate(torch.zeros(1, 1))
     with pytest.raises(NotImplementedError, match="neither predict"):

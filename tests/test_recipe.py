@@ -21,8 +21,26 @@ from registry.nets.spectral import apply_spectral_norm
 if TYPE_CHECKING:
     from conftest import Ganrun
 
-SHAPES = ["--dataset", "shapes", "--model", "conv64", "--code", "uniform:2", "--noise-dim", 3,
-          "--batch-size", 8, "--log-every", 1, "--sample-every", 100, "--keep-checkpoints", 0, "--seed", 3]
+SHAPES = [
+    "--dataset",
+    "shapes",
+    "--model",
+    "conv64",
+    "--code",
+    "uniform:2",
+    "--noise-dim",
+    3,
+    "--batch-size",
+    8,
+    "--log-every",
+    1,
+    "--sample-every",
+    100,
+    "--keep-checkpoints",
+    0,
+    "--seed",
+    3,
+]
 RECIPE = ["--spectral-norm", "--g-steps", 2, "--q-norm", "none", "--q-slope", 0.2, "--q-hidden", 16]
 
 
@@ -42,15 +60,17 @@ def recipe_runs(ganrun: Ganrun, tmp_path_factory: pytest.TempPathFactory) -> dic
 def test_recipe_resumes_bit_identically(ganrun: Ganrun, recipe_runs: dict[str, Path]) -> None:
     # power-iteration vectors, the Q head and the freshly drawn batches all continue exactly
     for step in (2, 4):
-        ganrun.assert_same_checkpoint(recipe_runs["straight"] / "checkpoints" / checkpoint_name(step),
-                                      recipe_runs["split"] / "checkpoints" / checkpoint_name(step))
+        ganrun.assert_same_checkpoint(
+            recipe_runs["straight"] / "checkpoints" / checkpoint_name(step),
+            recipe_runs["split"] / "checkpoints" / checkpoint_name(step),
+        )
 
 
 def test_spectral_norm_covers_d_its_head_and_q_but_not_g(recipe_runs: dict[str, Path]) -> None:
     tensors, _ = read_checkpoint(recipe_runs["straight"] / "checkpoints" / checkpoint_name(4))
     vectors = {k.rsplit(".parametrizations", 1)[0] for k in tensors if k.endswith("._u")}
     assert "model.D.head" in vectors
-    assert {"model.Q.net.0", "model.Q.net.2"} <= vectors            # no batch norm: Linear, LeakyReLU, Linear
+    assert {"model.Q.net.0", "model.Q.net.2"} <= vectors  # no batch norm: Linear, LeakyReLU, Linear
     assert sum(k.startswith("model.D.trunk.") for k in vectors) == 5  # four convolutions and the FC layer
     assert not any(k.startswith("model.G.") for k in vectors)
     plain, _ = read_checkpoint(recipe_runs["plain"] / "checkpoints" / checkpoint_name(4))
@@ -63,8 +83,9 @@ def test_recipe_is_recorded_and_refused_if_changed_on_resume(ganrun: Ganrun, rec
     assert config["spectral_norm"] is True and config["g_steps"] == 2
     assert (config["extra"]["q_norm"], config["extra"]["q_slope"], config["extra"]["q_hidden"]) == ("none", 0.2, 16)
     for flag in (["--no-spectral-norm"], ["--g-steps", 1], ["--q-norm", "batch"], ["--q-hidden", 32]):
-        result = ganrun.invoke("train", "--resume", recipe_runs["straight"], "--steps", 6, "--no-progress", *flag,
-                               plugins=["infogan"])
+        result = ganrun.invoke(
+            "train", "--resume", recipe_runs["straight"], "--steps", 6, "--no-progress", *flag, plugins=["infogan"]
+        )
         assert result.exit_code == 2, ganrun.describe(result)
         assert "refusing to change" in result.output
 
@@ -90,9 +111,17 @@ def test_balance_metrics_are_logged(ganrun: Ganrun, recipe_runs: dict[str, Path]
         assert "balance/chance_steps" in record
 
 
-@pytest.mark.parametrize("bad", [(["--g-steps", 0], "--g-steps"), (["--g-steps", -2], "--g-steps"),
-                                 (["--q-hidden", 0], "--q-hidden"), (["--q-slope", -0.1], "--q-slope"),
-                                 (["--q-slope", "nan"], "--q-slope"), (["--q-norm", "layer"], "--q-norm")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (["--g-steps", 0], "--g-steps"),
+        (["--g-steps", -2], "--g-steps"),
+        (["--q-hidden", 0], "--q-hidden"),
+        (["--q-slope", -0.1], "--q-slope"),
+        (["--q-slope", "nan"], "--q-slope"),
+        (["--q-norm", "layer"], "--q-norm"),
+    ],
+)
 def test_bad_recipe_values_are_refused_naming_the_option(ganrun: Ganrun, tmp_path: Path, bad) -> None:
     flags, option = bad
     result = ganrun.invoke("train", "--out", tmp_path / "r", "--steps", 1, *SHAPES, *flags, plugins=["infogan"])
@@ -103,6 +132,7 @@ def test_bad_recipe_values_are_refused_naming_the_option(ganrun: Ganrun, tmp_pat
 
 # ------------------------------------------------------------------------------ the chance warning
 
+
 def _line(real: float, fake: float, gap: float) -> dict[str, float]:
     return {"balance/acc_real": real, "balance/acc_fake": fake, "balance/logit_gap": gap}
 
@@ -111,16 +141,16 @@ def _line(real: float, fake: float, gap: float) -> dict[str, float]:
 def test_balance_watch_warns_once_per_stretch_at_chance(seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     watch = BalanceWatch(steps=300)
-    run, since, warned_in_stretch = 0, None, False
+    since, warned_in_stretch = None, False
     for step in range(50, 5000, 50):
         kind = int(torch.randint(3, (), generator=gen))
         at_chance = kind < 2
         u = float(torch.rand((), generator=gen))
-        if kind == 0:    # one logit for every image, just above 0: real all right, fake all wrong
+        if kind == 0:  # one logit for every image, just above 0: real all right, fake all wrong
             metrics = _line(1.0, 0.09 * u, 0.3 * u)
         elif kind == 1:  # accuracies that look fine, but the logits barely differ
             metrics = _line(0.9, 0.2 + 0.7 * u, 0.049 * u)
-        else:            # a contest
+        else:  # a contest
             metrics = _line(0.9, 0.5 + 0.4 * u, 0.05 + u)
         warning = watch.update(step, metrics)
         if at_chance:
@@ -137,17 +167,38 @@ def test_balance_watch_warns_once_per_stretch_at_chance(seed: int) -> None:
 
 def test_trainer_prints_the_chance_warning(ganrun: Ganrun, tiny: str, tmp_path: Path, monkeypatch) -> None:
     # a learning rate of ~0 keeps D's logits where they start, identical for real and fake
-    monkeypatch.setattr(BalanceWatch.__init__, "__kwdefaults__",
-                        {"accuracy": 0.55, "gap": 0.05, "steps": 3, "hint": "unused"})
+    monkeypatch.setattr(
+        BalanceWatch.__init__, "__kwdefaults__", {"accuracy": 0.55, "gap": 0.05, "steps": 3, "hint": "unused"}
+    )
     data = ganrun.write_idx(tmp_path / "idx", 64)
-    result = ganrun.train(tmp_path / "r", "--model", "tiny", "--dataset", "mnist-idx", "--data-dir", data,
-                          "--batch-size", 16, "--steps", 8, "--log-every", 1, "--lr-d", 1e-30, "--lr-g", 1e-30,
-                          "--save-every", 8, plugins=[tiny])
+    result = ganrun.train(
+        tmp_path / "r",
+        "--model",
+        "tiny",
+        "--dataset",
+        "mnist-idx",
+        "--data-dir",
+        data,
+        "--batch-size",
+        16,
+        "--steps",
+        8,
+        "--log-every",
+        1,
+        "--lr-d",
+        1e-30,
+        "--lr-g",
+        1e-30,
+        "--save-every",
+        8,
+        plugins=[tiny],
+    )
     assert result.stderr.count("warning: D has been at chance") == 1, result.stderr
     assert "Try --spectral-norm, or a lower --lr-g than 1e-30" in result.stderr
 
 
 # ------------------------------------------------------------------------------ pieces
+
 
 def test_apply_spectral_norm_bounds_every_layer() -> None:
     torch.manual_seed(0)
@@ -196,13 +247,14 @@ def test_heart_notch_shows_at_every_scale(scale: int, orientation: int) -> None:
     cols = image.any(0).nonzero().flatten()
     top = int(rows[0])
     centre = (int(cols[0]) + int(cols[-1])) // 2
-    window = image[:, centre - 1:centre + 2]
+    window = image[:, centre - 1 : centre + 2]
     notch = [c for c in range(3) if not window[top, c] and window[top:, c].any()]
     assert notch, f"no notch at scale {scale}"
-    assert image[top, :centre - 1].any() and image[top, centre + 2:].any()  # both lobes reach the top row
+    assert image[top, : centre - 1].any() and image[top, centre + 2 :].any()  # both lobes reach the top row
 
 
 # ------------------------------------------------------------------------------ --eval-every
+
 
 def test_eval_every_logs_scores_and_changes_no_weight(ganrun: Ganrun, tmp_path: Path) -> None:
     scored, plain = tmp_path / "scored", tmp_path / "plain"
@@ -215,17 +267,22 @@ def test_eval_every_logs_scores_and_changes_no_weight(ganrun: Ganrun, tmp_path: 
         for key in ("mig", "factor_vae", "dci", "sap"):
             assert 0.0 <= row[f"disent/{key}"] <= 1.0
     assert not any(k.startswith("disent/") for r in ganrun.metrics(plain) for k in r)
-    ganrun.assert_same_checkpoint(scored / "checkpoints" / checkpoint_name(4), plain / "checkpoints" / checkpoint_name(4))
+    ganrun.assert_same_checkpoint(
+        scored / "checkpoints" / checkpoint_name(4), plain / "checkpoints" / checkpoint_name(4)
+    )
     report = ganrun.invoke("report", scored, plugins=["infogan"])
     assert report.exit_code == 0, ganrun.describe(report)
     assert "Disentanglement during training" in (scored / "report.html").read_text()
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--eval-every", 3, "--log-every", 2], "multiple of --log-every"),
-    (["--eval-every", -1], "integer >= 0"),
-    (["--eval-samples", 0], "integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--eval-every", 3, "--log-every", 2], "multiple of --log-every"),
+        (["--eval-every", -1], "integer >= 0"),
+        (["--eval-samples", 0], "integer >= 1"),
+    ],
+)
 def test_bad_eval_every_is_refused(ganrun: Ganrun, tmp_path: Path, flags, message: str) -> None:
     result = ganrun.invoke("train", "--out", tmp_path / "r", "--steps", 1, *SHAPES, *flags, plugins=["infogan"])
     assert result.exit_code == 2 and message in result.output, ganrun.describe(result)
@@ -237,6 +294,7 @@ def test_eval_every_needs_factors(ganrun: Ganrun, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ ground truth, by declaration
+
 
 def test_metrics_read_ground_truth_from_the_dataset_not_its_name(ganrun: Ganrun, tmp_path: Path, monkeypatch) -> None:
     """A dataset under another name that declares ground-truth factors is scored; the same
@@ -254,11 +312,14 @@ def test_metrics_read_ground_truth_from_the_dataset_not_its_name(ganrun: Ganrun,
     report = disentanglement_metrics(trainer, num_samples=40)
     assert report["factors"] == list(shapes_module.FACTOR_NAMES)
     # a renamed copy with two factors: the metrics follow the declaration
-    two = GroundTruth(names=("shape", "scale"), sizes=(3, 6),
-                      sample=lambda n, g: torch.stack([torch.randint(3, (n,), generator=g),
-                                                       torch.randint(6, (n,), generator=g)], 1),
-                      render=lambda f: render(torch.cat([f, torch.full_like(f, 16)[:, :1].repeat(1, 3)], 1)))
+    two = GroundTruth(
+        names=("shape", "scale"),
+        sizes=(3, 6),
+        sample=lambda n, g: torch.stack([torch.randint(3, (n,), generator=g), torch.randint(6, (n,), generator=g)], 1),
+        render=lambda f: render(torch.cat([f, torch.full_like(f, 16)[:, :1].repeat(1, 3)], 1)),
+    )
     import dataclasses
+
     object.__setattr__(trainer, "dataset", dataclasses.replace(trainer.dataset, name="other", ground_truth=two))
     assert disentanglement_metrics(trainer, num_samples=40)["factors"] == ["shape", "scale"]
     object.__setattr__(trainer, "dataset", dataclasses.replace(trainer.dataset, ground_truth=None))
@@ -277,7 +338,7 @@ def test_ground_truth_declaration_is_checked() -> None:
 
 # ------------------------------------------------------------------------------ a seed stream per plugin
 
-GREEDY = '''
+GREEDY = """
 import torch
 from torch import nn
 from registry.plugins import hookimpl
@@ -287,7 +348,7 @@ def ganrun_build_modules(config, models, sampler):
     torch.randn(12345)                      # draws from the global RNG while building
     probe = nn.Linear(3, 3)
     return {"probe": (probe, "G")}
-'''
+"""
 
 
 def test_each_plugins_modules_start_from_its_own_seed_stream(make_plugin, tmp_path: Path) -> None:
@@ -301,8 +362,14 @@ def test_each_plugins_modules_start_from_its_own_seed_stream(make_plugin, tmp_pa
 
     def build(plugins: list[str]) -> Trainer:
         host = Host.create(plugins)
-        config = TrainConfig(steps=1, batch_size=8, device="cpu", progress=False, seed=4,
-                             extra={"code": ["categorical:3"], "info_lambda": None})
+        config = TrainConfig(
+            steps=1,
+            batch_size=8,
+            device="cpu",
+            progress=False,
+            seed=4,
+            extra={"code": ["categorical:3"], "info_lambda": None},
+        )
         host.hook.ganrun_configure(config=config, registries=host.registries)
         return Trainer(config, host, tmp_path / "unused")
 

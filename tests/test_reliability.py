@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import subprocess
@@ -17,10 +16,31 @@ import torch
 from registry.checkpoint import find_latest, read_checkpoint
 
 CLI = [sys.executable, "-c", "from registry.cli import main; main()"]
-INFOGAN = [*CLI, "--plugin", "infogan", "train", "--dataset", "mnist-idx", "--batch-size", "16",
-           "--log-every", "1", "--save-every", "100", "--sample-every", "2", "--no-progress",
-           "--keep-checkpoints", "0", "--code", "categorical:3", "--code", "uniform:1",
-           "--code", "gaussian:1"]  # gaussian's default Q loss is the learned-std gaussian_nll
+INFOGAN = [
+    *CLI,
+    "--plugin",
+    "infogan",
+    "train",
+    "--dataset",
+    "mnist-idx",
+    "--batch-size",
+    "16",
+    "--log-every",
+    "1",
+    "--save-every",
+    "100",
+    "--sample-every",
+    "2",
+    "--no-progress",
+    "--keep-checkpoints",
+    "0",
+    "--code",
+    "categorical:3",
+    "--code",
+    "uniform:1",
+    "--code",
+    "gaussian:1",
+]  # gaussian's default Q loss is the learned-std gaussian_nll
 
 
 def write_idx(folder: Path, n: int = 64) -> Path:
@@ -56,20 +76,47 @@ def test_infogan_split_run_is_bit_identical_across_an_epoch_boundary(tmp_path):
     assert meta_a["step"] == meta_b["step"] == "6"
     assert meta_a["optim.D"] == meta_b["optim.D"]
 
-    steps = [int(line.split(",")[0].split(":")[1])
-             for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        int(line.split(",")[0].split(":")[1])
+        for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [1, 2, 3, 4, 5, 6]
     grids = sorted(p.name for p in (tmp_path / "split" / "traversals").glob("c1-*.png"))
-    assert grids == ["c1-step-000000002.png", "c1-step-000000003.png", "c1-step-000000004.png",
-                     "c1-step-000000006.png"]  # 3 is the first run's final picture
+    assert grids == [
+        "c1-step-000000002.png",
+        "c1-step-000000003.png",
+        "c1-step-000000004.png",
+        "c1-step-000000006.png",
+    ]  # 3 is the first run's final picture
 
 
 def test_sigkill_while_saving_every_step_never_leaves_a_bad_newest_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CLI, "train", "--steps", "100000", "--batch-size", "8", "--save-every", "1",
-                             "--keep-checkpoints", "0", "--log-every", "1000", "--sample-every", "100000",
-                             "--no-progress", "--noise-dim", "8", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "train",
+            "--steps",
+            "100000",
+            "--batch-size",
+            "8",
+            "--save-every",
+            "1",
+            "--keep-checkpoints",
+            "0",
+            "--log-every",
+            "1000",
+            "--sample-every",
+            "100000",
+            "--no-progress",
+            "--noise-dim",
+            "8",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -22,8 +22,22 @@ from registry.report import page as report  # noqa: E402
 if TYPE_CHECKING:
     from conftest import Ganrun
 
-COMMON = ["--model", "tiny", "--steps", 4, "--log-every", 1, "--sample-every", 4, "--batch-size", 16,
-          "--code", "categorical:3", "--code", "uniform:1"]
+COMMON = [
+    "--model",
+    "tiny",
+    "--steps",
+    4,
+    "--log-every",
+    1,
+    "--sample-every",
+    4,
+    "--batch-size",
+    16,
+    "--code",
+    "categorical:3",
+    "--code",
+    "uniform:1",
+]
 CHARTS = {"d-and-g-losses.png", "c1-l-i-nats-against-h-c.png", "c2-l-i-nats-against-h-c.png"}
 
 
@@ -45,8 +59,9 @@ def _embedded_pngs(page: str) -> list[bytes]:
     return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
 
 
-def test_png_report_writes_the_charts_and_embeds_them(ganrun: Ganrun, run: Path, runs: tuple[Path, Path],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_png_report_writes_the_charts_and_embeds_them(
+    ganrun: Ganrun, run: Path, runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     figures = {}
     draw = report.chart_figure
 
@@ -90,7 +105,11 @@ def test_png_report_writes_the_charts_and_embeds_them(ganrun: Ganrun, run: Path,
     assert list(ax.get_lines()[0].get_xdata()) == steps == [1, 2, 3, 4]
     losses = figures["D and G losses"].axes[0]
     assert {line.get_label(): line.get_linestyle() for line in losses.get_lines()} == {
-        "d/adv": "-", "g/adv": "-", "baseline d/adv": "--", "baseline g/adv": "--"}
+        "d/adv": "-",
+        "g/adv": "-",
+        "baseline d/adv": "--",
+        "baseline g/adv": "--",
+    }
 
 
 def test_svg_report_draws_inline_svg_and_writes_no_png(ganrun: Ganrun, run: Path, runs: tuple[Path, Path]) -> None:
@@ -102,8 +121,9 @@ def test_svg_report_draws_inline_svg_and_writes_no_png(ganrun: Ganrun, run: Path
     assert not (run / "plots").exists()
 
 
-def test_auto_is_png_with_matplotlib_and_svg_without(ganrun: Ganrun, run: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_is_png_with_matplotlib_and_svg_without(
+    ganrun: Ganrun, run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = ganrun.invoke("report", run, plugins=["infogan"])
     assert result.exit_code == 0, ganrun.describe(result)
     page = (run / "report.html").read_text()
@@ -115,8 +135,9 @@ def test_auto_is_png_with_matplotlib_and_svg_without(ganrun: Ganrun, run: Path,
     assert (run / "fallback.html").read_text().count("<svg") == 3
 
 
-def test_png_without_matplotlib_names_the_option_and_the_extra(ganrun: Ganrun, run: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_png_without_matplotlib_names_the_option_and_the_extra(
+    ganrun: Ganrun, run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = ganrun.invoke("report", run, "--plots", "png", plugins=["infogan"])
     assert result.exit_code == 2

@@ -23,8 +23,24 @@ if TYPE_CHECKING:
 
 # 96 images in batches of 32: three steps per epoch, so steps 1-8 cross two epoch boundaries
 # and the split at step 4 falls inside the second epoch.
-EXACT = ["--model", "tinyconv", "--dataset", "mnist-idx", "--batch-size", 32, "--seed", 11, "--save-every", 4, "--log-every", 1,
-         "--sample-every", 100, "--keep-checkpoints", 0]
+EXACT = [
+    "--model",
+    "tinyconv",
+    "--dataset",
+    "mnist-idx",
+    "--batch-size",
+    32,
+    "--seed",
+    11,
+    "--save-every",
+    4,
+    "--log-every",
+    1,
+    "--sample-every",
+    100,
+    "--keep-checkpoints",
+    0,
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +52,9 @@ def exact(ganrun: Ganrun, tiny: str, tmp_path_factory: pytest.TempPathFactory) -
     data = ganrun.write_idx(root / "idx", 96, seed=5)
     common = [*EXACT, "--data-dir", data]
     runs = {name: root / name for name in ("subprocess", "inprocess", "split")}
-    background = ganrun.popen("train", "--out", runs["subprocess"], "--no-progress", "--steps", 8, *common,
-                              plugins=[tiny], cwd=root)
+    background = ganrun.popen(
+        "train", "--out", runs["subprocess"], "--no-progress", "--steps", 8, *common, plugins=[tiny], cwd=root
+    )
     try:
         ganrun.train(runs["inprocess"], "--steps", 8, *common, plugins=[tiny])
         ganrun.train(runs["split"], "--steps", 4, *common, plugins=[tiny])
@@ -55,8 +72,10 @@ def exact(ganrun: Ganrun, tiny: str, tmp_path_factory: pytest.TempPathFactory) -
 def test_resume_in_a_new_process_is_bit_identical(ganrun: Ganrun, exact: dict[str, Any]) -> None:
     assert "resuming" in exact["resumed"].stderr and "from step 4" in exact["resumed"].stderr
     for step in (4, 8):
-        ganrun.assert_same_checkpoint(exact["subprocess"] / "checkpoints" / checkpoint_name(step),
-                                      exact["split"] / "checkpoints" / checkpoint_name(step))
+        ganrun.assert_same_checkpoint(
+            exact["subprocess"] / "checkpoints" / checkpoint_name(step),
+            exact["split"] / "checkpoints" / checkpoint_name(step),
+        )
     assert ganrun.checkpoints(exact["split"]) == [checkpoint_name(4), checkpoint_name(8)]
 
 
@@ -70,8 +89,10 @@ def test_resumed_run_logs_every_step_once_with_the_same_values(ganrun: Ganrun, e
 
 def test_the_same_command_in_two_processes_is_bit_identical(ganrun: Ganrun, exact: dict[str, Any]) -> None:
     for step in (4, 8):
-        ganrun.assert_same_checkpoint(exact["subprocess"] / "checkpoints" / checkpoint_name(step),
-                                      exact["inprocess"] / "checkpoints" / checkpoint_name(step))
+        ganrun.assert_same_checkpoint(
+            exact["subprocess"] / "checkpoints" / checkpoint_name(step),
+            exact["inprocess"] / "checkpoints" / checkpoint_name(step),
+        )
     a, _ = read_checkpoint(exact["subprocess"] / "checkpoints" / checkpoint_name(4))
     b, _ = read_checkpoint(exact["subprocess"] / "checkpoints" / checkpoint_name(8))
     assert not torch.equal(a["model.G.0.weight"], b["model.G.0.weight"])  # it did train in between
@@ -82,8 +103,21 @@ def test_the_same_command_in_two_processes_is_bit_identical(ganrun: Ganrun, exac
 
 
 def tiny_run(ganrun: Ganrun, tiny: str, run: Path, *args: Any, steps: int = 4, save_every: int = 2) -> Path:
-    ganrun.train(run, "--model", "tiny", "--steps", steps, "--batch-size", 16, "--save-every", save_every,
-                 "--log-every", 1, *args, plugins=[tiny])
+    ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        steps,
+        "--batch-size",
+        16,
+        "--save-every",
+        save_every,
+        "--log-every",
+        1,
+        *args,
+        plugins=[tiny],
+    )
     return run
 
 
@@ -159,8 +193,20 @@ def test_changed_architecture_is_refused_but_schedule_may_change(ganrun: Ganrun,
     assert "seed: 0 -> 1" in line and "lr_d: 0.0002 -> 0.1" in line
     assert ganrun.snapshot(run) == before
 
-    result = ganrun.invoke("train", "--resume", run, "--steps", 8, "--log-every", 2, "--save-every", 4,
-                           "--keep-checkpoints", 0, plugins=[tiny])
+    result = ganrun.invoke(
+        "train",
+        "--resume",
+        run,
+        "--steps",
+        8,
+        "--log-every",
+        2,
+        "--save-every",
+        4,
+        "--keep-checkpoints",
+        0,
+        plugins=[tiny],
+    )
     assert result.exit_code == 0, ganrun.describe(result)
     assert ganrun.checkpoints(run) == [checkpoint_name(2), checkpoint_name(4), checkpoint_name(8)]
     assert [m["step"] for m in ganrun.metrics(run)] == [1, 2, 3, 4, 6, 8]
@@ -216,9 +262,13 @@ def make_bad(kind: str, runs: dict[str, Path], target: Path) -> list[str]:
     elif kind == "header-not-json":
         target.write_bytes(struct.pack("<Q", 8) + b"not json")
     elif kind == "overlapping-offsets":
-        header = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
-                             "__metadata__": {"format_version": "1"}}).encode()
+        header = json.dumps(
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+                "__metadata__": {"format_version": "1"},
+            }
+        ).encode()
         target.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 12)
     elif kind == "metadata-wrong-type":
         header = json.dumps({"__metadata__": {"format_version": "1", "step": 5}}).encode()
@@ -246,9 +296,16 @@ def make_bad(kind: str, runs: dict[str, Path], target: Path) -> list[str]:
         ("metadata-wrong-type", 1, "not a string"),
     ],
 )
-def test_bad_checkpoint_is_refused_without_side_effects(ganrun: Ganrun, tiny: str, runs: dict[str, Path],
-                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        kind: str, code: int, cause: str) -> None:
+def test_bad_checkpoint_is_refused_without_side_effects(
+    ganrun: Ganrun,
+    tiny: str,
+    runs: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    code: int,
+    cause: str,
+) -> None:
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "incoming" / checkpoint_name(2)
     bad.parent.mkdir()

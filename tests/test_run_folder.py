@@ -30,8 +30,11 @@ TINY = ["--model", "tiny", "--batch-size", 16, "--log-every", 1, "--keep-checkpo
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` but the lock file (whose content is its holder's pid)."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
@@ -60,15 +63,29 @@ def dead_pid() -> int:
 # ------------------------------------------------------------------------------ restart before a checkpoint
 
 
-def test_auto_resume_restarts_a_run_killed_before_its_first_checkpoint(ganrun: Ganrun, tiny: str,
-                                                                      tmp_path: Path) -> None:
+def test_auto_resume_restarts_a_run_killed_before_its_first_checkpoint(
+    ganrun: Ganrun, tiny: str, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
-    args = ("train", "--out", run, "--no-progress", "--auto-resume", "--save-every", 1000, "--sample-every", 1000,
-            *TINY)
+    args = (
+        "train",
+        "--out",
+        run,
+        "--no-progress",
+        "--auto-resume",
+        "--save-every",
+        1000,
+        "--sample-every",
+        1000,
+        *TINY,
+    )
     proc = ganrun.popen(*args, "--steps", 100000, plugins=[tiny])
     try:
-        wait_for(lambda: (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 0,
-                 "the first metrics line", proc)
+        wait_for(
+            lambda: (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 0,
+            "the first metrics line",
+            proc,
+        )
         proc.send_signal(signal.SIGKILL)
     finally:
         stop(proc)
@@ -78,10 +95,12 @@ def test_auto_resume_restarts_a_run_killed_before_its_first_checkpoint(ganrun: G
     assert result.returncode == 0, result.stderr
     assert "restarting" in result.stderr and "step 0" in result.stderr
     assert [row["step"] for row in ganrun.metrics(run)] == [1, 2, 3]  # the dead attempt's lines set aside
-    ganrun.train(tmp_path / "straight", "--steps", 3, "--save-every", 1000, "--sample-every", 1000, *TINY,
-                 plugins=[tiny])
-    ganrun.assert_same_checkpoint(tmp_path / "straight" / "checkpoints" / checkpoint_name(3),
-                                  run / "checkpoints" / checkpoint_name(3))
+    ganrun.train(
+        tmp_path / "straight", "--steps", 3, "--save-every", 1000, "--sample-every", 1000, *TINY, plugins=[tiny]
+    )
+    ganrun.assert_same_checkpoint(
+        tmp_path / "straight" / "checkpoints" / checkpoint_name(3), run / "checkpoints" / checkpoint_name(3)
+    )
 
 
 def test_auto_resume_does_not_restart_a_different_run(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
@@ -100,8 +119,7 @@ def test_auto_resume_does_not_restart_a_different_run(ganrun: Ganrun, tiny: str,
     assert "config.json" in ganrun.error_line(result)
 
 
-def test_auto_resume_does_not_start_over_beside_damaged_checkpoints(ganrun: Ganrun, tiny: str,
-                                                                   tmp_path: Path) -> None:
+def test_auto_resume_does_not_start_over_beside_damaged_checkpoints(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     ganrun.train(run, "--steps", 2, *TINY, plugins=[tiny])
     path = run / "checkpoints" / checkpoint_name(2)
@@ -116,16 +134,19 @@ def test_auto_resume_does_not_start_over_beside_damaged_checkpoints(ganrun: Ganr
 
 
 def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_lock(
-        ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
+    ganrun: Ganrun, tiny: str, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     common = ("--no-progress", "--save-every", 2, "--sample-every", 100000, *TINY)
     holder = ganrun.popen("train", "--out", run, "--steps", 100000, *common, plugins=[tiny])
     try:
         wait_for(lambda: len(list((run / "checkpoints").glob("ckpt-*.safetensors"))) >= 1, "a checkpoint", holder)
         assert (run / LOCK_NAME).read_text().strip() == str(holder.pid)
-        for args in (("--out", run, "--steps", 4),                 # train --out X twice
-                     ("--out", run, "--steps", 4, "--auto-resume"),
-                     ("--resume", run, "--steps", 100000)):         # --resume X while X trains
+        for args in (
+            ("--out", run, "--steps", 4),  # train --out X twice
+            ("--out", run, "--steps", 4, "--auto-resume"),
+            ("--resume", run, "--steps", 100000),
+        ):  # --resume X while X trains
             result = ganrun.run("train", *args, *common, plugins=[tiny])
             errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
             assert result.returncode == 1 and len(errors) == 1, result.stderr
@@ -138,8 +159,9 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_leaves
         stop(holder)
     # The kernel released the lock with the process: the run continues at once.
     newest = find_latest(run / "checkpoints")
-    result = ganrun.run("train", "--out", run, "--auto-resume", "--steps", ganrun_step(newest) + 1,
-                        *common, plugins=[tiny])
+    result = ganrun.run(
+        "train", "--out", run, "--auto-resume", "--steps", ganrun_step(newest) + 1, *common, plugins=[tiny]
+    )
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stderr
 
@@ -150,8 +172,10 @@ def ganrun_step(path: Path) -> int:
 
 def test_run_lock_between_processes(tmp_path: Path) -> None:
     """The lock itself: held by one process, refused to another, free once the holder dies."""
-    code = ("import sys, time; from registry.checkpoint.lock import RunLock; "
-            "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)")
+    code = (
+        "import sys, time; from registry.checkpoint.lock import RunLock; "
+        "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
@@ -173,8 +197,9 @@ def test_run_lock_between_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("step", ["-5", "abc", "", "1e3", " 4", "4_0", "+4", "7", "99999999999999999999", "٣"])
-def test_an_invalid_step_is_refused_with_the_run_folder_untouched(ganrun: Ganrun, tiny: str, tmp_path: Path,
-                                                                  step: str) -> None:
+def test_an_invalid_step_is_refused_with_the_run_folder_untouched(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, step: str
+) -> None:
     run = tmp_path / "run"
     ganrun.train(run, "--steps", 4, "--save-every", 2, "--sample-every", 2, *TINY, plugins=[tiny])
     path = run / "checkpoints" / checkpoint_name(4)
@@ -189,7 +214,7 @@ def test_an_invalid_step_is_refused_with_the_run_folder_untouched(ganrun: Ganrun
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(st.text(max_size=25), st.integers(-10**30, 10**30).map(str)), st.integers(0, 10**9))
+@given(st.one_of(st.text(max_size=25), st.integers(-(10**30), 10**30).map(str)), st.integers(0, 10**9))
 def test_checked_step_accepts_only_what_a_run_writes(text: str, steps: int) -> None:
     writes = text.isascii() and text.isdigit() and len(text) <= 18 and int(text) <= steps
     try:
@@ -203,8 +228,9 @@ def test_checked_step_accepts_only_what_a_run_writes(text: str, steps: int) -> N
 # ------------------------------------------------------------------------------ abandoned timelines
 
 
-def test_a_second_resume_from_an_older_checkpoint_keeps_every_superseded_file(ganrun: Ganrun, tiny: str,
-                                                                             tmp_path: Path) -> None:
+def test_a_second_resume_from_an_older_checkpoint_keeps_every_superseded_file(
+    ganrun: Ganrun, tiny: str, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     args = ("--save-every", 2, "--sample-every", 2, "--lr-decay", 1.0, *TINY)
     ganrun.train(run, "--steps", 6, *args, plugins=["infogan", tiny])
@@ -244,9 +270,11 @@ def test_stale_temporaries_of_killed_saves_are_removed_on_resume(ganrun: Ganrun,
     run = tmp_path / "run"
     ganrun.train(run, "--steps", 2, *TINY, plugins=[tiny])
     dead = dead_pid()
-    stale = [run / "checkpoints" / f".{checkpoint_name(4)}.{dead}.0123abcd.tmp",
-             run / f".metrics.jsonl.{dead}.deadbeef.tmp",
-             run / "samples" / f".step-000000004.png.{dead}.00ff00ff.tmp"]
+    stale = [
+        run / "checkpoints" / f".{checkpoint_name(4)}.{dead}.0123abcd.tmp",
+        run / f".metrics.jsonl.{dead}.deadbeef.tmp",
+        run / "samples" / f".step-000000004.png.{dead}.00ff00ff.tmp",
+    ]
     for path in stale:
         path.write_bytes(b"\0" * 4096)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -269,8 +297,10 @@ def test_nothing_is_cleaned_without_the_lock(ganrun: Ganrun, tiny: str, tmp_path
     ganrun.train(run, "--steps", 2, *TINY, plugins=[tiny])
     stale = run / "checkpoints" / f".{checkpoint_name(4)}.{dead_pid()}.0123abcd.tmp"
     stale.write_bytes(b"partial")
-    code = ("import sys, time; from registry.checkpoint.lock import RunLock; "
-            "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)")
+    code = (
+        "import sys, time; from registry.checkpoint.lock import RunLock; "
+        "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
@@ -280,4 +310,3 @@ def test_nothing_is_cleaned_without_the_lock(ganrun: Ganrun, tiny: str, tmp_path
     finally:
         proc.kill()
         proc.wait()
-

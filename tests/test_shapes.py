@@ -58,7 +58,11 @@ def test_factor_grid_and_flat_index_round_trip():
     assert shapes.factor_sizes() == (3, 6, 40, 32, 32)
     assert shapes.NUM_COMBINATIONS == 737_280
     assert shapes.index_to_factors(torch.tensor([0, 1, 32, shapes.NUM_COMBINATIONS - 1])).tolist() == [
-        [0, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 1, 0], [2, 5, 39, 31, 31]]
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 1, 0],
+        [2, 5, 39, 31, 31],
+    ]
     index = torch.randint(shapes.NUM_COMBINATIONS, (1000,), generator=torch.Generator().manual_seed(3))
     assert torch.equal(shapes.factors_to_index(shapes.index_to_factors(index)), index)
     values = shapes.factor_values()

@@ -48,12 +48,15 @@ def test_metrics_and_pictures_of_an_infogan_run(ganrun: Ganrun, tiny: str, tmp_p
     assert set(tags["scalars"]) == {key for row in rows for key in row if key != "step"}
     assert {"d/adv", "g/adv", "L_I/c1", "L_I/c2", "H/c1", "L_I_over_H/c1"} <= set(tags["scalars"])
     for tag in ("d/adv", "L_I/c1", "H/c2"):
-        assert [(e.step, e.value) for e in acc.Scalars(tag)] == \
-            [(row["step"], pytest.approx(row[tag], abs=1e-5)) for row in rows]
+        assert [(e.step, e.value) for e in acc.Scalars(tag)] == [
+            (row["step"], pytest.approx(row[tag], abs=1e-5)) for row in rows
+        ]
 
     assert set(tags["images"]) == {"samples", "traversals/c1", "traversals/c2"}
-    for tag, path in (("samples", run / "samples" / "step-000000004.png"),
-                      ("traversals/c1", run / "traversals" / "c1-step-000000004.png")):
+    for tag, path in (
+        ("samples", run / "samples" / "step-000000004.png"),
+        ("traversals/c1", run / "traversals" / "c1-step-000000004.png"),
+    ):
         logged = acc.Images(tag)
         assert [e.step for e in logged] == [2, 4]
         with Image.open(path) as image:
@@ -90,8 +93,13 @@ def test_resume_purges_the_events_after_the_checkpoint(ganrun: Ganrun, tiny: str
 
     # Continue from step 4 as after a crash: steps 5 and 6 are trained (and logged) again.
     # The saved configuration keeps TensorBoard logging on.
-    result = ganrun.invoke("train", "--resume", run / "checkpoints" / "ckpt-000000004.safetensors",
-                           "--no-progress", plugins=["infogan", tiny])
+    result = ganrun.invoke(
+        "train",
+        "--resume",
+        run / "checkpoints" / "ckpt-000000004.safetensors",
+        "--no-progress",
+        plugins=["infogan", tiny],
+    )
     assert result.exit_code == 0, ganrun.describe(result)
     assert len(list((run / "tensorboard").iterdir())) == 2
     acc = events(run)
@@ -103,8 +111,9 @@ def test_resume_purges_the_events_after_the_checkpoint(ganrun: Ganrun, tiny: str
     assert [e.step for e in acc.Images("traversals/c2")] == [3, 6]
 
 
-def test_missing_package_is_refused_before_training(ganrun: Ganrun, tiny: str, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_package_is_refused_before_training(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
     run = tmp_path / "run"
     result = ganrun.train(run, "--model", "tiny", "--steps", 1, "--tensorboard", plugins=[tiny], expect=2)
@@ -137,8 +146,15 @@ def test_listed_as_a_builtin_plugin_with_its_own_hooks(ganrun: Ganrun) -> None:
     row = rows["registry.default_plugins.tensorboard"]
     assert row["builtin"] is True and row["active"] is True and row["error"] is None
     assert row["registers"] == {}  # listed alone: the other built-in's names are not its own
-    assert row["hooks"] == ["ganrun_config_defaults", "ganrun_configure", "ganrun_log", "ganrun_resume_mutable_options",
-                            "ganrun_sample", "ganrun_step_end", "ganrun_train_options"]
+    assert row["hooks"] == [
+        "ganrun_config_defaults",
+        "ganrun_configure",
+        "ganrun_log",
+        "ganrun_resume_mutable_options",
+        "ganrun_sample",
+        "ganrun_step_end",
+        "ganrun_train_options",
+    ]
     assert set(rows["registry.default_plugins.builtins"]["registers"]) == {"datasets", "models", "gan_losses"}
 
 
@@ -148,8 +164,9 @@ def test_ganrun_resume_mutable_options_is_how_the_switch_may_change(ganrun: Ganr
     assert tensorboard.ganrun_resume_mutable_options() == ["tensorboard"]
     run = tmp_path / "run"
     ganrun.train(run, "--model", "tiny", "--steps", 2, "--batch-size", 8, plugins=[tiny])
-    refused = ganrun.invoke("train", "--resume", run, "--steps", 3, "--no-progress", "--tensorboard",
-                            "--lr-g", "0.5", plugins=[tiny])
+    refused = ganrun.invoke(
+        "train", "--resume", run, "--steps", 3, "--no-progress", "--tensorboard", "--lr-g", "0.5", plugins=[tiny]
+    )
     assert refused.exit_code == 2, ganrun.describe(refused)
     changed, allowed = refused.output.split("Only ", 1)
     assert "lr_g" in changed and "tensorboard:" not in changed  # the declared option is not a difference

@@ -82,8 +82,9 @@ def test_von_mises_entropy_closed_form(vm):
     for kappa in (0.3, 2.5, 40.0):
         # -integral p log p over the circle, from torch's own density
         theta = torch.linspace(-math.pi, math.pi, 200_001, dtype=torch.float64)
-        dist = torch.distributions.VonMises(torch.tensor(0.7, dtype=torch.float64),
-                                            torch.tensor(kappa, dtype=torch.float64))
+        dist = torch.distributions.VonMises(
+            torch.tensor(0.7, dtype=torch.float64), torch.tensor(kappa, dtype=torch.float64)
+        )
         logp = dist.log_prob(theta)
         numeric = -torch.trapezoid(logp.exp() * logp, theta).item()
         assert vm.VonMises(kappa=kappa, mu=0.7, dim=2).entropy() == pytest.approx(2 * numeric, rel=1e-6)
@@ -119,7 +120,6 @@ def test_von_mises_nll_matches_torch_log_prob(vm):
 
 def test_von_mises_q_predict_stats_and_mismatch(vm):
     loss = vm.VonMisesNLL()
-    code = vm.VonMises()
     mu = torch.tensor([0.5, -2.0, 3.0])
     q_out = torch.stack([mu.cos() * 4, mu.sin() * 4, torch.full_like(mu, 1.0)], dim=1)  # (3, 3)
     predicted = loss.predict(q_out)
@@ -163,8 +163,10 @@ def test_von_mises_traversal_and_spec_layout(vm):
     torch.testing.assert_close(torch.diff(angles[1:]), torch.full((3,), 2 * math.pi / 5))
     assert code.traversal_values(steps=8).shape == (8, 2)
 
-    spec = LatentSpec(noise_dim=3, slots=[CodeSlot("c1", code, vm.VonMisesNLL(), 0.1),
-                                          CodeSlot("c2", vm.Bernoulli(), vm.BernoulliBCE(), 1.0)])
+    spec = LatentSpec(
+        noise_dim=3,
+        slots=[CodeSlot("c1", code, vm.VonMisesNLL(), 0.1), CodeSlot("c2", vm.Bernoulli(), vm.BernoulliBCE(), 1.0)],
+    )
     assert spec.input_dim == 3 + 4 + 1 and spec.q_dim == 6 + 1
     grid = spec.traversal_inputs(0, n_rows=2, generator=_gen(0), device="cpu", dim_index=1).view(2, 5, 8)
     torch.testing.assert_close(grid[0, :, 5:7], values)  # dimension 1 of the angle code: columns 5, 6
@@ -216,8 +218,13 @@ class PluginEnv:
 
     def __init__(self, root: Path):
         self.root = root
-        self.env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                    "OMP_NUM_THREADS": "1", "GANRUN_TRACE": ""}
+        self.env = {
+            **os.environ,
+            "PIP_NO_INDEX": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "OMP_NUM_THREADS": "1",
+            "GANRUN_TRACE": "",
+        }
         self.installed = False
         self.src = root / "src"
         shutil.copytree(PKG_DIR, self.src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
@@ -226,11 +233,13 @@ class PluginEnv:
         purelib = self.run(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
         parents = [p for p in [*site.getsitepackages(), site.getusersitepackages()] if Path(p).is_dir()]
         (Path(purelib) / "_test_environment.pth").write_text(
-            "import site; " + "; ".join(f"site.addsitedir({p!r})" for p in parents) + "\n")
+            "import site; " + "; ".join(f"site.addsitedir({p!r})" for p in parents) + "\n"
+        )
 
     def run(self, args: list[str], *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([self.python, *args], capture_output=True, text=True, cwd=self.root,
-                              env=env or self.env, timeout=300)
+        return subprocess.run(
+            [self.python, *args], capture_output=True, text=True, cwd=self.root, env=env or self.env, timeout=300
+        )
 
     def install(self) -> None:
         """Offline with the environment's own setuptools; if that cannot build (setuptools older
@@ -242,7 +251,8 @@ class PluginEnv:
             isolated = self.run(args, env=online)
             assert isolated.returncode == 0, (
                 f"pip install failed offline:\n{offline.stdout}\n{offline.stderr}\n"
-                f"and with build isolation:\n{isolated.stdout}\n{isolated.stderr}")
+                f"and with build isolation:\n{isolated.stdout}\n{isolated.stderr}"
+            )
         self.installed = True
 
     def uninstall(self) -> subprocess.CompletedProcess:
@@ -278,17 +288,37 @@ def test_installed_plugin_is_listed(plugin_env):
     assert row["error"] is None
     assert row["distribution"] == DIST and row["version"] == "0.1.0"
     assert row["hooks"] == ["ganrun_register_latent_codes", "ganrun_register_q_losses"]
-    assert row["registers"] == {"latent_codes": ["bernoulli", "vonmises"],
-                                "q_losses": ["bernoulli_bce", "vonmises_nll"]}
+    assert row["registers"] == {
+        "latent_codes": ["bernoulli", "vonmises"],
+        "q_losses": ["bernoulli_bce", "vonmises_nll"],
+    }
 
 
 def test_installed_plugin_trains_with_its_codes(plugin_env):
     plugin_env.ensure_installed()
     run = plugin_env.root / "run"
     done = plugin_env.ganrun(
-        "--plugin", "infogan", "--plugin", "vonmises", "train", "--steps", "3", "--batch-size", "16",
-        "--no-progress", "--out", str(run), "--log-every", "1",
-        "--code", "categorical:3", "--code", "vonmises:1", "--code", "bernoulli:1")
+        "--plugin",
+        "infogan",
+        "--plugin",
+        "vonmises",
+        "train",
+        "--steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--out",
+        str(run),
+        "--log-every",
+        "1",
+        "--code",
+        "categorical:3",
+        "--code",
+        "vonmises:1",
+        "--code",
+        "bernoulli:1",
+    )
     assert done.returncode == 0, done.stderr
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3]

@@ -34,8 +34,23 @@ def digits_run(ganrun: Ganrun, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """The built-in digits and dcgan28, in a real process."""
     root = tmp_path_factory.mktemp("digits")
     run = root / "run"
-    done = ganrun.run("train", "--steps", 6, "--batch-size", 32, "--log-every", 2, "--sample-every", 3,
-                      "--save-every", 3, "--no-progress", "--out", run, cwd=root)
+    done = ganrun.run(
+        "train",
+        "--steps",
+        6,
+        "--batch-size",
+        32,
+        "--log-every",
+        2,
+        "--sample-every",
+        3,
+        "--save-every",
+        3,
+        "--no-progress",
+        "--out",
+        run,
+        cwd=root,
+    )
     return run, done
 
 
@@ -52,8 +67,13 @@ def test_real_run_writes_config(digits_run: tuple[Path, Any]) -> None:
     run, _ = digits_run
     described = json.loads((run / "config.json").read_text())
     config = described["config"]
-    assert (config["steps"], config["batch_size"], config["log_every"], config["sample_every"],
-            config["save_every"]) == (6, 32, 2, 3, 3)
+    assert (
+        config["steps"],
+        config["batch_size"],
+        config["log_every"],
+        config["sample_every"],
+        config["save_every"],
+    ) == (6, 32, 2, 3, 3)
     assert config["dataset"] == "digits" and config["out"] == str(run) and config["progress"] is False
     assert described["model"] == "dcgan28"
     assert described["image_shape"] == [1, 28, 28]
@@ -112,16 +132,42 @@ def test_real_run_writes_checkpoints(digits_run: tuple[Path, Any]) -> None:
 @pytest.mark.parametrize(("keep", "expected"), [(1, [4]), (2, [3, 4]), (0, [1, 2, 3, 4])])
 def test_keep_checkpoints(ganrun: Ganrun, tiny: str, tmp_path: Path, keep: int, expected: list[int]) -> None:
     run = tmp_path / "run"
-    ganrun.train(run, "--model", "tiny", "--steps", 4, "--batch-size", 16, "--save-every", 1,
-                 "--keep-checkpoints", keep, plugins=[tiny])
+    ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        4,
+        "--batch-size",
+        16,
+        "--save-every",
+        1,
+        "--keep-checkpoints",
+        keep,
+        plugins=[tiny],
+    )
     assert ganrun.checkpoints(run) == [checkpoint_name(s) for s in expected]
 
 
 def test_mnist_idx_dataset_trains(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
     data = ganrun.write_idx(tmp_path / "mnist", 64)
     run = tmp_path / "run"
-    ganrun.train(run, "--dataset", "mnist-idx", "--data-dir", data, "--steps", 2, "--batch-size", 32,
-                 "--log-every", 1, "--model", "tinyconv", plugins=[tiny])
+    ganrun.train(
+        run,
+        "--dataset",
+        "mnist-idx",
+        "--data-dir",
+        data,
+        "--steps",
+        2,
+        "--batch-size",
+        32,
+        "--log-every",
+        1,
+        "--model",
+        "tinyconv",
+        plugins=[tiny],
+    )
     described = ganrun.config(run)
     assert described["model"] == "tinyconv" and described["image_shape"] == [1, 28, 28]
     assert described["config"]["data_dir"] == str(data)
@@ -137,8 +183,9 @@ def test_image_folder_at_64_pixels_picks_dcgan64(ganrun: Ganrun, tmp_path: Path)
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     run = tmp_path / "run"
-    ganrun.train(run, "--dataset", "image-folder", "--data-dir", pictures, "--image-size", 64,
-                 "--steps", 1, "--batch-size", 16)
+    ganrun.train(
+        run, "--dataset", "image-folder", "--data-dir", pictures, "--image-size", 64, "--steps", 1, "--batch-size", 16
+    )
     described = ganrun.config(run)
     assert described["model"] == "dcgan64" and described["image_shape"] == [3, 64, 64]
     with Image.open(run / "samples" / "step-000000001.png") as image:
@@ -149,16 +196,30 @@ def test_image_folder_at_64_pixels_picks_dcgan64(ganrun: Ganrun, tmp_path: Path)
 
 def test_conv64_trains_shapes_at_64_pixels_and_refuses_other_sizes(ganrun: Ganrun, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    ganrun.train(run, "--dataset", "shapes", "--model", "conv64", "--steps", 2, "--batch-size", 8,
-                 "--noise-dim", 5, "--log-every", 1)
+    ganrun.train(
+        run,
+        "--dataset",
+        "shapes",
+        "--model",
+        "conv64",
+        "--steps",
+        2,
+        "--batch-size",
+        8,
+        "--noise-dim",
+        5,
+        "--log-every",
+        1,
+    )
     described = ganrun.config(run)
     assert described["model"] == "conv64" and described["image_shape"] == [1, 64, 64]
     tensors, _ = read_checkpoint(run / "checkpoints" / checkpoint_name(2))
     assert tensors["model.D.trunk.0.weight"].shape == (32, 1, 4, 4)
     assert not any(".running_mean" in k for k in tensors if k.startswith("model.D."))  # no BN in D
     assert sum(t.numel() for k, t in tensors.items() if k.startswith("model.D.")) < 300_000  # dcgan64: 2.8 M
-    result = ganrun.train(tmp_path / "small", "--dataset", "shapes", "--image-size", 28, "--model", "conv64",
-                          "--steps", 1, expect=None)
+    result = ganrun.train(
+        tmp_path / "small", "--dataset", "shapes", "--image-size", 28, "--model", "conv64", "--steps", 1, expect=None
+    )
     assert result.exit_code != 0 and "conv64 needs 64x64 images" in result.output
 
 
@@ -167,8 +228,9 @@ def test_gan_loss_option(ganrun: Ganrun, tiny: str, tmp_path: Path, loss: str, f
     """The tiny model's D starts with a zero head, so the first D loss is the loss at logits 0:
     hinge 1 + 1, non-saturating 2 log 2."""
     run = tmp_path / "run"
-    ganrun.train(run, "--model", "tiny", "--gan-loss", loss, "--steps", 3, "--batch-size", 16,
-                 "--log-every", 1, plugins=[tiny])
+    ganrun.train(
+        run, "--model", "tiny", "--gan-loss", loss, "--steps", 3, "--batch-size", 16, "--log-every", 1, plugins=[tiny]
+    )
     assert ganrun.config(run)["config"]["gan_loss"] == loss
     records = ganrun.metrics(run)
     assert [r["step"] for r in records] == [1, 2, 3]
@@ -192,12 +254,25 @@ def ganrun_d_loss_terms(ctx):
 
 @pytest.mark.parametrize(("log_every", "noticed"), [(1, 3), (10, 4)], ids=["at-log-step", "at-save-step"])
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
-        ganrun: Ganrun, tiny: str, make_plugin: Callable[..., str], tmp_path: Path,
-        log_every: int, noticed: int) -> None:
+    ganrun: Ganrun, tiny: str, make_plugin: Callable[..., str], tmp_path: Path, log_every: int, noticed: int
+) -> None:
     poison = make_plugin(POISON)
     run = tmp_path / "run"
-    result = ganrun.train(run, "--model", "tiny", "--steps", 8, "--batch-size", 16, "--save-every", 2,
-                          "--log-every", log_every, plugins=[tiny, poison], expect=1)
+    result = ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        8,
+        "--batch-size",
+        16,
+        "--save-every",
+        2,
+        "--log-every",
+        log_every,
+        plugins=[tiny, poison],
+        expect=1,
+    )
     line = ganrun.error_line(result)
     assert "NaN" in line and f"before step {noticed}" in line and "last good checkpoint" in line
     assert ganrun.checkpoints(run) == [checkpoint_name(2)]
@@ -210,8 +285,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert not list((run / "checkpoints").glob(".*"))  # no temporary file left behind
 
 
-def test_sigint_checkpoints_the_current_step(ganrun: Ganrun, tiny: str, make_plugin: Callable[..., str],
-                                            tmp_path: Path) -> None:
+def test_sigint_checkpoints_the_current_step(
+    ganrun: Ganrun, tiny: str, make_plugin: Callable[..., str], tmp_path: Path
+) -> None:
     interrupter = make_plugin(
         "import os, signal\nfrom registry import hookimpl\n\n"
         "@hookimpl\ndef ganrun_step_end(trainer, step):\n"
@@ -219,8 +295,21 @@ def test_sigint_checkpoints_the_current_step(ganrun: Ganrun, tiny: str, make_plu
     )
     previous = signal.getsignal(signal.SIGINT)
     run = tmp_path / "run"
-    result = ganrun.train(run, "--model", "tiny", "--steps", 50, "--batch-size", 16, "--save-every", 40,
-                          "--log-every", 2, plugins=[tiny, interrupter], expect=130)
+    result = ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        50,
+        "--batch-size",
+        16,
+        "--save-every",
+        40,
+        "--log-every",
+        2,
+        plugins=[tiny, interrupter],
+        expect=130,
+    )
     assert signal.getsignal(signal.SIGINT) is previous  # the handler was put back
     assert "stopped by SIGINT at step 3" in result.stderr
     assert f"--resume {run}" in result.stderr
@@ -232,9 +321,26 @@ def test_sigint_checkpoints_the_current_step(ganrun: Ganrun, tiny: str, make_plu
 
 def test_sigterm_checkpoints_and_the_run_resumes(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = ganrun.popen("train", "--model", "tiny", "--out", run, "--no-progress", "--steps", 10_000_000,
-                        "--batch-size", 16, "--log-every", 5, "--save-every", 10_000_000,
-                        "--sample-every", 10_000_000, plugins=[tiny], cwd=tmp_path)
+    proc = ganrun.popen(
+        "train",
+        "--model",
+        "tiny",
+        "--out",
+        run,
+        "--no-progress",
+        "--steps",
+        10_000_000,
+        "--batch-size",
+        16,
+        "--log-every",
+        5,
+        "--save-every",
+        10_000_000,
+        "--sample-every",
+        10_000_000,
+        plugins=[tiny],
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run / "metrics.jsonl").exists():

@@ -17,18 +17,35 @@ if TYPE_CHECKING:
     from conftest import Ganrun
 
 # What each key takes, written out here independently of registry.config and the plugin.
-INT = {"noise_dim", "steps", "batch_size", "seed", "save_every", "sample_every", "log_every", "keep_checkpoints",
-       "g_steps", "image_size", "q_hidden", "eval_every", "eval_samples"}
+INT = {
+    "noise_dim",
+    "steps",
+    "batch_size",
+    "seed",
+    "save_every",
+    "sample_every",
+    "log_every",
+    "keep_checkpoints",
+    "g_steps",
+    "image_size",
+    "q_hidden",
+    "eval_every",
+    "eval_samples",
+}
 FLOAT = {"lr_g", "lr_d", "lr_decay", "beta1", "beta2", "info_lambda", "q_slope"}
 BOOL = {"spectral_norm", "amp", "compile", "progress", "tensorboard"}
 STR = {"dataset", "data_dir", "model", "gan_loss", "noise", "device", "out", "q_norm", "q_augment"}
 LIST_OF_STR = {"code"}
 TOML_KEY: dict[str, str] = {}
 
-SCALARS = (st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=6))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.from_regex(r"[a-z]{1,4}", fullmatch=True), inner, max_size=2),
-                      max_leaves=5)
+SCALARS = st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.from_regex(r"[a-z]{1,4}", fullmatch=True), inner, max_size=2)
+    ),
+    max_leaves=5,
+)
 
 
 def toml_value(value: Any) -> str:
@@ -61,8 +78,9 @@ def well_typed(key: str, value: Any) -> bool:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(sorted(INT | FLOAT | BOOL | STR | LIST_OF_STR)), value=VALUES)
-def test_a_wrongly_typed_toml_value_is_a_usage_error_naming_the_key(ganrun: Ganrun, tmp_path: Path,
-                                                                     key: str, value: Any) -> None:
+def test_a_wrongly_typed_toml_value_is_a_usage_error_naming_the_key(
+    ganrun: Ganrun, tmp_path: Path, key: str, value: Any
+) -> None:
     assume(not well_typed(key, value))
     name = TOML_KEY.get(key, key)
     config = tmp_path / "run.toml"
@@ -75,9 +93,18 @@ def test_a_wrongly_typed_toml_value_is_a_usage_error_naming_the_key(ganrun: Ganr
     assert not run.exists()
 
 
-@pytest.mark.parametrize(("toml", "key"), [('amp = "no"', "amp"), ('keep_checkpoints = "3"', "keep_checkpoints"),
-                                           ('lr_g = "fast"', "lr_g"), ('seed = "abc"', "seed"), ("code = 5", "code"),
-                                           ("device = 3", "device"), ('info_lambda = "x"', "info_lambda")])
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('amp = "no"', "amp"),
+        ('keep_checkpoints = "3"', "keep_checkpoints"),
+        ('lr_g = "fast"', "lr_g"),
+        ('seed = "abc"', "seed"),
+        ("code = 5", "code"),
+        ("device = 3", "device"),
+        ('info_lambda = "x"', "info_lambda"),
+    ],
+)
 def test_the_reported_toml_cases(ganrun: Ganrun, tmp_path: Path, toml: str, key: str) -> None:
     config = tmp_path / "run.toml"
     config.write_text(toml + "\n")
@@ -86,16 +113,20 @@ def test_the_reported_toml_cases(ganrun: Ganrun, tmp_path: Path, toml: str, key:
     assert f"{key}:" in ganrun.error_line(result)
 
 
-@pytest.mark.parametrize(("args", "option", "detail"), [
-    (["--device", "foo"], "--device", "cuda:N"),
-    (["--device", "cuda:x"], "--device", "cuda:N"),
-    (["--beta2", "1.5"], "--beta2", "[0, 1)"),
-    (["--beta1", "-0.1"], "--beta1", "[0, 1)"),
-    (["--keep-checkpoints", "-1"], "--keep-checkpoints", "0 (keep all)"),
-    (["--lr-g", "inf"], "--lr-g", "finite"),
-])
-def test_bad_flags_are_reported_under_their_own_option(ganrun: Ganrun, tmp_path: Path, args: list[str],
-                                                       option: str, detail: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "option", "detail"),
+    [
+        (["--device", "foo"], "--device", "cuda:N"),
+        (["--device", "cuda:x"], "--device", "cuda:N"),
+        (["--beta2", "1.5"], "--beta2", "[0, 1)"),
+        (["--beta1", "-0.1"], "--beta1", "[0, 1)"),
+        (["--keep-checkpoints", "-1"], "--keep-checkpoints", "0 (keep all)"),
+        (["--lr-g", "inf"], "--lr-g", "finite"),
+    ],
+)
+def test_bad_flags_are_reported_under_their_own_option(
+    ganrun: Ganrun, tmp_path: Path, args: list[str], option: str, detail: str
+) -> None:
     result = ganrun.invoke("train", "--out", tmp_path / "run", *args, plugins=["infogan"])
     assert result.exit_code == 2, ganrun.describe(result)
     line = ganrun.error_line(result)

@@ -40,8 +40,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: PathLike, data: bytes | str | Callable[[BinaryIO], None], *,
-                 durable: bool = False) -> Path:
+def atomic_write(path: PathLike, data: bytes | str | Callable[[BinaryIO], None], *, durable: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically and return the path.
 
     ``data`` is bytes, text (written as UTF-8) or a function that writes to the open binary

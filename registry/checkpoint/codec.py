@@ -68,9 +68,7 @@ def module_state(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     return result
 
 
-def load_module_state(
-    module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str, *, path: PathLike
-) -> None:
+def load_module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str, *, path: PathLike) -> None:
     """Copy ``prefix.*`` tensors into ``module`` strictly.
 
     Every parameter and buffer must be present with the right shape and no
@@ -260,9 +258,14 @@ _ADAM_STATE = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
 _NON_NEGATIVE = {"step", "exp_avg_sq", "max_exp_avg_sq"}
 
 
-def _check_optimizer_values(opt: torch.optim.Optimizer, groups: list[dict[str, Any]],
-                            state: dict[int, dict[str, Any]], prefix: str, path: PathLike,
-                            strict: bool) -> None:
+def _check_optimizer_values(
+    opt: torch.optim.Optimizer,
+    groups: list[dict[str, Any]],
+    state: dict[int, dict[str, Any]],
+    prefix: str,
+    path: PathLike,
+    strict: bool,
+) -> None:
     """Every value against what this build would have written, before torch sees any of it:
     hyperparameters of the type (and range) the live optimizer holds, per-parameter tensors of
     the parameter's shape and dtype (a scalar float32 ``step``), all finite."""
@@ -282,8 +285,11 @@ def _check_optimizer_values(opt: torch.optim.Optimizer, groups: list[dict[str, A
         if adam and saved.get("amsgrad") is True:
             lacking = [i for i in saved["params"] if i in state and "max_exp_avg_sq" not in state[i]]
             if lacking:
-                raise _error(path, f"optimizer entry '{prefix}.param_groups.{g}.amsgrad' is true but parameter "
-                                   f"{lacking[0]} has no max_exp_avg_sq state")
+                raise _error(
+                    path,
+                    f"optimizer entry '{prefix}.param_groups.{g}.amsgrad' is true but parameter "
+                    f"{lacking[0]} has no max_exp_avg_sq state",
+                )
     for index, entry in state.items():
         if index >= len(params):
             raise _error(path, f"optimizer layout differs: state for unknown parameter index {index}")
@@ -298,14 +304,14 @@ def _check_optimizer_values(opt: torch.optim.Optimizer, groups: list[dict[str, A
                 raise _error(path, f"optimizer entry {where!r} is a {type(value).__name__}, not a tensor")
             if key == "step":
                 if value.shape != () or value.dtype != torch.float32:
-                    raise _error(path, f"optimizer entry {where!r} is {_describe(value)}; "
-                                       f"expected a scalar float32")
+                    raise _error(path, f"optimizer entry {where!r} is {_describe(value)}; expected a scalar float32")
                 if not (math.isfinite(value.item()) and value.item() >= 0 and value.item() == int(value.item())):
                     raise _error(path, f"optimizer entry {where!r} is {value.item()!r}, not a step count")
                 continue
             if value.shape != param.shape or value.dtype != param.dtype:
-                raise _error(path, f"optimizer entry {where!r} is {_describe(value)}; the parameter "
-                                   f"is {_describe(param)}")
+                raise _error(
+                    path, f"optimizer entry {where!r} is {_describe(value)}; the parameter is {_describe(param)}"
+                )
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise _error(path, f"optimizer entry {where!r} holds NaN or Inf")
             if key in _NON_NEGATIVE and bool((value < 0).any()):

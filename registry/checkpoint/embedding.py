@@ -108,13 +108,13 @@ def load_training_state(
 
     claimed = tuple(f"model.{name}." for name in modules) + tuple(f"optim.{name}." for name in optimizers)
     unclaimed = sorted(key for key in tensors if not key.startswith(claimed))
-    unclaimed_opts = sorted(key for key in meta if key.startswith("optim.") and key[len("optim."):] not in optimizers)
+    unclaimed_opts = sorted(key for key in meta if key.startswith("optim.") and key[len("optim.") :] not in optimizers)
     if unclaimed or unclaimed_opts:
         owners = sorted({".".join(key.split(".")[:2]) for key in [*unclaimed, *unclaimed_opts]})
         raise CheckpointError(
             f"{os.fspath(path)}: the file also holds state for {', '.join(owners)}, which was not passed; "
             f"pass every module and optimizer that was saved"
         )
-    return {key: value for key, value in meta.items()
-            if key != "format_version" and not key.startswith(_RESERVED_PREFIXES)}
-
+    return {
+        key: value for key, value in meta.items() if key != "format_version" and not key.startswith(_RESERVED_PREFIXES)
+    }

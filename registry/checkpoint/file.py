@@ -145,9 +145,7 @@ def _prepare_tensor(name: str, value: Any) -> torch.Tensor:
     return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
 
 
-def save_checkpoint(
-    path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
-) -> None:
+def save_checkpoint(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
     """Atomically write ``tensors`` and ``metadata`` to ``path``.
 
     Either the complete new file appears under ``path`` or, if anything fails,
@@ -223,8 +221,7 @@ def _check_metadata(path: PathLike, header: dict[str, Any]) -> dict[str, str]:
     if version != FORMAT_VERSION:
         raise _error(
             path,
-            f"written by an incompatible version (format_version {version!r}, "
-            f"this code reads {FORMAT_VERSION!r})",
+            f"written by an incompatible version (format_version {version!r}, this code reads {FORMAT_VERSION!r})",
         )
     return metadata
 
@@ -378,8 +375,9 @@ def json_entry(path: PathLike, metadata: Mapping[str, str], key: str, *, require
         raise ValueError(f"{name} is not a value this build writes")
 
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates,
-                          parse_constant=None if key.startswith("optim.") else refuse_constant)
+        return json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=None if key.startswith("optim.") else refuse_constant
+        )
     except (ValueError, RecursionError) as exc:
         raise _error(path, f"metadata entry {key!r} is not valid JSON ({exc})") from None
 
@@ -443,9 +441,7 @@ def find_latest(run_dir: PathLike) -> pathlib.Path | None:
     return None
 
 
-def require_keys(
-    tensors: Mapping[str, torch.Tensor], keys: Iterable[str], *, path: PathLike, what: str
-) -> None:
+def require_keys(tensors: Mapping[str, torch.Tensor], keys: Iterable[str], *, path: PathLike, what: str) -> None:
     """Fail with a clear message when an expected tensor is absent."""
     for key in keys:
         if key not in tensors:

@@ -33,8 +33,10 @@ class RunFolderBusy(Exception):
     def __init__(self, run_dir: Path, pid: int | None):
         self.run_dir, self.pid = run_dir, pid
         holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(f"run folder {run_dir} is in use by {holder} (one writer per run folder); "
-                         f"wait for it to finish or stop it, or choose another --out")
+        super().__init__(
+            f"run folder {run_dir} is in use by {holder} (one writer per run folder); "
+            f"wait for it to finish or stop it, or choose another --out"
+        )
 
 
 class RunLock:

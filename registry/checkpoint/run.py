@@ -13,7 +13,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from registry.config import TrainConfig
 from registry.plugins import Host
 from registry.train import distributed
 from registry.train.step import DivergenceError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only (the trainer imports this module)
+    from registry.train.trainer import Trainer
 
 
 def find_checkpoint(path: Path) -> Path | None:
@@ -75,8 +78,7 @@ class RunPersistence:
                 if f"plugin.{key}" in tensors:
                     raise ValueError(f"two plugins save checkpoint state under {key!r}")
                 tensors[f"plugin.{key}"] = value
-        meta.update(step=str(self.step), config=self.config.to_json(),
-                    run=json.dumps(self.describe(), sort_keys=True))
+        meta.update(step=str(self.step), config=self.config.to_json(), run=json.dumps(self.describe(), sort_keys=True))
         return tensors, meta
 
     def last_good_checkpoint_text(self) -> str:
@@ -97,8 +99,12 @@ class RunPersistence:
                 names.append(f"module {name} (weights or buffers)")
                 flags.append(torch.stack([torch.isfinite(t).all() for t in values]).all())
         for name, opt in self.optimizers.items():
-            values = [t for state in opt.state.values() for t in state.values()
-                      if torch.is_tensor(t) and t.is_floating_point()]
+            values = [
+                t
+                for state in opt.state.values()
+                for t in state.values()
+                if torch.is_tensor(t) and t.is_floating_point()
+            ]
             if values:
                 names.append(f"the {name} optimizer's state")
                 flags.append(torch.stack([torch.isfinite(t).all().to(self.device) for t in values]).all())
@@ -114,8 +120,9 @@ class RunPersistence:
         self._check_finite()
         bad = self._non_finite_state()
         if bad:
-            raise DivergenceError(f"{', '.join(bad)} became NaN or Inf at step {self.step}; "
-                                  f"{self.last_good_checkpoint_text()}")
+            raise DivergenceError(
+                f"{', '.join(bad)} became NaN or Inf at step {self.step}; {self.last_good_checkpoint_text()}"
+            )
         tensors, meta = self.state_tensors()
         path = self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.step)
         if self.dist.is_main:
@@ -125,7 +132,8 @@ class RunPersistence:
             except OSError as exc:
                 raise ckpt.CheckpointError(
                     f"{path}: could not write the checkpoint ({exc.strerror or exc}); nothing was replaced: "
-                    f"{self.last_good_checkpoint_text()}. Free space (or fix the folder) and resume") from None
+                    f"{self.last_good_checkpoint_text()}. Free space (or fix the folder) and resume"
+                ) from None
             self._prune_checkpoints()
         distributed.barrier(self.dist)
         return path
@@ -136,8 +144,11 @@ class RunPersistence:
         keep = self.config.keep_checkpoints
         if keep <= 0:
             return
-        ours = sorted((step, path) for path in (self.run_dir / "checkpoints").glob("ckpt-*.safetensors")
-                      if (step := ckpt.step_of(path)) is not None and step <= self.step)
+        ours = sorted(
+            (step, path)
+            for path in (self.run_dir / "checkpoints").glob("ckpt-*.safetensors")
+            if (step := ckpt.step_of(path)) is not None and step <= self.step
+        )
         for _, old in ours[:-keep]:
             old.unlink(missing_ok=True)
 
@@ -170,7 +181,8 @@ class RunPersistence:
             flags = " ".join(f"--plugin {name}" for name in recorded)
             raise ckpt.CheckpointError(
                 f"{path}: the run was trained with plugin(s) {', '.join(missing)}, which are not active; "
-                f"run the command as 'ganrun {flags} ...'")
+                f"run the command as 'ganrun {flags} ...'"
+            )
 
     def restart_from_zero(self) -> None:
         """Start a run folder's run again from step 0 (``--auto-resume`` of a run that died before
@@ -190,8 +202,7 @@ class RunPersistence:
         for name, opt in self.optimizers.items():
             if f"optim.{name}" not in meta:
                 raise ckpt.CheckpointError(f"{path}: missing optimizer entry 'optim.{name}' in the metadata")
-            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path,
-                                      strict=True)
+            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path, strict=True)
         rank = self.dist.rank
         keys = [f"rng.torch_cpu.{rank}", f"rng.latent.{rank}"]
         if self.device.type == "cuda":
@@ -205,7 +216,8 @@ class RunPersistence:
                 raise ckpt.CheckpointError(
                     f"{path}: RNG entry {key!r} is {str(tensors[key].dtype).removeprefix('torch.')} of shape "
                     f"{list(tensors[key].shape)}; this build writes {str(current.dtype).removeprefix('torch.')} "
-                    f"of shape {list(current.shape)}")
+                    f"of shape {list(current.shape)}"
+                )
         try:
             torch.set_rng_state(tensors[f"rng.torch_cpu.{rank}"])
             self.latent_gen.set_state(tensors[f"rng.latent.{rank}"])
@@ -213,7 +225,7 @@ class RunPersistence:
                 torch.cuda.set_rng_state(tensors[f"rng.cuda.{rank}"], self.device)
         except (RuntimeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{path}: RNG state is malformed ({exc})") from None
-        plugin_state = {k[len("plugin."):]: v for k, v in tensors.items() if k.startswith("plugin.")}
+        plugin_state = {k[len("plugin.") :]: v for k, v in tensors.items() if k.startswith("plugin.")}
         self.host.hook.ganrun_load_checkpoint_state(trainer=self, tensors=plugin_state)
         self.step = step
         if truncate_logs and self.dist.is_main:
@@ -237,8 +249,10 @@ def checked_step(path: Path, meta: dict[str, str], steps: int) -> int:
         raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {text!r}, not a non-negative integer")
     step = int(text)
     if step > steps:
-        raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps; "
-                                   f"pass --steps {step} or more to continue it")
+        raise ckpt.CheckpointError(
+            f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps; "
+            f"pass --steps {step} or more to continue it"
+        )
     return step
 
 
@@ -281,8 +295,11 @@ def _truncate_after(run_dir: Path, step: int) -> None:
     any plugin's) move to ``superseded/`` under the same relative path, where ``report`` does not
     look; metric lines after ``step`` go to ``superseded/metrics.jsonl``. A second resume from an
     older step gets ``.timeline-N`` names instead of overwriting the first one's files."""
-    later = [p for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors")
-             if (s := ckpt.step_of(p)) is not None and s > step]
+    later = [
+        p
+        for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors")
+        if (s := ckpt.step_of(p)) is not None and s > step
+    ]
     aside = run_dir / "checkpoints" / SUPERSEDED
     for path, target in _timeline_names([(p, aside / p.name) for p in sorted(later)]):
         target.parent.mkdir(parents=True, exist_ok=True)

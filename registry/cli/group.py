@@ -73,11 +73,16 @@ def _command_hint(name: str) -> str:
 
 
 def build_cli() -> click.Group:
-    @click.group(cls=GanrunGroup, invoke_without_command=True,
-                 context_settings={"help_option_names": ["-h", "--help"]})
-    @click.option("--plugin", "-p", multiple=True, metavar="NAME", is_eager=True,  # read before --help
-                  help="Activate a plugin: an installed entry-point name (see 'ganrun plugins') or a "
-                       "dotted module path. Repeatable.")
+    @click.group(cls=GanrunGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option(
+        "--plugin",
+        "-p",
+        multiple=True,
+        metavar="NAME",
+        is_eager=True,  # read before --help
+        help="Activate a plugin: an installed entry-point name (see 'ganrun plugins') or a "
+        "dotted module path. Repeatable.",
+    )
     @click.version_option(package_name="ganrun", prog_name="ganrun")
     @click.pass_context
     def cli(ctx: click.Context, plugin: tuple[str, ...]) -> None:

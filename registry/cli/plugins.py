@@ -34,8 +34,13 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
     candidates += [(ep.name, ep.distribution, ep.version) for ep in installed.values()]
     candidates += [(name, None, None) for name in active if name not in installed]
     for name, dist, version in candidates:
-        row: dict[str, Any] = {"name": name, "distribution": dist, "version": version,
-                               "active": name in active or name in DEFAULT_PLUGINS, "builtin": name in DEFAULT_PLUGINS}
+        row: dict[str, Any] = {
+            "name": name,
+            "distribution": dist,
+            "version": version,
+            "active": name in active or name in DEFAULT_PLUGINS,
+            "builtin": name in DEFAULT_PLUGINS,
+        }
         try:  # each alone, so the registries below show only what that plugin registers
             pm = get_plugin_manager(defaults=False)
             with warnings.catch_warnings(record=True) as caught:
@@ -45,8 +50,9 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
             row["hooks"] = hooks_of(pm, pm.get_plugin(name))
             broken: dict[str, str] = {}
             regs = Registries.collect(pm, broken=broken)
-            row["registers"] = {f.name: getattr(regs, f.name).names() for f in dataclasses.fields(regs)
-                                if getattr(regs, f.name).names()}
+            row["registers"] = {
+                f.name: getattr(regs, f.name).names() for f in dataclasses.fields(regs) if getattr(regs, f.name).names()
+            }
             row["error"] = broken.get(name)
         except PluginError as exc:
             row.update(hooks=[], registers={}, error=str(exc), warnings=row.get("warnings", []))

@@ -13,14 +13,27 @@ from registry.run_plugins import loadable, require_run_plugins
 
 @click.command("report")
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Another run whose curves are overlaid (dashed), e.g. a --lambda 0 run.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the page (default: RUN/report.html).")
-@click.option("--plots", type=click.Choice(["auto", "png", "svg"]), default="auto", show_default=True,
-              help="How curves are drawn: png renders them with matplotlib, embeds them in the page and "
-                   "also writes them to RUN/plots/ (needs pip install 'ganrun[plot]'); svg draws inline "
-                   "SVG without any plotting library; auto is png when matplotlib is installed, else svg.")
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Another run whose curves are overlaid (dashed), e.g. a --lambda 0 run.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the page (default: RUN/report.html).",
+)
+@click.option(
+    "--plots",
+    type=click.Choice(["auto", "png", "svg"]),
+    default="auto",
+    show_default=True,
+    help="How curves are drawn: png renders them with matplotlib, embeds them in the page and "
+    "also writes them to RUN/plots/ (needs pip install 'ganrun[plot]'); svg draws inline "
+    "SVG without any plotting library; auto is png when matplotlib is installed, else svg.",
+)
 @click.pass_context
 def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None, plots: str) -> None:
     """Write a one-page HTML report of a run: configuration, final metrics, curves and the
@@ -33,13 +46,15 @@ def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Pa
     from registry import report
 
     if not (run / "metrics.jsonl").exists() and not (run / "config.json").exists():
-        raise click.BadParameter(f"{run} is not a ganrun run folder (no metrics.jsonl or config.json)",
-                                 param_hint="RUN")
+        raise click.BadParameter(
+            f"{run} is not a ganrun run folder (no metrics.jsonl or config.json)", param_hint="RUN"
+        )
     if plots != "svg":
         available = report.matplotlib_available()
         if plots == "png" and not available:
-            raise click.BadParameter(f"PNG plots need matplotlib, which is not installed: {report.PLOT_EXTRA_HINT}",
-                                     param_hint="--plots")
+            raise click.BadParameter(
+                f"PNG plots need matplotlib, which is not installed: {report.PLOT_EXTRA_HINT}", param_hint="--plots"
+            )
         plots = "png" if available else "svg"
     host = _report_host(ctx.obj, run)
     rows = report.read_metrics(run)

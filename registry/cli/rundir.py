@@ -34,8 +34,13 @@ def run_entries(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.iterdir() if p.name != LOCK_NAME]
 
 
-def check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool,
-                   restart: TrainConfig | None = None, mutable: frozenset[str] = MUTABLE_ON_RESUME) -> None:
+def check_run_dir(
+    run_dir: Path,
+    resume_path: Path | None,
+    overwrite: bool,
+    restart: TrainConfig | None = None,
+    mutable: frozenset[str] = MUTABLE_ON_RESUME,
+) -> None:
     """Refuse an unusable run folder before anything is built; changes nothing on disk.
 
     ``restart`` is the configuration of an ``--auto-resume`` that found no checkpoint: a run
@@ -50,10 +55,11 @@ def check_run_dir(run_dir: Path, resume_path: Path | None, overwrite: bool,
         if not overwrite:
             raise click.BadParameter(
                 f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
-                f"--overwrite to start over, or another --out", param_hint="--out")
+                f"--overwrite to start over, or another --out",
+                param_hint="--out",
+            )
         if not ((run_dir / "config.json").exists() or (run_dir / "checkpoints").is_dir()):
-            raise click.BadParameter(f"{run_dir} is not a ganrun run folder; refusing to delete it",
-                                     param_hint="--out")
+            raise click.BadParameter(f"{run_dir} is not a ganrun run folder; refusing to delete it", param_hint="--out")
 
 
 def check_restartable(run_dir: Path, config: TrainConfig, mutable: frozenset[str]) -> None:
@@ -61,24 +67,33 @@ def check_restartable(run_dir: Path, config: TrainConfig, mutable: frozenset[str
     that wrote no checkpoint yet. Anything else (checkpoints that do not validate, another
     configuration, a folder that is not a run) is refused as for a fresh start."""
     hint = "pass --overwrite to start over, or another --out"
-    stranded = [p.name for folder in (run_dir, run_dir / "checkpoints")
-                for p in (folder.glob("ckpt-*.safetensors") if folder.is_dir() else ())]
+    stranded = [
+        p.name
+        for folder in (run_dir, run_dir / "checkpoints")
+        for p in (folder.glob("ckpt-*.safetensors") if folder.is_dir() else ())
+    ]
     if stranded:
         raise click.BadParameter(
             f"run folder {run_dir} has checkpoints but none is complete ({', '.join(sorted(stranded)[:3])}); "
-            f"refusing to start it again from step 0: {hint}", param_hint="--auto-resume")
+            f"refusing to start it again from step 0: {hint}",
+            param_hint="--auto-resume",
+        )
     try:
         recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
         previous = TrainConfig.from_dict(recorded)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise click.BadParameter(
             f"run folder {run_dir} has no checkpoint and its config.json is missing or unreadable "
-            f"({type(exc).__name__}); refusing to start it again: {hint}", param_hint="--auto-resume") from None
+            f"({type(exc).__name__}); refusing to start it again: {hint}",
+            param_hint="--auto-resume",
+        ) from None
     diffs = resume_differences(previous, config, mutable)
     if diffs:
         raise click.BadParameter(
             f"run folder {run_dir} was started with a different configuration ({'; '.join(diffs)}); "
-            f"refusing to start it again: {hint}", param_hint="--auto-resume")
+            f"refusing to start it again: {hint}",
+            param_hint="--auto-resume",
+        )
 
 
 def lock_run_dir(run_dir: Path) -> RunLock:

@@ -39,7 +39,8 @@ CORE_HELP = {
     "dataset": "Dataset name (registered by a plugin; built-ins: digits, shapes, mnist-idx, image-folder).",
     "data_dir": "Folder the dataset reads from (mnist-idx, image-folder, ...).",
     "image_size": "Resize images to this square size (default: the dataset's own).",
-    "model": "Architecture name: dcgan28, dcgan64, conv64 (small, for shapes) or a plugin's (default: dcgan28 for 28 px images, dcgan64 otherwise).",
+    "model": "Architecture name: dcgan28, dcgan64, conv64 (small, for shapes) or a plugin's "
+    "(default: dcgan28 for 28 px images, dcgan64 otherwise).",
     "gan_loss": "Adversarial loss: nonsaturating or hinge (or a plugin's).",
     "noise_dim": "Width of the incompressible noise z.",
     "noise": "Distribution of z.",
@@ -48,7 +49,7 @@ CORE_HELP = {
     "lr_g": "Generator learning rate (Adam).",
     "lr_d": "Discriminator (and auxiliary heads) learning rate (Adam).",
     "lr_decay": "Fraction of the run, at its end, over which both learning rates fall linearly to zero "
-                "(0 keeps them constant; 0.5 starts the decay half-way). Follows --steps, also on resume.",
+    "(0 keeps them constant; 0.5 starts the decay half-way). Follows --steps, also on resume.",
     "beta1": "Adam beta1.",
     "beta2": "Adam beta2.",
     "seed": "Seed for initialisation, data order and latent sampling.",
@@ -59,10 +60,10 @@ CORE_HELP = {
     "log_every": "Write metrics every N steps.",
     "keep_checkpoints": "Keep only the newest N checkpoints (0 keeps all).",
     "spectral_norm": "Spectral normalisation (torch's parametrization) on every convolution and linear layer "
-                     "of D, its head and every module in D's optimizer group (InfoGAN's Q): what lets D train at "
-                     "a high learning rate without overpowering G.",
+    "of D, its head and every module in D's optimizer group (InfoGAN's Q): what lets D train at "
+    "a high learning rate without overpowering G.",
     "g_steps": "G updates per D update; each regenerates the fakes from the step's noise and codes "
-               "(InfoGAN-CR uses 2).",
+    "(InfoGAN-CR uses 2).",
     "amp": "bf16 autocast on CUDA and on CPUs with native bf16 (the Q and GAN losses stay fp32).",
     "compile": "torch.compile the networks.",
     "progress": "Show a progress bar.",
@@ -76,14 +77,17 @@ def _core_option(field: dataclasses.Field, default: Any) -> click.Option:
     kind = {"int": int, "float": float, "str": str, "bool": bool}
     annotation = str(field.type)
     if "bool" in annotation:
-        return click.Option([f"{flag}/--no-{name.replace('_', '-')}"], default=None, help=help_text,
-                            show_default=str(default).lower())
+        return click.Option(
+            [f"{flag}/--no-{name.replace('_', '-')}"], default=None, help=help_text, show_default=str(default).lower()
+        )
     if name == "noise":
-        return click.Option([flag], type=click.Choice(["normal", "uniform"]), default=None,
-                            help=help_text, show_default=str(default))
+        return click.Option(
+            [flag], type=click.Choice(["normal", "uniform"]), default=None, help=help_text, show_default=str(default)
+        )
     typ = next((t for key, t in kind.items() if annotation.startswith(key)), str)
-    return click.Option([flag], type=typ, default=None, help=help_text,
-                        show_default=str(default) if default is not None else False)
+    return click.Option(
+        [flag], type=typ, default=None, help=help_text, show_default=str(default) if default is not None else False
+    )
 
 
 def _require_run_plugins(run: Path, active: Any, command: str) -> None:
@@ -110,8 +114,11 @@ def make_train_command(session: Session) -> click.Command:
         broken = exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
 
         # Accept any options so the plugin error, not "no such option", is what the user sees.
-        @click.command("train", help="Train a GAN (unavailable: a plugin failed to load).",
-                       context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+        @click.command(
+            "train",
+            help="Train a GAN (unavailable: a plugin failed to load).",
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        )
         def unavailable() -> None:
             raise broken
 
@@ -124,15 +131,31 @@ def make_train_command(session: Session) -> click.Command:
     ]
     params += plugin_options
     params += [
-        click.Option(["--config"], type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="TOML file setting any of these options by name (flags override it)."),
-        click.Option(["--resume"], type=click.Path(path_type=Path), default=None,
-                     help="Continue from a checkpoint file, or a run folder's newest complete checkpoint."),
-        click.Option(["--auto-resume"], is_flag=True, default=False,
-                     help="Resume from the newest complete checkpoint in --out if there is one, else start "
-                          "fresh: one command line for first start and restarts (torchrun --max-restarts)."),
-        click.Option(["--overwrite"], is_flag=True, default=False,
-                     help="Start over in an existing run folder, deleting its checkpoints and logs."),
+        click.Option(
+            ["--config"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="TOML file setting any of these options by name (flags override it).",
+        ),
+        click.Option(
+            ["--resume"],
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Continue from a checkpoint file, or a run folder's newest complete checkpoint.",
+        ),
+        click.Option(
+            ["--auto-resume"],
+            is_flag=True,
+            default=False,
+            help="Resume from the newest complete checkpoint in --out if there is one, else start "
+            "fresh: one command line for first start and restarts (torchrun --max-restarts).",
+        ),
+        click.Option(
+            ["--overwrite"],
+            is_flag=True,
+            default=False,
+            help="Start over in an existing run folder, deleting its checkpoints and logs.",
+        ),
     ]
 
     def callback(**values: Any) -> None:
@@ -140,9 +163,11 @@ def make_train_command(session: Session) -> click.Command:
         run_train(ctx, session, host, values, defaults, {opt.name for opt in plugin_options})
 
     return click.Command(
-        "train", params=params, callback=callback,
+        "train",
+        params=params,
+        callback=callback,
         help="Train a GAN on a registered dataset; options come from the active plugins too.\n\n"
-             "Precedence: built-in defaults < plugin defaults < --config TOML < flags.",
+        "Precedence: built-in defaults < plugin defaults < --config TOML < flags.",
     )
 
 
@@ -168,8 +193,13 @@ def _resolve_resume(path: Path) -> Path:
 
 
 def _option_for(message: str) -> str:
-    for kind, option in (("dataset", "--dataset"), ("model", "--model"), ("GAN loss", "--gan-loss"),
-                         ("latent code type", "--code"), ("Q loss", "--code")):
+    for kind, option in (
+        ("dataset", "--dataset"),
+        ("model", "--model"),
+        ("GAN loss", "--gan-loss"),
+        ("latent code type", "--code"),
+        ("Q loss", "--code"),
+    ):
         if message.startswith(f"unknown {kind} "):
             return option
     return ""
@@ -217,9 +247,13 @@ def _option_value_error(ctx: click.Context, option: click.Option, value: Any) ->
     return ""
 
 
-def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str, Any],
-                 plugin_keys: set[str], mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME,
-                 ) -> tuple[TrainConfig, Path | None, dict[str, Any]]:
+def build_config(
+    ctx: click.Context,
+    values: dict[str, Any],
+    defaults: dict[str, Any],
+    plugin_keys: set[str],
+    mutable_on_resume: frozenset[str] = MUTABLE_ON_RESUME,
+) -> tuple[TrainConfig, Path | None, dict[str, Any]]:
     """Merge defaults, plugin defaults, TOML and flags; on resume start from the saved config."""
     names = set(CORE_KEYS) | plugin_keys
     cli_values = _explicit(ctx, values, names)
@@ -249,13 +283,16 @@ def build_config(ctx: click.Context, values: dict[str, Any], defaults: dict[str,
         except ckpt.CheckpointError as exc:
             raise click.ClickException(str(exc)) from None
     try:
-        config = merge_config(explicit, defaults=defaults, plugin_keys=plugin_keys, saved=saved,
-                              mutable_on_resume=mutable_on_resume)
+        config = merge_config(
+            explicit, defaults=defaults, plugin_keys=plugin_keys, saved=saved, mutable_on_resume=mutable_on_resume
+        )
     except ResumeConflict as exc:
         raise click.UsageError(
             f"--resume {resume_path}: the run was trained with a different configuration; "
-            f"refusing to change " + "; ".join(exc.diffs)
-            + f". Only {', '.join(sorted(mutable_on_resume))} may change on resume.") from None
+            f"refusing to change "
+            + "; ".join(exc.diffs)
+            + f". Only {', '.join(sorted(mutable_on_resume))} may change on resume."
+        ) from None
     return config, resume_path, explicit
 
 
@@ -264,8 +301,9 @@ def _validate(config: TrainConfig, host: Host) -> None:
         key = problem.split(":", 1)[0]
         raise click.BadParameter(problem.split(": ", 1)[1], param_hint=f"--{key.replace('_', '-')}")
     if config.keep_checkpoints < 0:
-        raise click.BadParameter(f"must be 0 (keep all) or more, got {config.keep_checkpoints}",
-                                 param_hint="--keep-checkpoints")
+        raise click.BadParameter(
+            f"must be 0 (keep all) or more, got {config.keep_checkpoints}", param_hint="--keep-checkpoints"
+        )
     for key in ("beta1", "beta2"):
         if not 0.0 <= getattr(config, key) < 1.0:
             raise click.BadParameter(f"must be in [0, 1), got {getattr(config, key)!r}", param_hint=f"--{key}")
@@ -275,13 +313,18 @@ def _validate(config: TrainConfig, host: Host) -> None:
     for key in positive:
         value = getattr(config, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise click.BadParameter(f"must be a positive integer, got {value!r}", param_hint=f"--{key.replace('_', '-')}")
+            raise click.BadParameter(
+                f"must be a positive integer, got {value!r}", param_hint=f"--{key.replace('_', '-')}"
+            )
     for key in ("lr_g", "lr_d"):
         if not getattr(config, key) > 0:
-            raise click.BadParameter(f"must be positive, got {getattr(config, key)!r}", param_hint=f"--{key.replace('_', '-')}")
+            raise click.BadParameter(
+                f"must be positive, got {getattr(config, key)!r}", param_hint=f"--{key.replace('_', '-')}"
+            )
     if not 0.0 <= config.lr_decay <= 1.0:
-        raise click.BadParameter(f"must be a fraction of the run between 0 and 1, got {config.lr_decay!r}",
-                                 param_hint="--lr-decay")
+        raise click.BadParameter(
+            f"must be a fraction of the run between 0 and 1, got {config.lr_decay!r}", param_hint="--lr-decay"
+        )
     if config.image_size is not None and config.image_size < 4:
         raise click.BadParameter(f"must be at least 4, got {config.image_size}", param_hint="--image-size")
     reg = host.registries
@@ -297,8 +340,14 @@ def _validate(config: TrainConfig, host: Host) -> None:
             raise click.BadParameter(str(exc), param_hint="--model") from None
 
 
-def run_train(ctx: click.Context, session: Session, host: Host, values: dict[str, Any],
-              defaults: dict[str, Any], plugin_keys: set[str]) -> None:
+def run_train(
+    ctx: click.Context,
+    session: Session,
+    host: Host,
+    values: dict[str, Any],
+    defaults: dict[str, Any],
+    plugin_keys: set[str],
+) -> None:
     from registry.train import DivergenceError, Interrupted, Trainer
 
     mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))

@@ -96,9 +96,7 @@ class ImageDataset:
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.dtype != torch.uint8:
             raise ValueError(f"dataset {self.name!r}: images must be a uint8 (N, C, H, W) tensor")
         if x.shape[2] != x.shape[3]:
-            raise ValueError(
-                f"dataset {self.name!r}: images must be square, got {x.shape[2]}x{x.shape[3]}"
-            )
+            raise ValueError(f"dataset {self.name!r}: images must be square, got {x.shape[2]}x{x.shape[3]}")
         n = x.shape[0]
         if self.labels is not None and tuple(self.labels.shape) != (n,):
             raise ValueError(
@@ -107,8 +105,7 @@ class ImageDataset:
         for key, factor in (self.factors or {}).items():
             if tuple(factor.shape) != (n,):
                 raise ValueError(
-                    f"dataset {self.name!r}: factor {key!r} shape {tuple(factor.shape)} "
-                    f"does not match {n} images"
+                    f"dataset {self.name!r}: factor {key!r} shape {tuple(factor.shape)} does not match {n} images"
                 )
 
     @property
@@ -282,8 +279,7 @@ def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
         shown = f"{actual}" if actual < expected else f"at least {actual}"
         unit = "decompressed bytes" if compressed else "bytes"
         raise DatasetError(
-            f"{path}: file is {what}: header {dims} implies {expected} {unit}, found {shown}; "
-            "re-download the file"
+            f"{path}: file is {what}: header {dims} implies {expected} {unit}, found {shown}; re-download the file"
         )
     return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
 
@@ -324,9 +320,7 @@ def load_mnist_idx(*, data_dir: str | os.PathLike[str], image_size: int | None =
     images_np = _read_idx(images_path, expected_ndim=3)
     n, h, w = images_np.shape
     if h != w and image_size is None:
-        raise DatasetError(
-            f"{images_path}: images are {h}x{w}, not square; pass image_size to resize them"
-        )
+        raise DatasetError(f"{images_path}: images are {h}x{w}, not square; pass image_size to resize them")
 
     labels: torch.Tensor | None = None
     labels_path = _first_existing(folder, _IDX_LABEL_NAMES)

@@ -174,13 +174,16 @@ def sample_factors(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
-def draw_batch(n: int, generator: torch.Generator, device: torch.device | str, *,
-               image_size: int | None = None) -> torch.Tensor:
+def draw_batch(
+    n: int, generator: torch.Generator, device: torch.device | str, *, image_size: int | None = None
+) -> torch.Tensor:
     """``n`` images of factor combinations drawn uniformly from the whole grid, uint8
     ``(n, 1, S, S)`` on ``device``: one ``randint`` per factor from ``generator`` (on the
     generator's own device), then :func:`render`; ``image_size`` resizes from 64 px."""
-    columns = [torch.randint(size, (n,), generator=generator, device=generator.device, dtype=torch.int64)
-               for size in _FACTOR_SIZES]
+    columns = [
+        torch.randint(size, (n,), generator=generator, device=generator.device, dtype=torch.int64)
+        for size in _FACTOR_SIZES
+    ]
     images = render(torch.stack(columns, dim=1).to(device))
     return images if image_size is None else resize_uint8(images, image_size)
 
@@ -193,8 +196,12 @@ def _inside(shape: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return u.square() + (v / _ELLIPSE_MINOR).square() <= 1.0
     # two lobes and a point below them; v grows downwards, so the notch is at the top
     au = u.abs()
-    lobes = (au - _HEART_LOBE_X).square() + (v - _HEART_LOBE_Y).square() <= _HEART_LOBE_R ** 2
-    point = (v >= _HEART_LOBE_Y) & (v <= _HEART_TIP) & (au <= _HEART_HALF_WIDTH * (_HEART_TIP - v) / (_HEART_TIP - _HEART_LOBE_Y))
+    lobes = (au - _HEART_LOBE_X).square() + (v - _HEART_LOBE_Y).square() <= _HEART_LOBE_R**2
+    point = (
+        (v >= _HEART_LOBE_Y)
+        & (v <= _HEART_TIP)
+        & (au <= _HEART_HALF_WIDTH * (_HEART_TIP - v) / (_HEART_TIP - _HEART_LOBE_Y))
+    )
     notch = au < _HEART_NOTCH_SLOPE * (_HEART_NOTCH_BOTTOM - v)  # a wedge cut between the lobes
     return (lobes | point) & ~notch
 
@@ -232,7 +239,7 @@ def render(factor_indices: torch.Tensor, *, supersample: int = 1) -> torch.Tenso
     for shape in range(len(SHAPE_NAMES)):
         rows = torch.nonzero(idx[:, 0] == shape).flatten()
         for start in range(0, rows.numel(), chunk):
-            sel = rows[start:start + chunk]
+            sel = rows[start : start + chunk]
             inv = 1.0 / scale[sel, None, None]
             # sample coordinates in pixels (exact in float32), then relative to the centre
             dx = ((col0[sel, None, None].float() + offsets[None, None, :]) - cx[sel, None, None]) * inv  # (b, 1, wk)
@@ -275,8 +282,12 @@ def load_shapes(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
         name="shapes",
         factors={name: factors[:, i].clone() for i, name in enumerate(FACTOR_NAMES)},
         draw=functools.partial(draw_batch, image_size=image_size),
-        ground_truth=GroundTruth(names=FACTOR_NAMES, sizes=factor_sizes(), sample=sample_factors,
-                                 render=functools.partial(_render_at, image_size=image_size)),
+        ground_truth=GroundTruth(
+            names=FACTOR_NAMES,
+            sizes=factor_sizes(),
+            sample=sample_factors,
+            render=functools.partial(_render_at, image_size=image_size),
+        ),
     )
 
 

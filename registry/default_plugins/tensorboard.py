@@ -39,9 +39,11 @@ def _summary_writer_class() -> type:
 def ganrun_train_options():
     return [
         click.Option(
-            [f"--{OPTION}/--no-{OPTION}", OPTION], default=None,
+            [f"--{OPTION}/--no-{OPTION}", OPTION],
+            default=None,
             help=f"Also log metrics and sample pictures for TensorBoard, in RUN/{FOLDER}/ "
-                 f"(needs {EXTRA_HINT}). May be switched on or off on resume. [default: off]"),
+            f"(needs {EXTRA_HINT}). May be switched on or off on resume. [default: off]",
+        ),
     ]
 
 
@@ -66,8 +68,9 @@ def ganrun_configure(config):
         try:
             _summary_writer_class()
         except ImportError as exc:
-            raise click.BadParameter(f"TensorBoard logging needs the tensorboard package ({exc}): {EXTRA_HINT}",
-                                     param_hint=f"--{OPTION}") from None
+            raise click.BadParameter(
+                f"TensorBoard logging needs the tensorboard package ({exc}): {EXTRA_HINT}", param_hint=f"--{OPTION}"
+            ) from None
 
 
 def writer(trainer: Any) -> Any | None:
@@ -115,7 +118,7 @@ def step_pictures(run_dir: Path, step: int) -> dict[str, Path]:
         found["samples"] = grid
     for path in sorted(run_dir.glob(f"*/*-{suffix}")):
         if path.is_file():
-            found[f"{path.parent.name}/{path.name[:-len(suffix) - 1]}"] = path
+            found[f"{path.parent.name}/{path.name[: -len(suffix) - 1]}"] = path
     return found
 
 

@@ -70,4 +70,3 @@ def confusion_counts(pred: torch.Tensor, labels: torch.Tensor, num_values: int, 
         raise ValueError(f"confusion_counts: code values must lie in [0, {num_values}), got {pred.min()}..{pred.max()}")
     flat = torch.bincount(pred * len(classes) + label_idx, minlength=num_values * len(classes))
     return flat.reshape(num_values, len(classes)).tolist()
-

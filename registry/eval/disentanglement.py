@@ -151,7 +151,7 @@ def _encode(encode: Encode, render: Render, factors: torch.Tensor, batch_size: i
     """Representations ``(N, d)`` float64 of the given factor combinations, in batches."""
     parts = []
     for start in range(0, factors.shape[0], batch_size):
-        chunk = factors[start:start + batch_size]
+        chunk = factors[start : start + batch_size]
         parts.append(_to_numpy(encode(render(chunk)), chunk.shape[0]))
     return np.concatenate(parts, axis=0)
 
@@ -196,8 +196,17 @@ def _top_two_gap(matrix: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def mig(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFactors, render: Render, *,
-        seed: int = 0, num_train: int = 10_000, num_bins: int = 20, batch_size: int = 1000) -> MetricResult:
+def mig(
+    encode: Encode,
+    factor_sizes: Sequence[int],
+    sample_factors: SampleFactors,
+    render: Render,
+    *,
+    seed: int = 0,
+    num_train: int = 10_000,
+    num_bins: int = 20,
+    batch_size: int = 1000,
+) -> MetricResult:
     """Mutual Information Gap (Chen et al., 2018), as disentanglement_lib computes it.
 
     ``num_train`` codes are discretised per dimension into ``num_bins`` equal-width bins
@@ -224,8 +233,10 @@ def mig(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFacto
     codes, ys = _codes_and_factors(encode, sample_factors, render, num_train, gen, sizes, batch_size)
     disc = _histogram_discretize(codes, num_bins)
     # the library's discrete_mutual_info and discrete_entropy: I(factor; code), I(factor; factor)
-    mi = np.array([[mutual_info_score(ys[:, k], disc[:, i]) for k in range(len(sizes))]
-                   for i in range(disc.shape[1])], dtype=np.float64)
+    mi = np.array(
+        [[mutual_info_score(ys[:, k], disc[:, i]) for k in range(len(sizes))] for i in range(disc.shape[1])],
+        dtype=np.float64,
+    )
     h = np.array([mutual_info_score(ys[:, k], ys[:, k]) for k in range(len(sizes))], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         gaps = np.where(h > 0, _top_two_gap(mi) / np.where(h > 0, h, 1.0), np.nan)
@@ -245,10 +256,20 @@ def mig(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFacto
 # --------------------------------------------------------------------------------------
 
 
-def factor_vae_score(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFactors, render: Render, *,
-                     seed: int = 0, batch_size: int = 64, num_train: int = 10_000, num_eval: int = 5_000,
-                     num_variance_estimate: int = 10_000, prune_threshold: float = 0.05,
-                     encode_batch_size: int = 1024) -> MetricResult:
+def factor_vae_score(
+    encode: Encode,
+    factor_sizes: Sequence[int],
+    sample_factors: SampleFactors,
+    render: Render,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    num_train: int = 10_000,
+    num_eval: int = 5_000,
+    num_variance_estimate: int = 10_000,
+    prune_threshold: float = 0.05,
+    encode_batch_size: int = 1024,
+) -> MetricResult:
     """The FactorVAE metric (Kim & Mnih, 2018), as disentanglement_lib computes it.
 
     Global variances of each code dimension come from ``num_variance_estimate`` samples;
@@ -274,8 +295,11 @@ def factor_vae_score(encode: Encode, factor_sizes: Sequence[int], sample_factors
     details: dict[str, Any] = {
         "global_variance": global_var.round(6).tolist(),
         "active_dims": active.tolist(),
-        "num_train": num_train, "num_eval": num_eval, "batch_size": batch_size,
-        "num_variance_estimate": num_variance_estimate, "prune_threshold": prune_threshold,
+        "num_train": num_train,
+        "num_eval": num_eval,
+        "batch_size": batch_size,
+        "num_variance_estimate": num_variance_estimate,
+        "prune_threshold": prune_threshold,
     }
     if active.size == 0:
         details.update(train_accuracy=0.0, eval_accuracy=0.0)
@@ -307,8 +331,12 @@ def factor_vae_score(encode: Encode, factor_sizes: Sequence[int], sample_factors
     train_accuracy = float(train_votes[classifier, columns].sum() / train_votes.sum())
     eval_votes = votes(num_eval)
     eval_accuracy = float(eval_votes[classifier, columns].sum() / eval_votes.sum())
-    details.update(train_accuracy=train_accuracy, eval_accuracy=eval_accuracy,
-                   votes=train_votes.tolist(), classifier=classifier.tolist())
+    details.update(
+        train_accuracy=train_accuracy,
+        eval_accuracy=eval_accuracy,
+        votes=train_votes.tolist(),
+        classifier=classifier.tolist(),
+    )
     return MetricResult("factor_vae", eval_accuracy, details, time.perf_counter() - t0)
 
 
@@ -317,8 +345,9 @@ def factor_vae_score(encode: Encode, factor_sizes: Sequence[int], sample_factors
 # --------------------------------------------------------------------------------------
 
 
-def gbt_importance(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
-                    random_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gbt_importance(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, random_state: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One column of disentanglement_lib's ``compute_importance_gbt``: fit
     ``GradientBoostingClassifier()`` (every default argument; ``random_state`` only fixes
     the order in which tied splits are tried) on all codes to predict one factor, and
@@ -359,8 +388,17 @@ def dci_from_importance(importance: np.ndarray) -> tuple[float, float, np.ndarra
     return float(np.sum(per_code * code_share)), float(np.sum(per_factor * factor_share)), np.asarray(per_code)
 
 
-def dci(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFactors, render: Render, *,
-        seed: int = 0, num_train: int = 10_000, num_test: int = 5_000, batch_size: int = 1000) -> MetricResult:
+def dci(
+    encode: Encode,
+    factor_sizes: Sequence[int],
+    sample_factors: SampleFactors,
+    render: Render,
+    *,
+    seed: int = 0,
+    num_train: int = 10_000,
+    num_test: int = 5_000,
+    batch_size: int = 1000,
+) -> MetricResult:
     """DCI disentanglement (Eastwood & Williams, 2018), as disentanglement_lib computes it.
 
     For each factor ``k``, scikit-learn's ``GradientBoostingClassifier()`` (default
@@ -437,9 +475,18 @@ def _linear_svc_accuracy(mu: np.ndarray, y: np.ndarray, mu_test: np.ndarray, y_t
     return accuracy
 
 
-def sap_score(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFactors, render: Render, *,
-              seed: int = 0, num_train: int = 10_000, num_test: int = 5_000, batch_size: int = 1000,
-              continuous_factors: bool = False) -> MetricResult:
+def sap_score(
+    encode: Encode,
+    factor_sizes: Sequence[int],
+    sample_factors: SampleFactors,
+    render: Render,
+    *,
+    seed: int = 0,
+    num_train: int = 10_000,
+    num_test: int = 5_000,
+    batch_size: int = 1000,
+    continuous_factors: bool = False,
+) -> MetricResult:
     """SAP score (Kumar et al., 2018), as disentanglement_lib computes it.
 
     The score matrix ``S`` (codes x factors) says how well each code dimension alone
@@ -490,10 +537,18 @@ def sap_score(encode: Encode, factor_sizes: Sequence[int], sample_factors: Sampl
 # --------------------------------------------------------------------------------------
 
 
-def evaluate_all(encode: Encode, factor_sizes: Sequence[int], sample_factors: SampleFactors, render: Render, *,
-                 seed: int = 0, num_samples: int = 10_000, batch_size: int = 1000,
-                 metrics: Sequence[str] = METRICS,
-                 on_metric: Callable[[str], None] | None = None) -> dict[str, MetricResult]:
+def evaluate_all(
+    encode: Encode,
+    factor_sizes: Sequence[int],
+    sample_factors: SampleFactors,
+    render: Render,
+    *,
+    seed: int = 0,
+    num_samples: int = 10_000,
+    batch_size: int = 1000,
+    metrics: Sequence[str] = METRICS,
+    on_metric: Callable[[str], None] | None = None,
+) -> dict[str, MetricResult]:
     """Run the chosen metrics with disentanglement_lib's sizes scaled by ``num_samples / 10,000``.
 
     ``num_samples`` is the training size of MIG, DCI and SAP and the number of variance
@@ -514,16 +569,40 @@ def evaluate_all(encode: Encode, factor_sizes: Sequence[int], sample_factors: Sa
     if needing:
         check_eval_dependencies("the disentanglement metrics " + ", ".join(n.upper() for n in needing))
     runners: dict[str, Callable[[], MetricResult]] = {
-        "mig": lambda: mig(encode, factor_sizes, sample_factors, render, seed=seed,
-                           num_train=num_samples, batch_size=batch_size),
-        "factor_vae": lambda: factor_vae_score(encode, factor_sizes, sample_factors, render, seed=seed,
-                                               num_train=num_samples, num_eval=half,
-                                               num_variance_estimate=num_samples,
-                                               encode_batch_size=max(64, batch_size)),
-        "dci": lambda: dci(encode, factor_sizes, sample_factors, render, seed=seed,
-                           num_train=num_samples, num_test=half, batch_size=batch_size),
-        "sap": lambda: sap_score(encode, factor_sizes, sample_factors, render, seed=seed,
-                                 num_train=num_samples, num_test=half, batch_size=batch_size),
+        "mig": lambda: mig(
+            encode, factor_sizes, sample_factors, render, seed=seed, num_train=num_samples, batch_size=batch_size
+        ),
+        "factor_vae": lambda: factor_vae_score(
+            encode,
+            factor_sizes,
+            sample_factors,
+            render,
+            seed=seed,
+            num_train=num_samples,
+            num_eval=half,
+            num_variance_estimate=num_samples,
+            encode_batch_size=max(64, batch_size),
+        ),
+        "dci": lambda: dci(
+            encode,
+            factor_sizes,
+            sample_factors,
+            render,
+            seed=seed,
+            num_train=num_samples,
+            num_test=half,
+            batch_size=batch_size,
+        ),
+        "sap": lambda: sap_score(
+            encode,
+            factor_sizes,
+            sample_factors,
+            render,
+            seed=seed,
+            num_train=num_samples,
+            num_test=half,
+            batch_size=batch_size,
+        ),
     }
     results: dict[str, MetricResult] = {}
     for name in METRICS:

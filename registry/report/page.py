@@ -65,8 +65,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def series(rows: Iterable[dict], key: str) -> list[tuple[float, float]]:
-    return [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float))
-            and math.isfinite(row[key])]
+    return [
+        (row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])
+    ]
 
 
 PLOT_EXTRA_HINT = "pip install 'ganrun[plot]'"
@@ -116,8 +117,15 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "chart"
 
 
-def chart_figure(lines: dict[str, Series], *, title: str, references: dict[str, float] | None = None,
-                 dashed: Iterable[str] = (), width: int = 420, height: int = 220) -> "Figure":
+def chart_figure(
+    lines: dict[str, Series],
+    *,
+    title: str,
+    references: dict[str, float] | None = None,
+    dashed: Iterable[str] = (),
+    width: int = 420,
+    height: int = 220,
+) -> "Figure":
     """The matplotlib figure of a ``line_chart`` (the same lines, labels, dashes and references),
     on its own Agg canvas; ``width`` and ``height`` are its size in CSS pixels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -135,16 +143,32 @@ def chart_figure(lines: dict[str, Series], *, title: str, references: dict[str, 
             continue
         drawn += 1
         xs, ys = zip(*pts)
-        ax.plot(xs, ys, color=PALETTE[i % len(PALETTE)], linewidth=1.2, label=label,
-                linestyle="--" if label in dashed else "-", marker="o" if len(pts) == 1 else None, markersize=3)
+        ax.plot(
+            xs,
+            ys,
+            color=PALETTE[i % len(PALETTE)],
+            linewidth=1.2,
+            label=label,
+            linestyle="--" if label in dashed else "-",
+            marker="o" if len(pts) == 1 else None,
+            markersize=3,
+        )
     for value in references.values():
         ax.axhline(value, color="#999999", linewidth=0.9, linestyle=":")
     low, high = ax.get_ylim()
     for label, value in references.items():  # the label goes on the side of its line with more room
         above = value < (low + high) / 2
-        ax.annotate(label, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(-3, 2 if above else -2),
-                    textcoords="offset points", ha="right", va="bottom" if above else "top",
-                    fontsize=6.5, color="#666666")
+        ax.annotate(
+            label,
+            xy=(1.0, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(-3, 2 if above else -2),
+            textcoords="offset points",
+            ha="right",
+            va="bottom" if above else "top",
+            fontsize=6.5,
+            color="#666666",
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=8.5)
     ax.set_xlabel("step", fontsize=7)
@@ -154,8 +178,16 @@ def chart_figure(lines: dict[str, Series], *, title: str, references: dict[str, 
     return fig
 
 
-def _png_chart(state: _PngCharts, lines: dict[str, Series], *, title: str, references: dict[str, float] | None,
-               dashed: Iterable[str], width: int, height: int) -> str:
+def _png_chart(
+    state: _PngCharts,
+    lines: dict[str, Series],
+    *,
+    title: str,
+    references: dict[str, float] | None,
+    dashed: Iterable[str],
+    width: int,
+    height: int,
+) -> str:
     fig = chart_figure(lines, title=title, references=references, dashed=dashed, width=width, height=height)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=200, metadata={"Software": None})  # 2x for sharp text
@@ -171,8 +203,15 @@ def _png_chart(state: _PngCharts, lines: dict[str, Series], *, title: str, refer
     return image_tag(path, alt=title, max_width=width, pixelated=False, caption=False)
 
 
-def line_chart(lines: dict[str, Series], *, title: str, references: dict[str, float] | None = None,
-               dashed: Iterable[str] = (), width: int = 420, height: int = 220) -> str:
+def line_chart(
+    lines: dict[str, Series],
+    *,
+    title: str,
+    references: dict[str, float] | None = None,
+    dashed: Iterable[str] = (),
+    width: int = 420,
+    height: int = 220,
+) -> str:
     """A line chart against the step: each of ``lines`` labelled, those named in ``dashed``
     (e.g. a baseline run) dashed, and ``references`` drawn as labelled horizontal lines
     (e.g. H(c)). Inline SVG, or an embedded PNG inside ``png_charts``; ``""`` when there
@@ -184,8 +223,7 @@ def line_chart(lines: dict[str, Series], *, title: str, references: dict[str, fl
         return ""
     state = _PNG_CHARTS.get()
     if state is not None:
-        return _png_chart(state, lines, title=title, references=references, dashed=dashed,
-                          width=width, height=height)
+        return _png_chart(state, lines, title=title, references=references, dashed=dashed, width=width, height=height)
     xs = [x for x, _ in points]
     ys = [y for _, y in points] + list(references.values())
     x0, x1 = min(xs), max(xs)
@@ -197,20 +235,28 @@ def line_chart(lines: dict[str, Series], *, title: str, references: dict[str, fl
     pad_l, pad_r, pad_t, pad_b = 48, 20, 22, 28
     sx = lambda x: pad_l + (x - x0) / (x1 - x0) * (width - pad_l - pad_r)
     sy = lambda y: height - pad_b - (y - y0) / (y1 - y0) * (height - pad_t - pad_b)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img"><title>{html.escape(title)}</title>',
-             f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="12">{html.escape(title)}</text>',
-             f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - pad_r}" y2="{height - pad_b}" stroke="#444"/>',
-             f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{height - pad_b}" stroke="#444"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img"><title>{html.escape(title)}</title>',
+        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="12">{html.escape(title)}</text>',
+        f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - pad_r}" y2="{height - pad_b}" stroke="#444"/>',
+        f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{height - pad_b}" stroke="#444"/>',
+    ]
     for value in (y0, (y0 + y1) / 2, y1):
-        parts.append(f'<text x="{pad_l - 4}" y="{sy(value) + 4:.1f}" text-anchor="end" font-size="10">{value:.3g}</text>')
+        parts.append(
+            f'<text x="{pad_l - 4}" y="{sy(value) + 4:.1f}" text-anchor="end" font-size="10">{value:.3g}</text>'
+        )
     for value in (x0, x1):
-        parts.append(f'<text x="{sx(value):.1f}" y="{height - 10}" text-anchor="middle" font-size="10">{value:.0f}</text>')
+        parts.append(
+            f'<text x="{sx(value):.1f}" y="{height - 10}" text-anchor="middle" font-size="10">{value:.0f}</text>'
+        )
     for i, (label, value) in enumerate(references.items()):
         y = sy(value)
-        parts.append(f'<line x1="{pad_l}" y1="{y:.1f}" x2="{width - pad_r}" y2="{y:.1f}" stroke="#999" '
-                     f'stroke-dasharray="2,3"/><text x="{width - pad_r - 2}" y="{y - 3:.1f}" text-anchor="end" '
-                     f'font-size="10" fill="#666">{html.escape(label)}</text>')
+        parts.append(
+            f'<line x1="{pad_l}" y1="{y:.1f}" x2="{width - pad_r}" y2="{y:.1f}" stroke="#999" '
+            f'stroke-dasharray="2,3"/><text x="{width - pad_r - 2}" y="{y - 3:.1f}" text-anchor="end" '
+            f'font-size="10" fill="#666">{html.escape(label)}</text>'
+        )
     for i, (label, pts) in enumerate(lines.items()):
         if not pts:
             continue
@@ -218,21 +264,21 @@ def line_chart(lines: dict[str, Series], *, title: str, references: dict[str, fl
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
         dash = ' stroke-dasharray="5,3"' if label in dashed else ""
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5"{dash} points="{path}"/>')
-        parts.append(f'<text x="{pad_l + 6 + 110 * (i % 3)}" y="{pad_t + 12 + 12 * (i // 3)}" font-size="10" '
-                     f'fill="{colour}">{html.escape(label)}</text>')
+        parts.append(
+            f'<text x="{pad_l + 6 + 110 * (i % 3)}" y="{pad_t + 12 + 12 * (i // 3)}" font-size="10" '
+            f'fill="{colour}">{html.escape(label)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def image_tag(path: Path, *, alt: str, max_width: int = 420, pixelated: bool = True,
-              caption: bool = True) -> str:
+def image_tag(path: Path, *, alt: str, max_width: int = 420, pixelated: bool = True, caption: bool = True) -> str:
     """A PNG file embedded as a data URI; ``pixelated`` keeps small sample grids sharp when
     scaled up, ``caption`` repeats ``alt`` under the picture."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
     style = f"max-width:{max_width}px" + (";image-rendering:pixelated" if pixelated else "")
     under = f"<figcaption>{html.escape(alt)}</figcaption>" if caption else ""
-    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" '
-            f'style="{style}">{under}</figure>')
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="{style}">{under}</figure>'
 
 
 def newest(paths: Iterable[Path]) -> Path | None:
@@ -267,24 +313,40 @@ def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | N
             _warn(f"{config_path}: damaged ({type(exc).__name__}: {exc}); the report has no configuration")
             described = None
     if described is not None:
-        cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
-                        for k, v in sorted({**config, **config.get("extra", {})}.items()) if k != "extra")
-        resolved = {k: described[k] for k in ("model", "generator_input", "image_shape", "plugins", "versions")
-                    if k in described}
+        cells = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
+            for k, v in sorted({**config, **config.get("extra", {})}.items())
+            if k != "extra"
+        )
+        resolved = {
+            k: described[k]
+            for k in ("model", "generator_input", "image_shape", "plugins", "versions")
+            if k in described
+        }
         # what the run resolved (e.g. model: null -> "dcgan28") is labelled apart from the option
-        cells += "".join(f"<tr><th>{html.escape(k if k not in config else f'{k} (resolved)')}</th>"
-                         f"<td>{html.escape(json.dumps(v))}</td></tr>" for k, v in resolved.items())
+        cells += "".join(
+            f"<tr><th>{html.escape(k if k not in config else f'{k} (resolved)')}</th>"
+            f"<td>{html.escape(json.dumps(v))}</td></tr>"
+            for k, v in resolved.items()
+        )
         sections.append(("Configuration", f"<table>{cells}</table>"))
     if rows:
         last = rows[-1]
-        cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.4g}</td></tr>" for k, v in sorted(last.items())
-                        if isinstance(v, (int, float)))
+        cells = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{v:.4g}</td></tr>"
+            for k, v in sorted(last.items())
+            if isinstance(v, (int, float))
+        )
         sections.append((f"Metrics at step {last['step']}", f"<table>{cells}</table>"))
         lines = {key: series(rows, key) for key in ("d/adv", "g/adv")}
         if baseline_rows:
             lines.update({f"baseline {key}": series(baseline_rows, key) for key in ("d/adv", "g/adv")})
-        sections.append(("Adversarial losses", line_chart(lines, title="D and G losses",
-                                                           dashed=[k for k in lines if k.startswith("baseline")])))
+        sections.append(
+            (
+                "Adversarial losses",
+                line_chart(lines, title="D and G losses", dashed=[k for k in lines if k.startswith("baseline")]),
+            )
+        )
     sample = newest((run_dir / "samples").glob("step-*.png"))
     if sample is not None:
         sections.append(("Samples", image_tag(sample, alt=f"fixed-latent samples, {sample.stem}")))
@@ -293,13 +355,15 @@ def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | N
 
 def render(title: str, sections: Sequence[tuple[str, str]]) -> str:
     body = "".join(f"<section><h2>{html.escape(name)}</h2>{content}</section>" for name, content in sections if content)
-    return ("<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>"
-            "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-            "table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;padding:2px 8px;text-align:left}"
-            "section{margin-bottom:1.5em}figure{display:inline-block;margin:0 1em 1em 0}"
-            "figcaption{font-size:12px;color:#555}svg{margin:0 1em 1em 0}"
-            f"</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;padding:2px 8px;text-align:left}"
+        "section{margin-bottom:1.5em}figure{display:inline-block;margin:0 1em 1em 0}"
+        "figcaption{font-size:12px;color:#555}svg{margin:0 1em 1em 0}"
+        f"</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 def write_report(path: Path, text: str) -> Path:

@@ -18,8 +18,8 @@ from pathlib import Path
 __all__ = ["CHANCE_ACCURACY", "CHANCE_GAP", "CHANCE_STEPS", "BalanceWatch", "balance_hint"]
 
 CHANCE_ACCURACY = 0.55  # balanced accuracy (mean of real and fake accuracy) below this is chance
-CHANCE_GAP = 0.05       # or mean real logit minus mean fake logit below this (logits all alike)
-CHANCE_STEPS = 2000     # warn when D has been at chance this long
+CHANCE_GAP = 0.05  # or mean real logit minus mean fake logit below this (logits all alike)
+CHANCE_STEPS = 2000  # warn when D has been at chance this long
 
 
 def balance_hint(config) -> str:
@@ -39,8 +39,14 @@ class BalanceWatch:
     time a stretch reaches ``steps``, else None. A log line where D is above chance ends the
     stretch. The count is recorded in the metrics as ``balance/chance_steps``."""
 
-    def __init__(self, *, accuracy: float = CHANCE_ACCURACY, gap: float = CHANCE_GAP,
-                 steps: int = CHANCE_STEPS, hint: str = "see the README, 'D/G balance'") -> None:
+    def __init__(
+        self,
+        *,
+        accuracy: float = CHANCE_ACCURACY,
+        gap: float = CHANCE_GAP,
+        steps: int = CHANCE_STEPS,
+        hint: str = "see the README, 'D/G balance'",
+    ) -> None:
         self.accuracy, self.gap, self.steps, self.hint = accuracy, gap, steps, hint
         self.since: int | None = None  # first step of the current stretch at chance
         self.warned = False
@@ -61,9 +67,11 @@ class BalanceWatch:
         metrics["balance/chance_steps"] = float(length)
         if length >= self.steps and not self.warned:
             self.warned = True
-            return (f"D has been at chance since step {self.since} (balanced accuracy {balanced:.2f}, "
-                    f"logit gap {gap:.3f}): G gets no signal from it. "
-                    f"{self.hint}")
+            return (
+                f"D has been at chance since step {self.since} (balanced accuracy {balanced:.2f}, "
+                f"logit gap {gap:.3f}): G gets no signal from it. "
+                f"{self.hint}"
+            )
         return None
 
     def replay(self, metrics_file: Path) -> None:

@@ -60,8 +60,13 @@ def _attempt_store(info: DistInfo, timeout: datetime.timedelta):
     if attempt is None or "MASTER_ADDR" not in os.environ:
         return None
     agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
-    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), info.world_size,
-                         is_master=info.rank == 0 and not agent_hosts_store, timeout=timeout)
+    base = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        info.world_size,
+        is_master=info.rank == 0 and not agent_hosts_store,
+        timeout=timeout,
+    )
     return dist.PrefixStore(f"ganrun/attempt-{attempt}", base)
 
 

@@ -13,8 +13,9 @@ __all__ = ["NOISE_KINDS", "NoiseSampler", "sample_noise"]
 NOISE_KINDS = ("normal", "uniform")
 
 
-def sample_noise(kind: str, n: int, dim: int, *, generator: torch.Generator,
-                 device: torch.device | str) -> torch.Tensor:
+def sample_noise(
+    kind: str, n: int, dim: int, *, generator: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
     """``(n, dim)`` float32 noise from ``generator``: ``uniform`` is U(-1, 1) (as in the InfoGAN
     reference implementation), ``normal`` is N(0, 1)."""
     if kind == "uniform":

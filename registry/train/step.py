@@ -26,7 +26,6 @@ class DivergenceError(RuntimeError):
     """A loss or weight became NaN/Inf; the last good checkpoint is kept."""
 
 
-
 @dataclass
 class Pass:
     """One pass of D over a batch: real/fake logits (B,), trunk features (B, F), and the
@@ -41,11 +40,11 @@ class Pass:
 class StepContext:
     """What the loss hooks see on each step (see ``ganrun_d_loss_terms``)."""
 
-    step: int                      # completed steps before this one
-    phase: str                     # "d" or "g"
+    step: int  # completed steps before this one
+    phase: str  # "d" or "g"
     config: TrainConfig
-    modules: dict[str, Callable]   # callables for this phase (data-parallel wrappers in "d")
-    latent: Any                    # what the latent sampler returned with the G input
+    modules: dict[str, Callable]  # callables for this phase (data-parallel wrappers in "d")
+    latent: Any  # what the latent sampler returned with the G input
     real: Pass | None
     fake: Pass
     trainer: "Trainer"
@@ -132,11 +131,11 @@ class StepMixin:
         cfg, B = self.config, self.config.batch_size
         if cfg.lr_decay > 0:
             self._apply_lr()
-        real_x = self.real_batch()                                           # (B, C, H, W)
+        real_x = self.real_batch()  # (B, C, H, W)
         g_input, latent = self.sampler.sample(B, generator=self.latent_gen, device=self.device)
 
         with self._autocast():
-            fake_x = self.generator(g_input)                                  # (B, C, H, W), one G pass
+            fake_x = self.generator(g_input)  # (B, C, H, W), one G pass
 
         # D step: D-group modules learn to tell real from (detached) fake.
         self._set_trainable("D", True)

@@ -74,8 +74,14 @@ def _make_adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float]
 class Trainer(StepMixin, RunPersistence):
     """Builds everything a run needs from a config and the active plugins, then trains."""
 
-    def __init__(self, config: TrainConfig, host: Host, run_dir: Path,
-                 dist: distributed.DistInfo | None = None, dataset: ImageDataset | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        host: Host,
+        run_dir: Path,
+        dist: distributed.DistInfo | None = None,
+        dataset: ImageDataset | None = None,
+    ):
         self.config, self.host, self.run_dir = config, host, Path(run_dir)
         self.dist = dist or distributed.DistInfo()
         self.device = resolve_device(config.device, self.dist.local_rank)
@@ -89,21 +95,27 @@ class Trainer(StepMixin, RunPersistence):
 
         reg = host.registries
         self.dataset = dataset or reg.datasets.get(config.dataset)(
-            data_dir=config.data_dir, image_size=config.image_size)
+            data_dir=config.data_dir, image_size=config.image_size
+        )
         if config.batch_size * self.dist.world_size > len(self.dataset):
             raise ValueError(
                 f"--batch-size {config.batch_size} x {self.dist.world_size} process(es) exceeds the "
-                f"{len(self.dataset)} images of dataset {config.dataset!r}; use a smaller batch")
-        self.data = to_training_tensor(self.dataset, self.device)          # (N, C, H, W) in [-1, 1]
-        self.batches = EpochSampler(len(self.dataset), config.batch_size, seed=config.seed,
-                                    rank=self.dist.rank, world_size=self.dist.world_size)
+                f"{len(self.dataset)} images of dataset {config.dataset!r}; use a smaller batch"
+            )
+        self.data = to_training_tensor(self.dataset, self.device)  # (N, C, H, W) in [-1, 1]
+        self.batches = EpochSampler(
+            len(self.dataset), config.batch_size, seed=config.seed, rank=self.dist.rank, world_size=self.dist.world_size
+        )
 
-        self.sampler = host.hook.ganrun_latent_sampler(config=config, registries=reg) or NoiseSampler(config.noise_dim, config.noise)
+        self.sampler = host.hook.ganrun_latent_sampler(config=config, registries=reg) or NoiseSampler(
+            config.noise_dim, config.noise
+        )
         self.model_name = config.model or ("dcgan28" if self.dataset.image_size == 28 else "dcgan64")
         factory = reg.models.get(self.model_name)
         torch.manual_seed(seed_for(config.seed, "init"))  # identical init on every rank
-        G, D = factory(latent_dim=self.sampler.input_dim, channels=self.dataset.channels,
-                       image_size=self.dataset.image_size)
+        G, D = factory(
+            latent_dim=self.sampler.input_dim, channels=self.dataset.channels, image_size=self.dataset.image_size
+        )
         self.modules: dict[str, nn.Module] = {"G": G, "D": D}
         self.groups: dict[str, list[str]] = {"G": ["G"], "D": ["D"]}
         for extra in _build_plugin_modules(host, config, dict(self.modules), self.sampler):
@@ -128,7 +140,8 @@ class Trainer(StepMixin, RunPersistence):
         self._build_callables()
 
         self.latent_gen = torch.Generator(device=self.device).manual_seed(
-            seed_for(config.seed, "latent", self.dist.rank))
+            seed_for(config.seed, "latent", self.dist.rank)
+        )
         fixed_gen = torch.Generator(device=self.device).manual_seed(seed_for(config.seed, "fixed"))
         self.fixed_input, _ = self.sampler.sample(SAMPLE_GRID, generator=fixed_gen, device=self.device)
 
@@ -236,7 +249,8 @@ class Trainer(StepMixin, RunPersistence):
         if not bool(self._finite):
             raise DivergenceError(
                 f"a loss became NaN or Inf before step {self.step}; {self.last_good_checkpoint_text()}. "
-                f"Try a lower learning rate, or resume from that checkpoint with another seed")
+                f"Try a lower learning rate, or resume from that checkpoint with another seed"
+            )
 
     def _log(self) -> dict[str, str]:
         """Read the summed metrics back once, write a JSONL line, return progress-bar text."""

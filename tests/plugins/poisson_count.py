@@ -81,13 +81,13 @@ class PoissonNLL(QLoss):
         return code.dim
 
     def nll(self, q_out: torch.Tensor, code_value: torch.Tensor) -> torch.Tensor:
-        counts = self.code.value_of(code_value)                    # (B, d): the bound code decodes
+        counts = self.code.value_of(code_value)  # (B, d): the bound code decodes
         log_rate = q_out.float().clamp(max=MAX_LOG_RATE)
         return (log_rate.exp() - counts * log_rate + torch.lgamma(counts + 1)).sum(dim=1)
 
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         mode = q_out.float().clamp(max=MAX_LOG_RATE).exp().floor()  # a Poisson's mode
-        return self.code.encode(mode)                                 # G's input layout
+        return self.code.encode(mode)  # G's input layout
 
 
 @hookimpl

@@ -14,8 +14,11 @@ from registry.plugins import hookimpl
 def ganrun_log(trainer, step, metrics):
     out = Path(os.environ["RANK_DUMP_DIR"])
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{name}.{key}": p.detach().cpu().contiguous()
-               for name, module in trainer.modules.items() for key, p in module.named_parameters()}
+    tensors = {
+        f"{name}.{key}": p.detach().cpu().contiguous()
+        for name, module in trainer.modules.items()
+        for key, p in module.named_parameters()
+    }
     save_file(tensors, str(out / f"rank{trainer.dist.rank}-step{step}.safetensors"))
 
 

@@ -29,8 +29,14 @@ MAX_LOG_KAPPA = 6.0
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def von_mises_nll(direction: torch.Tensor, log_kappa: torch.Tensor, code_value: torch.Tensor, *,
-                  min_log_kappa: float = MIN_LOG_KAPPA, max_log_kappa: float = MAX_LOG_KAPPA) -> torch.Tensor:
+def von_mises_nll(
+    direction: torch.Tensor,
+    log_kappa: torch.Tensor,
+    code_value: torch.Tensor,
+    *,
+    min_log_kappa: float = MIN_LOG_KAPPA,
+    max_log_kappa: float = MAX_LOG_KAPPA,
+) -> torch.Tensor:
     """NLL of angles under von Mises(mu, kappa), summed over d -> ``(B,)``.
 
     ``direction`` ``(B, d, 2)`` is an unnormalised vector pointing at the mean direction mu,
@@ -63,8 +69,9 @@ class VonMisesNLL(QLoss):
 
     def __init__(self, *, min_log_kappa: float = MIN_LOG_KAPPA, max_log_kappa: float = MAX_LOG_KAPPA) -> None:
         if not min_log_kappa < max_log_kappa:
-            raise ValueError(f"VonMisesNLL: need min_log_kappa < max_log_kappa, got {min_log_kappa!r} "
-                             f"and {max_log_kappa!r}")
+            raise ValueError(
+                f"VonMisesNLL: need min_log_kappa < max_log_kappa, got {min_log_kappa!r} and {max_log_kappa!r}"
+            )
         self.min_log_kappa = float(min_log_kappa)
         self.max_log_kappa = float(max_log_kappa)
 
@@ -79,8 +86,9 @@ class VonMisesNLL(QLoss):
 
     def nll(self, q_out: torch.Tensor, code_value: torch.Tensor) -> torch.Tensor:
         direction, log_kappa = self._split(q_out)
-        return von_mises_nll(direction, log_kappa, code_value,
-                             min_log_kappa=self.min_log_kappa, max_log_kappa=self.max_log_kappa)
+        return von_mises_nll(
+            direction, log_kappa, code_value, min_log_kappa=self.min_log_kappa, max_log_kappa=self.max_log_kappa
+        )
 
     def stats(self, q_out: torch.Tensor) -> dict[str, torch.Tensor]:
         _, log_kappa = self._split(q_out.detach())
