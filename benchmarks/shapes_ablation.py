@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from infogan_plugin.evaluate import disentanglement_metrics
+from shapes_curve import append_row  # benchmarks/ is on sys.path when a script in it runs
 from registry.plugins import Host
 from registry.train import Trainer
 
@@ -149,13 +150,7 @@ def main() -> None:
             "steps_per_sec": f"{speed:.2f}",
             "flags": " ".join(flags),
         }
-        new_file = not args.csv.exists()
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=FIELDS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(args.csv, FIELDS, row)
         print(", ".join(f"{k} {row[k]}" for k in ("row", *METRICS, "acc_real", "acc_fake", "logit_gap")), flush=True)
 
 

@@ -56,6 +56,18 @@ FIELDS = [
 METRICS = ("mig", "factor_vae", "dci", "sap")
 
 
+def append_row(path: Path, fields: list[str], row: dict) -> None:
+    """Append one row to a results CSV (the header first in a new file): one row at a time, so
+    an interruption loses at most the row being measured."""
+    new_file = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 def step_of(path: Path) -> int:
     return int(path.name.split(".")[0].split("-")[1])
 
@@ -139,13 +151,7 @@ def score_new(args: argparse.Namespace, run: Path, recipe: str, plugins: list[st
             **{k: f"{v:.4f}" for k, v in balance_at(run, trainer.step).items()},
             "eval_seconds": f"{time.perf_counter() - t0:.0f}",
         }
-        new_file = not args.csv.exists()
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("a", newline="") as fh:  # one row at a time: an interruption loses at most one
-            writer = csv.DictWriter(fh, fieldnames=FIELDS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(args.csv, FIELDS, row)
         print(", ".join(f"{k} {row[k]}" for k in ("step", *METRICS, "acc_real", "acc_fake", "logit_gap")), flush=True)
 
 
