@@ -1,6 +1,10 @@
 """``ganrun train``: the command with the core options plus every active plugin's, the
 configuration it builds (through the pure ``registry.config.merge_config``), and the trainer
-it runs in a run folder that ``rundir.py`` chooses, checks, locks and prepares."""
+it runs in a run folder that ``rundir.py`` chooses, checks, locks and prepares.
+
+(About 420 lines: building the command from the options, validating the merged configuration
+and running it are one path a user's flags take, read top to bottom; the run folder's handling
+is already apart in ``rundir.py``.)"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ they are imported inside the functions that use them, and a missing one raises
 ``MissingEvalDependency`` (an ``ImportError``) naming that command. The FactorVAE score
 needs neither.
 
-Why one module of some 530 lines: the four metrics share the sampling, encoding and
+Why one module of some 600 lines: the four metrics share the sampling, encoding and
 discretisation helpers and the size conventions of disentanglement_lib, and reading them side
 by side against the reference is how they are audited; split, each file would import the
 others' private helpers.
