@@ -496,3 +496,27 @@ def test_name_clashes_lists_names_two_plugins_register() -> None:
     assert name_clashes(rows, "a") == ["latent codes 'poisson' is also registered by b"]
     assert name_clashes(rows, "b") == ["latent codes 'poisson' is also registered by a"]
     assert name_clashes(rows, "c") == []
+
+
+def test_the_command_line_prints_a_plugin_warning_as_one_line(make_plugin: Callable[..., str]) -> None:
+    """A real ``ganrun`` process: the unmarked hook is one ``warning:`` line on stderr, with no
+    Python source location (``warnings.warn`` would print two lines pointing into ganrun)."""
+    import os
+    import subprocess
+    import sys
+
+    name = make_plugin("def ganrun_register_latent_codes(register):\n    register('lost', object)\n")
+    env = dict(os.environ)
+    folders = [p for p in sys.path if p.endswith("plugin-modules")]  # where make_plugin wrote it
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*folders, env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", "from registry.cli import main; main()", "--plugin", name, "train", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "ganrun_register_latent_codes" in line]
+    assert lines and all(line.startswith("warning: plugin") for line in lines), result.stderr
+    assert "PluginWarning" not in result.stderr and "warnings.warn" not in result.stderr

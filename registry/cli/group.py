@@ -9,13 +9,15 @@ come from the active plugins' registries.
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from registry.cli.plugins import plugins_command
 from registry.cli.report import report_command
 from registry.cli.session import Session
 from registry.cli.train import make_train_command
-from registry.plugins import RESERVED_COMMANDS, Host, PluginError, installed_plugins
+from registry.plugins import RESERVED_COMMANDS, Host, PluginError, PluginWarning, installed_plugins
 
 
 class GanrunGroup(click.Group):
@@ -104,5 +106,17 @@ def build_cli() -> click.Group:
     return cli
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Plugin warnings as one ``warning:`` line (like the CLI's own), not Python's two-line
+    form with a source location inside ganrun; other warnings keep Python's format."""
+    if issubclass(category, PluginWarning):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main() -> None:
+    warnings.formatwarning = _format_warning
     build_cli()(prog_name="ganrun")
