@@ -20,7 +20,7 @@ from torch import nn
 
 from infogan_plugin.latent import LatentSpec
 from registry import Run
-from registry import load_run as _load_host_run
+from registry import load_run as load_host_run
 
 __all__ = ["CodeEstimate", "CodeValue", "InfoGANRun", "load_run"]
 
@@ -158,5 +158,5 @@ def load_run(
     """
     # the run's recorded plugins include infogan for an InfoGAN run; adding it to a plain run's
     # would make its sampler look for codes the run never had
-    run = _load_host_run(path, checkpoint, device, plugins=plugins, command=command)
+    run = load_host_run(path, checkpoint, device, plugins=plugins, command=command)
     return InfoGANRun(run.trainer, run.checkpoint)
