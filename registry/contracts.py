@@ -5,6 +5,10 @@ call (empty when it keeps its contract); the registry turns them into one ``Plug
 line that names the plugin, so a Q loss registered as an instance or a code class without
 ``discrete`` fails when the plugin loads, not half-way through training.
 
+``check_hook_result(hook, result)`` does the same for what a hook called while training
+returns (loss terms, progress-bar text, checkpoint state), so a plugin returning a list or a
+non-scalar loss is named at once instead of failing deep inside the host.
+
 ``unmarked_hooks(plugin)`` finds functions named ``ganrun_*`` that pluggy will never call:
 ones without the ``@hookimpl`` marker, and names that match no hookspec.
 """
@@ -18,7 +22,7 @@ from typing import Any
 
 from registry import hookspecs
 
-__all__ = ["LATENT_CODE_MEMBERS", "Q_LOSS_MEMBERS", "check_registration", "unmarked_hooks"]
+__all__ = ["LATENT_CODE_MEMBERS", "Q_LOSS_MEMBERS", "check_hook_result", "check_registration", "unmarked_hooks"]
 
 # Members the InfoGAN consumer reads from every code type (infogan_plugin.LatentCode documents
 # each): class variables a subclass must set, and methods the base class declares abstract.
@@ -140,3 +144,46 @@ def unmarked_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
         elif not marked:
             lines.append(f"{name} has no @hookimpl marker and is never called; decorate it with @registry.hookimpl")
     return lines
+
+
+def _is_scalar(value: Any) -> bool:
+    import torch
+
+    return torch.is_tensor(value) and value.dim() == 0 and value.is_floating_point()
+
+
+def _is_tensor(value: Any) -> bool:
+    import torch
+
+    return torch.is_tensor(value)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+# hook -> (what each value must be, the check, the expected form said in the message)
+HOOK_RESULTS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "ganrun_d_loss_terms": ("a floating-point scalar tensor", _is_scalar, "{name: scalar tensor}"),
+    "ganrun_g_loss_terms": ("a floating-point scalar tensor", _is_scalar, "{name: scalar tensor}"),
+    "ganrun_log": ("text or a number", _is_text, "{label: text} or None"),
+    "ganrun_checkpoint_state": ("a tensor", _is_tensor, "{key: tensor} or None"),
+}
+
+
+def check_hook_result(hook: str, result: Any) -> str | None:
+    """What is wrong with one plugin's non-None ``result`` of ``hook`` (``None`` when it keeps
+    the contract): a dict with non-empty string keys and values of the hook's kind."""
+    what, check, form = HOOK_RESULTS[hook]
+    if not isinstance(result, dict):
+        return f"returned {_what(result)}; return {form}"
+    for key, value in result.items():
+        if not isinstance(key, str) or not key:
+            return f"returned the key {key!r}; keys are non-empty strings ({form})"
+        if not check(value):
+            if _is_tensor(value):
+                got = f"a tensor of shape {list(value.shape)} and dtype {str(value.dtype).removeprefix('torch.')}"
+            else:
+                got = _what(value)
+            return f"returned {key!r} as {got}, not {what}; return {form}"
+    return None

@@ -8,12 +8,18 @@ accept a subset of each hook's arguments (pluggy passes arguments by name).
 Hooks are grouped by the phase in which the host calls them. ``ganrun_*`` names are
 stable API; the CHANGELOG records every change to them.
 
-Each call into a plugin that lists, describes or builds (the registration hooks,
-``ganrun_train_options``, ``ganrun_config_defaults``) is isolated: an exception raised in it
-becomes one line, ``plugin 'x' failed in ganrun_...: ValueError: ...``; ``ganrun plugins``
-marks the plugin BROKEN and ``--help`` keeps working. A ``ganrun_*`` function without the
-``@hookimpl`` marker, or with a name that is no hook below, is never called; activating the
-plugin warns about it.
+Every call into a plugin is isolated: an exception raised in a hook becomes one line,
+``plugin 'x' failed in ganrun_...: ValueError: ...`` (``GANRUN_TRACE=1`` prints its
+traceback). For the hooks that list, describe or build (the registration hooks,
+``ganrun_train_options``, ``ganrun_config_defaults``) ``ganrun plugins`` marks the plugin
+BROKEN and ``--help`` keeps working; in the hooks that run during training the run stops with
+its checkpoints as they were, and the line names the step and the checkpoint to resume from.
+What the loss-term, ``ganrun_log`` and ``ganrun_checkpoint_state`` hooks return is checked
+against the types documented below, naming the plugin. A hook may refuse with a message for
+the user by raising ``click.ClickException`` (or ``ValueError`` from ``ganrun_configure``,
+``CheckpointError`` from ``ganrun_load_checkpoint_state``); those pass through unchanged.
+A ``ganrun_*`` function without the ``@hookimpl`` marker, or with a name that is no hook
+below, is never called; activating the plugin warns about it.
 """
 
 from __future__ import annotations

@@ -5,10 +5,13 @@ embedded users can hold several); ``activate()`` loads plugins named on the comm
 by entry-point name or dotted module path; ``Registries.collect()`` runs the
 registration hooks and remembers which plugin registered each name.
 
-Every call into a plugin that the host makes to list, describe or build (the registration
-hooks, ``ganrun_train_options``, ``ganrun_config_defaults``) goes through ``call_hook`` or
-``Registries.collect``, which turn an exception into one ``HookError`` line naming the plugin,
-the hook and the exception. What a plugin registers is checked when it registers it
+Every call into a plugin is isolated. The hooks called to list, describe or build (the
+registration hooks, ``ganrun_train_options``, ``ganrun_config_defaults``) go through
+``call_hook`` or ``Registries.collect``; the hooks called while training, checkpointing and
+reporting go through ``Host.hook`` (``IsolatedHooks``: pluggy's call, with the failing plugin
+found from the traceback) or ``Host.checked`` (one plugin at a time, each result checked
+against the hook's contract). Either way an exception becomes one ``HookError`` line naming
+the plugin, the hook and the exception. What a plugin registers is checked when it registers it
 (``registry.contracts``), and ``ganrun_*`` functions that pluggy would never call (no
 ``@hookimpl`` marker, or no such hook) are reported with a ``PluginWarning``.
 
@@ -279,16 +282,22 @@ def _call_each(
 def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
     """``pm.hook.<hook_name>(**kwargs)``, one plugin at a time, in pluggy's order (the plugin
     registered last first), non-None results only; a hook that raises is a ``HookError``."""
+    return [result for _, result in results_by_plugin(pm, hook_name, **kwargs)]
+
+
+def results_by_plugin(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Like ``call_hook``, with each non-None result paired with the plugin that returned it,
+    so the host can name the plugin when a result breaks the hook's contract."""
     results = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         try:
             result = impl.function(*(kwargs[arg] for arg in impl.argnames))
-        except PluginError:
+        except _user_facing() + _REFUSALS.get(hook_name, ()):
             raise
         except Exception as exc:  # anything a plugin's hook raises
             raise HookError(impl.plugin_name, hook_name, exc) from exc
         if result is not None:
-            results.append(result)
+            results.append((impl.plugin_name, result))
     return results
 
 
@@ -373,9 +382,96 @@ class Host:
         return cls(pm=pm, registries=Registries.collect(pm), plugins=versions)
 
     @property
-    def hook(self) -> Any:
-        return self.pm.hook
+    def hook(self) -> "IsolatedHooks":
+        """``pm.hook`` with every call isolated: an exception a plugin's implementation raises
+        becomes a ``HookError`` naming that plugin and the hook (see ``IsolatedHooks``)."""
+        return IsolatedHooks(self.pm)
 
     def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """A hook's non-None results, each plugin isolated (see ``call_hook``)."""
         return call_hook(self.pm, hook_name, **kwargs)
+
+    def checked(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """A hook's non-None results, each plugin isolated and each result checked against the
+        hook's contract (``contracts.check_hook_result``); a result that breaks it is a
+        ``PluginError`` naming the plugin."""
+        results = []
+        for plugin, result in results_by_plugin(self.pm, hook_name, **kwargs):
+            problem = contracts.check_hook_result(hook_name, result)
+            if problem:
+                raise PluginError(f"plugin {plugin!r} broke the {hook_name} contract: it {problem}")
+            results.append(result)
+        return results
+
+
+# Exceptions a hook may raise to refuse something, with a message meant for the user; they pass
+# through unchanged. ``ganrun_configure`` may also refuse a configuration with ``ValueError``.
+_USER_FACING = (PluginError,)
+_REFUSALS = {"ganrun_configure": (ValueError,)}
+
+
+def _user_facing() -> tuple[type[BaseException], ...]:
+    import click
+
+    from registry.checkpoint.file import CheckpointError
+
+    return (*_USER_FACING, click.ClickException, CheckpointError)
+
+
+class IsolatedHooks:
+    """``pm.hook`` whose calls keep pluggy's semantics (order, ``firstresult``, wrappers) but
+    turn an exception raised inside a plugin's implementation into a ``HookError`` that names
+    the plugin (found from the traceback) and the hook. Used for every hook the host calls
+    while training, sampling, checkpointing and reporting, so a plugin's bug is one line that
+    says whose it is, and the run's last checkpoint stays as it was."""
+
+    __slots__ = ("_pm",)
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self._pm = pm
+
+    def __getattr__(self, name: str) -> "_IsolatedCaller":
+        return _IsolatedCaller(getattr(self._pm.hook, name), name)
+
+    @staticmethod
+    def wrap(caller: Any, name: str) -> "_IsolatedCaller":
+        """Isolate one hook caller (e.g. a ``pm.subset_hook_caller``) the same way."""
+        return _IsolatedCaller(caller, name)
+
+
+class _IsolatedCaller:
+    __slots__ = ("_caller", "_name")
+
+    def __init__(self, caller: Any, name: str):
+        self._caller, self._name = caller, name
+
+    def __call__(self, **kwargs: Any) -> Any:
+        try:
+            return self._caller(**kwargs)
+        except Exception as exc:
+            if isinstance(exc, _user_facing() + _REFUSALS.get(self._name, ())):
+                raise
+            plugin = _blame(exc, self._caller)
+            if plugin is None:
+                raise
+            raise HookError(plugin, self._name, exc) from exc
+
+    def __getattr__(self, name: str) -> Any:  # get_hookimpls, spec, ...
+        return getattr(self._caller, name)
+
+
+def _blame(exc: BaseException, caller: Any) -> str | None:
+    """The plugin whose implementation of ``caller``'s hook the traceback passed through (the
+    outermost such frame), or ``None`` when the exception did not come from a plugin."""
+    codes = {}
+    for impl in caller.get_hookimpls():
+        code = getattr(getattr(impl.function, "__func__", impl.function), "__code__", None)
+        if code is not None:
+            codes[code] = impl.plugin_name
+    tb = exc.__traceback__
+    while tb is not None:
+        plugin = codes.get(tb.tb_frame.f_code)
+        if plugin is not None:
+            return plugin
+        tb = tb.tb_next
+    return None

@@ -73,8 +73,8 @@ class RunPersistence:
         if self.device.type == "cuda":
             for rank, state in enumerate(distributed.gather_bytes(self.dist, torch.cuda.get_rng_state(self.device))):
                 tensors[f"rng.cuda.{rank}"] = state
-        for extra in self.host.hook.ganrun_checkpoint_state(trainer=self):
-            for key, value in (extra or {}).items():
+        for extra in self.host.checked("ganrun_checkpoint_state", trainer=self):
+            for key, value in extra.items():
                 if f"plugin.{key}" in tensors:
                     raise ValueError(f"two plugins save checkpoint state under {key!r}")
                 tensors[f"plugin.{key}"] = value

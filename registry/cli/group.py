@@ -15,7 +15,7 @@ import click
 
 from registry.cli.plugins import plugins_command
 from registry.cli.report import report_command
-from registry.cli.session import Session
+from registry.cli.session import Session, plugin_failure
 from registry.cli.train import make_train_command
 from registry.plugins import RESERVED_COMMANDS, Host, PluginError, PluginWarning, installed_plugins
 
@@ -50,6 +50,12 @@ class GanrunGroup(click.Group):
         if name in host.registries.commands:
             return host.registries.commands.get(name)
         return None
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PluginError as exc:  # a plugin's hook failed in any command: one line naming it
+            raise click.ClickException(plugin_failure(exc)) from None
 
     def resolve_command(self, ctx, args):
         try:

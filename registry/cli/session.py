@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+
 import click
 
 from registry.plugins import Host, PluginError
@@ -21,3 +25,17 @@ class Session:
             except PluginError as exc:
                 raise click.ClickException(str(exc)) from None
         return self._host
+
+
+def plugin_failure(exc: BaseException, context: str = "") -> str:
+    """The one-line message for a plugin's failure (a ``HookError`` or a broken hook contract),
+    with ``context`` appended. With ``GANRUN_TRACE=1`` the plugin's own traceback is printed
+    to stderr first; otherwise the line says how to get it."""
+    message = str(exc) + (f" ({context})" if context else "")
+    cause = exc.__cause__
+    if cause is None:
+        return message
+    if os.environ.get("GANRUN_TRACE"):
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        return message
+    return f"{message}; GANRUN_TRACE=1 shows the plugin's traceback"

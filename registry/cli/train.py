@@ -22,7 +22,7 @@ from registry import checkpoint as ckpt
 from registry.checkpoint.lock import RunFolderBusy, RunLock
 from registry.checkpoint.run import find_checkpoint, saved_config
 from registry.cli.rundir import check_run_dir, choose_run_dir, lock_run_dir, prepare_run_dir, run_entries
-from registry.cli.session import Session
+from registry.cli.session import Session, plugin_failure
 from registry.config import (
     CORE_KEYS,
     MUTABLE_ON_RESUME,
@@ -385,6 +385,8 @@ def run_train(
         raise click.BadParameter(str(exc), param_hint=_option_for(str(exc)) or None) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except PluginError as exc:  # a plugin's hook failed while the run was being built
+        raise click.ClickException(plugin_failure(exc)) from None
     lock = None
     clean = False
     try:
@@ -407,6 +409,12 @@ def run_train(
         raise click.ClickException(str(exc)) from None
     except DivergenceError as exc:
         raise click.ClickException(str(exc)) from None
+    except PluginError as exc:  # a plugin's hook failed mid-run: the checkpoints stay as they were
+        where = trainer.last_good_checkpoint_text()
+        then = "start the run again" if "nothing to resume" in where else f"continue with --resume {run_dir}"
+        raise click.ClickException(
+            plugin_failure(exc, f"at step {trainer.current_step}; {where}; fix or deactivate the plugin, then {then}")
+        ) from None
     except Interrupted as exc:
         where = f"; checkpoint {exc.path}" if exc.path else ""
         click.echo(f"{exc}{where}; continue with: ganrun ... train --resume {run_dir}", err=True)

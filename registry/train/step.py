@@ -82,10 +82,10 @@ class StepMixin:
         self.log_metric("balance/logit_gap", real.mean() - fake.mean())
         self.log_metric("balance/logit_std", torch.cat([real, fake]).std())
 
-    def _terms(self, hook, ctx: StepContext, prefix: str) -> torch.Tensor | None:
+    def _terms(self, hook: str, ctx: StepContext, prefix: str) -> torch.Tensor | None:
         total = None
-        for result in hook(ctx=ctx):
-            for name, value in (result or {}).items():
+        for result in self.host.checked(hook, ctx=ctx):
+            for name, value in result.items():
                 self.log_metric(f"{prefix}/{name}", value)
                 total = value if total is None else total + value
         return total
@@ -148,7 +148,7 @@ class StepMixin:
             self._log_balance(real.logits.detach(), fake.logits.detach())
             # plugin heads run under the same autocast as D; losses cast to fp32 themselves
             ctx = StepContext(self.step, "d", cfg, self.d_phase, latent, real, fake, self)
-            extra = self._terms(self.host.hook.ganrun_d_loss_terms, ctx, "d")
+            extra = self._terms("ganrun_d_loss_terms", ctx, "d")
         loss_d = self._update("D", "d", loss_d, extra)
 
         # G step: a fresh pass of the updated, frozen D over the same fakes. With g_steps > 1
@@ -164,7 +164,7 @@ class StepMixin:
                 fake = Pass(*self.g_phase["D"](fake_x), images=fake_x)
                 loss_g = self.gan_loss.g(fake.logits)
                 ctx = StepContext(self.step, "g", cfg, self.g_phase, latent, None, fake, self)
-                extra = self._terms(self.host.hook.ganrun_g_loss_terms, ctx, "g")
+                extra = self._terms("ganrun_g_loss_terms", ctx, "g")
             loss_g = self._update("G", "g", loss_g, extra)
             self._finite &= torch.isfinite(loss_g)
         self._muted = False

@@ -27,7 +27,7 @@ from registry.checkpoint.run import RunPersistence
 from registry.config import TrainConfig
 from registry.cpu import allocator as perf
 from registry.data import ImageDataset, to_training_tensor
-from registry.plugins import Host
+from registry.plugins import Host, IsolatedHooks
 from registry.report.images import save_grid
 from registry.nets.spectral import apply_spectral_norm
 from registry.train import distributed
@@ -149,6 +149,7 @@ class Trainer(StepMixin, RunPersistence):
         self._count = 0
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
         self._stop_signal: int | None = None
+        self._stepping = False  # inside train_step: self.step counts the steps before this one
         self._muted = False
         self.balance = BalanceWatch(hint=balance_hint(config))
         self.last_metrics: dict[str, float] = {}
@@ -217,8 +218,10 @@ class Trainer(StepMixin, RunPersistence):
         try:
             self._t0, self._t_step = time.perf_counter(), self.step
             while self.step < cfg.steps:
+                self._stepping = True
                 self.train_step()
                 self.step += 1
+                self._stepping = False
                 self.host.hook.ganrun_step_end(trainer=self, step=self.step)
                 last = self.step == cfg.steps
                 if bar is not None:
@@ -239,6 +242,12 @@ class Trainer(StepMixin, RunPersistence):
             if bar is not None:
                 bar.close()
         return last_path
+
+    @property
+    def current_step(self) -> int:
+        """The step being worked on: the one in progress inside ``train_step``, else the last one
+        completed (its logging, pictures and checkpoint come after the step itself)."""
+        return self.step + 1 if self._stepping else self.step
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is not None:  # a second signal: stop now
@@ -269,8 +278,8 @@ class Trainer(StepMixin, RunPersistence):
         if warning and self.dist.is_main:
             _warn(warning)
         postfix = {"D": f"{metrics.get('d/adv', math.nan):.3f}", "G": f"{metrics.get('g/adv', math.nan):.3f}"}
-        for extra in self.host.hook.ganrun_log(trainer=self, step=self.step, metrics=metrics):
-            postfix.update(extra or {})
+        for extra in self.host.checked("ganrun_log", trainer=self, step=self.step, metrics=metrics):
+            postfix.update(extra)
         if self.dist.is_main:
             line = json.dumps({"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}})
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
@@ -304,7 +313,9 @@ def _build_plugin_modules(host: Host, config: TrainConfig, models: dict[str, nn.
     results = []
     for impl in impls:
         others = [other.plugin for other in impls if other is not impl]
-        call = host.pm.subset_hook_caller("ganrun_build_modules", remove_plugins=others)
+        call = IsolatedHooks.wrap(
+            host.pm.subset_hook_caller("ganrun_build_modules", remove_plugins=others), "ganrun_build_modules"
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(step_seed(config.seed, f"build:{impl.plugin_name}", 0, 0))
             results.extend(call(config=config, models=models, sampler=sampler))
