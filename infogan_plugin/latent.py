@@ -306,11 +306,29 @@ def parse_code_spec(text: str) -> tuple[str, int | None, dict[str, str]]:
     return type_name, size, options
 
 
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+
+
+def _slot_names(text: str, name: str | None, before: int) -> Callable[[int, int], str]:
+    """How the codes of one spec are named: ``cN`` by position among all codes (the default),
+    or the spec's ``name=``: the name itself for a spec with one code, ``NAME_1``, ``NAME_2``,
+    ... for one that expands into several (``uniform:3,name=pose``)."""
+    if name is None:
+        return lambda k, count: f"c{before + k + 1}"
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"{text!r}: name={name!r} is not a code name; use a letter then up to 31 letters, digits or _, "
+            f"e.g. name=digit"
+        )
+    return lambda k, count: name if count == 1 else f"{name}_{k + 1}"
+
+
 def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
     """The noise and codes of ``config`` (``config.extra["code"]``), looked up by name.
 
-    Each spec ``TYPE[:N][,key=value...]`` may carry two options of its own besides the
-    code type's: ``lambda=`` (this code's weight) and ``loss=`` (a registered Q loss).
+    Each spec ``TYPE[:N][,key=value...]`` may carry three options of its own besides the
+    code type's: ``lambda=`` (this code's weight), ``loss=`` (a registered Q loss) and
+    ``name=`` (what metrics, ``eval``, ``encode`` and ``generate`` call it; default ``cN``).
     A code without ``lambda=`` takes ``--lambda`` if given, else its type's default.
     """
     global_lambda = config.extra.get("info_lambda")
@@ -323,6 +341,7 @@ def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
             raise ValueError(f"{text!r}: {exc}") from None
         options = dict(options)
         lam_text, loss_name = options.pop("lambda", None), options.pop("loss", None)
+        names = _slot_names(text, options.pop("name", None), len(slots))
         try:
             lam = float(lam_text) if lam_text is not None else None
         except ValueError:
@@ -335,11 +354,14 @@ def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
             codes = code_type.from_spec(size, options)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{text!r}: {exc}") from None
-        for code in codes:
+        for k, code in enumerate(codes):
             weight = (
                 lam if lam is not None else global_lambda if global_lambda is not None else code_type.default_lambda
             )
-            slots.append(CodeSlot(f"c{len(slots) + 1}", code, loss_type(), float(weight)))  # one loss per slot
+            name = names(k, len(codes))
+            if name in (slot.name for slot in slots):
+                raise ValueError(f"{text!r}: a code is named {name!r} already; give each code its own name=")
+            slots.append(CodeSlot(name, code, loss_type(), float(weight)))  # one loss per slot
     if not slots:
         raise ValueError("at least one --code is needed, e.g. --code categorical:10")
     return LatentSpec(noise_dim=config.noise_dim, slots=slots, noise=config.noise)

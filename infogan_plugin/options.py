@@ -29,7 +29,8 @@ def train_options() -> list[click.Option]:
             default=None,
             metavar="SPEC",
             help="A latent code, repeatable: TYPE[:N][,key=value...], e.g. categorical:10, uniform:2 "
-            "(two codes), gaussian:1,std=0.5,lambda=0.05,loss=gaussian_nll_fixed. "
+            "(two codes), gaussian:1,std=0.5,lambda=0.05,loss=gaussian_nll_fixed; name=digit names it in "
+            "metrics (L_I/digit) and commands (default c1, c2, ...). "
             f"[default: {' '.join(PAPER_MNIST_CODES)}]",
         ),
         click.Option(

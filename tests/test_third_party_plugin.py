@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 import site
 import subprocess
@@ -336,6 +337,25 @@ def test_installed_plugin_trains_with_its_codes(plugin_env):
     for name, columns in (("c1", 3), ("c2", 5), ("c3", 2)):
         png = run / "traversals" / f"{name}-step-000000003.png"
         assert Image.open(png).size == (columns * 30 + 2, 10 * 30 + 2), name
+
+
+def test_the_guides_install_block_runs(plugin_env):
+    """docs/plugins.md's block as a reader runs it: pip install, ganrun plugins, the train command
+    (3 steps at batch 16 added), in the scratch environment (``tests/test_guide_blocks.py``)."""
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    block = docs[docs.index("```bash\npip install ./examples/ganrun_vonmises") :].split("```")[1]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()[1:] if line.strip()]
+    assert commands[0] == "pip install ./examples/ganrun_vonmises" and len(commands) == 3, commands
+    if plugin_env.installed:
+        plugin_env.uninstall()
+    plugin_env.install()  # pip install of a copy of ./examples/ganrun_vonmises, offline
+    listed = plugin_env.ganrun(*shlex.split(commands[1])[1:])
+    assert listed.returncode == 0 and "vonmises" in listed.stdout, listed.stderr
+    train = shlex.split(commands[2])[1:]
+    run = plugin_env.root / "guide-run"
+    done = plugin_env.ganrun(*train, "--steps", "3", "--batch-size", "16", "--no-progress", "--out", str(run))
+    assert done.returncode == 0, done.stderr
+    assert "L_I/c2" in (run / "metrics.jsonl").read_text()
 
 
 def test_uninstalled_plugin_fails_with_one_line(plugin_env):
