@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from registry import PluginError, require_run_plugins
+from registry import PluginError, require_run_plugins, runfiles
 from registry.checkpoint import CheckpointError, atomic_write
+
+# The numbers eval reports as its result: one that is not finite makes eval fail (after writing
+# eval.json with null in its place), since a NaN L_I or accuracy means the networks are broken.
+HEADLINE = {"information": "L_I", "classification": "accuracy", "disentanglement": "score"}
+
+
+def _writable(path: Path) -> None:
+    try:
+        runfiles.check_writable(path)
+    except runfiles.RunFileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _load(ctx: click.Context, run: Path, device: str | None):
@@ -49,6 +59,8 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 
     trainer = _load(ctx, run, device)
     out = out or trainer.run_dir / "traversals"
+    if out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} exists and is not a folder; name another --out", param_hint="--out")
     for path in traversal_grids(trainer, out, trainer.step):
         click.echo(str(path))
 
@@ -89,6 +101,9 @@ def eval_command(
     (shapes), also the
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json.
 
+    A number that is not finite is written to eval.json as null, with a warning naming it; eval
+    then fails (exit 1) if it is an L_I, an accuracy or a disentanglement score.
+
     The accuracy and the disentanglement metrics need scikit-learn and scipy:
     pip install 'ganrun[eval]'."""
     from registry.eval.optional import MissingEvalDependency, check_eval_dependencies, require
@@ -106,6 +121,8 @@ def eval_command(
     if metrics_samples < 2:
         raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
     trainer = _load(ctx, run, device)
+    path = trainer.run_dir / "eval.json"
+    _writable(path)  # refused now, not after minutes of evaluation
     scores_disentanglement = disentanglement and trainer.dataset.ground_truth is not None
     try:  # fail before the first stage, not minutes into the evaluation
         if classifies(trainer) and any(isinstance(slot.code, Categorical) for slot in trainer.sampler.slots):
@@ -139,8 +156,10 @@ def eval_command(
             )
     except MissingEvalDependency as exc:
         raise click.ClickException(str(exc)) from None
-    path = trainer.run_dir / "eval.json"
-    atomic_write(path, json.dumps(result, indent=2))
+    written, non_finite = runfiles.finite_json(result)
+    atomic_write(path, runfiles.dumps(written, indent=2))
+    if non_finite:
+        runfiles.warn(f"{path}: {', '.join(non_finite)} not finite (NaN or infinite); written as null")
     for name, info in result["information"].items():
         click.echo(f"{name}: L_I {info['L_I']:.3f} nats of H {info['H']:.3f} ({info['ratio']:.1%})")
     for name, acc in result["classification"].items():
@@ -155,3 +174,9 @@ def eval_command(
         )
         click.echo(f"disentanglement of {', '.join(dis['encoder'])} ({metrics_samples} samples): {shown}")
     click.echo(f"wrote {path}")
+    broken = [name for name in non_finite if HEADLINE.get(name.partition(".")[0]) == name.rpartition(".")[2]]
+    if broken:
+        raise click.ClickException(
+            f"{path}: {', '.join(broken)} not finite at step {trainer.step}: the networks of this checkpoint give "
+            f"NaN or infinite outputs; evaluate an earlier one (ganrun --plugin infogan eval RUN/checkpoints/FILE)"
+        )

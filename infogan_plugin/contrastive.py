@@ -133,8 +133,8 @@ def ganrun_configure(config, registries):
     weight = extra.get("cr_weight")
     if weight is None:
         extra["cr_weight"] = weight = DEFAULT_WEIGHT
-    if not weight >= 0:
-        raise click.BadParameter(f"must be >= 0, got {weight}", param_hint="--cr-weight")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+        raise click.BadParameter(f"must be a finite number >= 0, got {weight!r}", param_hint="--cr-weight")
     start = extra.get("cr_start")
     if start is None:
         extra["cr_start"] = start = 0

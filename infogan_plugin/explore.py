@@ -125,7 +125,8 @@ class Explorer:
     def page(self) -> bytes:
         c, h, w = self.run.image_shape
         title = f"ganrun explorer: {self.run.run_dir.name} (step {self.run.step})"
-        config = json.dumps({"controls": self.controls, "n": DEFAULT_N, "maxSeed": MAX_SEED, "size": [h, w]})
+        config = {"controls": self.controls, "n": DEFAULT_N, "maxSeed": MAX_SEED, "size": [h, w]}
+        config = json.dumps(config, allow_nan=False)
         config = config.replace("<", "\\u003c")  # nothing in it can close the script element
         return PAGE.replace("__TITLE__", html.escape(title)).replace("__CONFIG__", config).encode()
 

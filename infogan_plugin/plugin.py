@@ -9,6 +9,8 @@ passes the trainer makes anyway.
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from infogan_plugin import commands, encode, explore, generate
@@ -96,8 +98,8 @@ def ganrun_configure(config, registries):
     elif isinstance(codes, str):  # a single string in the TOML file
         config.extra["code"] = [codes]
     lam = config.extra.get("info_lambda")
-    if lam is not None and not lam >= 0:
-        raise click.BadParameter(f"must be >= 0, got {lam}", param_hint="--lambda")
+    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam < math.inf):
+        raise click.BadParameter(f"must be a finite number >= 0, got {lam!r}", param_hint="--lambda")
     try:
         build_latent_spec(config, registries)  # validate now, before anything is built
     except ValueError as exc:

@@ -4,10 +4,10 @@ H(c) over training, with a baseline run overlaid), traversal grids and eval.json
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from registry.report import image_tag, line_chart, newest, series
+from registry.runfiles import RunFileError, read_json, warn
 
 
 DISENTANGLEMENT_LABELS = (("mig", "MIG"), ("factor_vae", "FactorVAE"), ("dci", "DCI"), ("sap", "SAP"))
@@ -26,7 +26,7 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
         lines = {f"L_I {code}": series(rows, f"L_I/{code}")}
         if baseline_rows:
             lines[f"baseline L_I {code}"] = series(baseline_rows, f"L_I/{code}")
-        h = next((row[f"H/{code}"] for row in reversed(rows) if f"H/{code}" in row), None)
+        h = next((v for _, v in reversed(series(rows, f"H/{code}"))), None)
         charts.append(
             line_chart(
                 lines,
@@ -63,15 +63,34 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
             )
     if grids:
         out.append(("Latent traversals", "".join(grids)))
-    eval_path = run_dir / "eval.json"
-    if eval_path.exists():
-        result = json.loads(eval_path.read_text())
+    evaluation = _eval_section(run_dir / "eval.json")
+    if evaluation is not None:
+        out.append(evaluation)
+    if (run_dir / "checkpoints").is_dir():
+        out.append(("Use this run", _use_commands(run_dir)))
+    return out
+
+
+def _number(value: object, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``n/a`` where eval wrote null (a non-finite result)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return "n/a"
+
+
+def _eval_section(path: Path) -> tuple[str, str] | None:
+    """The section of ``eval.json``; a damaged file is named in one warning and left out."""
+    try:
+        result = read_json(path, required=False)
+        if result is None:
+            return None
         cells = "".join(
-            f"<tr><th>{html.escape(name)}</th><td>L_I {info['L_I']:.3f} of H {info['H']:.3f} nats</td></tr>"
+            f"<tr><th>{html.escape(name)}</th><td>L_I {_number(info['L_I'], '.3f')} of H "
+            f"{_number(info['H'], '.3f')} nats</td></tr>"
             for name, info in result.get("information", {}).items()
         )
         cells += "".join(
-            f"<tr><th>{html.escape(name)}</th><td>unsupervised accuracy {acc['accuracy']:.2%}</td></tr>"
+            f"<tr><th>{html.escape(name)}</th><td>unsupervised accuracy {_number(acc['accuracy'], '.2%')}</td></tr>"
             for name, acc in result.get("classification", {}).items()
         )
         tables = "".join(
@@ -79,11 +98,15 @@ def sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) 
         )
         for name, metric in (result.get("disentanglement") or {}).items():
             if isinstance(metric, dict) and "score" in metric:
-                cells += f"<tr><th>{html.escape(name)}</th><td>{metric['score']:.3f}</td></tr>"
-        out.append((f"Evaluation at step {result.get('step')}", f"<table>{cells}</table>{tables}"))
-    if (run_dir / "checkpoints").is_dir():
-        out.append(("Use this run", _use_commands(run_dir)))
-    return out
+                cells += f"<tr><th>{html.escape(name)}</th><td>{_number(metric['score'], '.3f')}</td></tr>"
+        step = html.escape(str(result.get("step")))
+    except RunFileError as exc:
+        warn(f"{exc.path}: {exc.reason}; the report has no evaluation section")
+        return None
+    except (AttributeError, KeyError, TypeError, ValueError):
+        warn(f"{path}: not what eval writes (an entry is missing or of another type); the report leaves it out")
+        return None
+    return (f"Evaluation at step {step}", f"<table>{cells}</table>{tables}")
 
 
 def _use_commands(run_dir: Path) -> str:

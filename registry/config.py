@@ -46,7 +46,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # plugin options, by option name
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

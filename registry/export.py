@@ -88,7 +88,7 @@ def export_generator(run: Run, fmt: str, out: str | Path, *, overwrite: bool = F
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another name")
-    meta = json.dumps(describe_generator(run), sort_keys=True)
+    meta = json.dumps(describe_generator(run), sort_keys=True, allow_nan=False)
     G = plain_generator(run)
     if fmt == "safetensors":
         tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}

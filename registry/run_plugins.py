@@ -11,11 +11,11 @@ it, instead of a late error about an option or a code type the user never typed.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from registry import runfiles
 from registry.plugins import DEFAULT_PLUGINS, PluginError, installed_plugins
 
 __all__ = ["MissingPluginError", "missing_plugin_message", "recorded_plugins", "require_run_plugins"]
@@ -29,26 +29,36 @@ class MissingPluginError(PluginError):
         self.missing = missing
 
 
-def recorded_plugins(path: str | os.PathLike[str]) -> dict[str, str | None]:
+def recorded_plugins(
+    path: str | os.PathLike[str], *, warn: Callable[[str], None] | None = runfiles.warn
+) -> dict[str, str | None]:
     """``{plugin: version}`` recorded by a run: ``path`` is a checkpoint file or a run folder
-    (its ``config.json``, else its newest checkpoint). Empty when nothing is recorded."""
+    (its ``config.json``, else its newest checkpoint). Empty when nothing is recorded. A damaged
+    ``config.json`` (only informative: the checkpoint is what a run is rebuilt from) is named in
+    one ``warn`` line and the checkpoint is read instead; ``warn=None`` skips it silently."""
     from registry import checkpoint as ckpt
     from registry.checkpoint.run import find_checkpoint
 
     path = Path(path)
-    if path.is_dir() and (path / "config.json").is_file():
+    if path.is_dir():
+        config = path / "config.json"
         try:
-            found = json.loads((path / "config.json").read_text()).get("plugins")
-        except (OSError, ValueError, AttributeError):
+            found = (runfiles.read_json(config, required=False) or {}).get("plugins")
+            if found is not None and not (isinstance(found, dict) and all(isinstance(k, str) for k in found)):
+                raise runfiles.RunFileError(config, "its 'plugins' entry is not an object of plugin names")
+        except runfiles.RunFileError as exc:
+            if warn is not None:
+                warn(f"{exc.path}: {exc.reason}; the run's plugins are read from its newest checkpoint instead")
             found = None
         if isinstance(found, dict):
-            return {str(k): v for k, v in found.items()}
+            return dict(found)
     file = find_checkpoint(path) if path.exists() else None
     if file is None:
         return {}
     try:
-        found = json.loads(ckpt.read_metadata(file).get("run", "{}")).get("plugins")
-    except (ckpt.CheckpointError, ValueError, AttributeError):
+        found = ckpt.json_entry(file, ckpt.read_metadata(file), "run", required=False)
+        found = found.get("plugins") if isinstance(found, dict) else None
+    except ckpt.CheckpointError:
         return {}  # a damaged file is reported by the loader, with its own message
     return {str(k): v for k, v in found.items()} if isinstance(found, dict) else {}
 

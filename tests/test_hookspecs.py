@@ -576,7 +576,7 @@ def test_checkpoint_state_round_trips_through_resume(ganrun: Ganrun, probe: str,
     before = ganrun.snapshot(run)
     result = ganrun.invoke("train", "--resume", stripped, "--steps", 8, plugins=[probe])
     assert result.exit_code == 1, ganrun.describe(result)
-    assert "no 'probe_counter' state" in ganrun.error_line(result)
+    assert "missing tensors plugin.probe_counter" in ganrun.error_line(result)
     assert ganrun.snapshot(run) == before
 
 

@@ -3,7 +3,13 @@ optimizers (``codec``), a training run's persistence (``run``) and the save/rest
 for hand-written loops (``embedding``)."""
 
 from registry.checkpoint.atomic import atomic_write
-from registry.checkpoint.codec import load_module_state, load_optimizer_state, module_state, optimizer_state
+from registry.checkpoint.codec import (
+    check_entries,
+    load_module_state,
+    load_optimizer_state,
+    module_state,
+    optimizer_state,
+)
 from registry.checkpoint.file import (
     FORMAT_VERSION,
     MAX_HEADER_BYTES,
@@ -23,6 +29,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "CheckpointError",
     "atomic_write",
+    "check_entries",
     "checkpoint_name",
     "find_latest",
     "json_entry",

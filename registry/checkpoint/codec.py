@@ -77,38 +77,7 @@ def load_module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], pr
     """
     _check_prefix(prefix)
     target = _unwrap(module)
-    expected = target.state_dict()
-    missing = [f"{prefix}.{key}" for key in expected if f"{prefix}.{key}" not in tensors]
-    if missing:
-        raise _error(
-            path,
-            f"missing tensors {_listing(missing)} (file is from a different model configuration?)",
-        )
-    wanted = {f"{prefix}.{key}" for key in expected}
-    extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in wanted)
-    if extra:
-        raise _error(
-            path,
-            f"unexpected tensors {_listing(extra)} (file is from a different model configuration?)",
-        )
-    incoming: dict[str, torch.Tensor] = {}
-    for key, current in expected.items():
-        value = tensors[f"{prefix}.{key}"]
-        if value.shape != current.shape:
-            raise _error(
-                path,
-                f"tensor '{prefix}.{key}' has shape {list(value.shape)} in the file "
-                f"but the model expects {list(current.shape)}",
-            )
-        if value.dtype != current.dtype:  # load_state_dict would cast it silently
-            raise _error(
-                path,
-                f"tensor '{prefix}.{key}' is {str(value.dtype).removeprefix('torch.')} in the file "
-                f"but the model holds {str(current.dtype).removeprefix('torch.')}",
-            )
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise _error(path, f"tensor '{prefix}.{key}' holds NaN or Inf")
-        incoming[key] = value
+    incoming = check_entries(tensors, target.state_dict(), prefix, path=path)
     try:
         target.load_state_dict(incoming, strict=True)
     except RuntimeError as exc:
@@ -123,6 +92,48 @@ def load_module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], pr
 # each non-JSON value is tagged (tuples stay tuples, dicts keep their shape,
 # tensors become references), so the decoded state_dict compares equal to the
 # original.
+
+
+def check_entries(
+    tensors: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    prefix: str,
+    *,
+    path: PathLike,
+    holder: str = "the model",
+    cause: str = "file is from a different model configuration?",
+) -> dict[str, torch.Tensor]:
+    """The ``prefix.*`` entries of ``tensors`` (prefix removed), checked against ``expected``
+    (what this build writes under ``prefix`` now): the same keys, each of the same shape and
+    dtype, floating values finite. Anything else is a one-line ``CheckpointError`` naming the
+    file and the entry; ``holder`` names what expects the entries, ``cause`` the likely reason
+    for missing or unexpected ones."""
+    missing = [f"{prefix}.{key}" for key in expected if f"{prefix}.{key}" not in tensors]
+    if missing:
+        raise _error(path, f"missing tensors {_listing(missing)} ({cause})")
+    wanted = {f"{prefix}.{key}" for key in expected}
+    extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in wanted)
+    if extra:
+        raise _error(path, f"unexpected tensors {_listing(extra)} ({cause})")
+    incoming: dict[str, torch.Tensor] = {}
+    for key, current in expected.items():
+        value = tensors[f"{prefix}.{key}"]
+        if value.shape != current.shape:
+            raise _error(
+                path,
+                f"tensor '{prefix}.{key}' has shape {list(value.shape)} in the file "
+                f"but {holder} expects {list(current.shape)}",
+            )
+        if value.dtype != current.dtype:  # load_state_dict would cast it silently
+            raise _error(
+                path,
+                f"tensor '{prefix}.{key}' is {str(value.dtype).removeprefix('torch.')} in the file "
+                f"but {holder} holds {str(current.dtype).removeprefix('torch.')}",
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise _error(path, f"tensor '{prefix}.{key}' holds NaN or Inf")
+        incoming[key] = value
+    return incoming
 
 
 def _encode(value: Any, name: str, out: dict[str, torch.Tensor]) -> Any:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from registry import checkpoint as ckpt
+from registry import runfiles
 from registry.checkpoint.atomic import atomic_write
 from registry.config import TrainConfig
 from registry.plugins import Host
@@ -73,13 +74,21 @@ class RunPersistence:
         if self.device.type == "cuda":
             for rank, state in enumerate(distributed.gather_bytes(self.dist, torch.cuda.get_rng_state(self.device))):
                 tensors[f"rng.cuda.{rank}"] = state
+        tensors.update({f"plugin.{key}": value for key, value in self.plugin_state().items()})
+        run = runfiles.dumps(self.describe(), sort_keys=True)
+        meta.update(step=str(self.step), config=self.config.to_json(), run=run)
+        return tensors, meta
+
+    def plugin_state(self) -> dict[str, torch.Tensor]:
+        """What the active plugins' ``ganrun_checkpoint_state`` returns now, merged (keys without
+        the ``plugin.`` prefix); a key two plugins both use is a ValueError."""
+        state: dict[str, torch.Tensor] = {}
         for extra in self.host.checked("ganrun_checkpoint_state", trainer=self):
             for key, value in extra.items():
-                if f"plugin.{key}" in tensors:
+                if key in state:
                     raise ValueError(f"two plugins save checkpoint state under {key!r}")
-                tensors[f"plugin.{key}"] = value
-        meta.update(step=str(self.step), config=self.config.to_json(), run=json.dumps(self.describe(), sort_keys=True))
-        return tensors, meta
+                state[key] = value
+        return state
 
     def last_good_checkpoint_text(self) -> str:
         """Where a stopped run can continue from, truthfully: the newest complete checkpoint of
@@ -225,7 +234,15 @@ class RunPersistence:
                 torch.cuda.set_rng_state(tensors[f"rng.cuda.{rank}"], self.device)
         except (RuntimeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{path}: RNG state is malformed ({exc})") from None
-        plugin_state = {k[len("plugin.") :]: v for k, v in tensors.items() if k.startswith("plugin.")}
+        # a plugin's entries are checked like the core's, against what it would write now
+        plugin_state = ckpt.check_entries(
+            tensors,
+            {key: torch.as_tensor(value) for key, value in self.plugin_state().items()},
+            "plugin",
+            path=path,
+            holder="the active plugins' state",
+            cause="the file was written with other plugins or another plugin version?",
+        )
         self.host.hook.ganrun_load_checkpoint_state(trainer=self, tensors=plugin_state)
         self.step = step
         if truncate_logs and self.dist.is_main:
@@ -318,15 +335,18 @@ def _truncate_after(run_dir: Path, step: int) -> None:
         os.replace(path, target)
 
     metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        kept, dropped = [], []
-        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                (kept if json.loads(line)["step"] <= step else dropped).append(line)
-            except (ValueError, KeyError, TypeError, RecursionError):
-                continue  # a line cut short by a crash
+    if metrics.is_file():
+        rows = runfiles.read_metrics(run_dir)  # damaged lines are named in a warning and left out
+        kept = [row for row in rows if row["step"] <= step]
+        dropped = [row for row in rows if row["step"] > step]
         if dropped:
             [(_, target)] = _timeline_names([(metrics, run_dir / SUPERSEDED / "metrics.jsonl")])
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, "".join(f"{line}\n" for line in dropped))
-        atomic_write(metrics, "".join(f"{line}\n" for line in kept))
+            atomic_write(target, _metric_lines(dropped))
+        atomic_write(metrics, _metric_lines(kept))
+
+
+def _metric_lines(rows: list[dict]) -> str:
+    """``metrics.jsonl`` text of ``rows``: strict JSON, one object per line (a NaN an older build
+    wrote comes back as null)."""
+    return "".join(f"{runfiles.dumps(runfiles.finite_json(row)[0])}\n" for row in rows)

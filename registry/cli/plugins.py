@@ -60,7 +60,7 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         row["clashes"] = name_clashes(rows, row["name"])
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
         return
     for row in rows:
         status = "active" if row["active"] else "installed"

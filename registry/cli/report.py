@@ -71,14 +71,14 @@ def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Pa
 def _report_host(session: Session, run: Path) -> Host:
     """The plugins named with --plugin; without any, those recorded in the run's config.json,
     so that ``ganrun report RUN`` has the sections of the plugins that trained RUN."""
-    from registry import report
+    from registry.run_plugins import recorded_plugins
 
-    recorded = report.recorded_plugins(run)
+    recorded = recorded_plugins(run, warn=None)  # a damaged config.json is named by its section
     if session.plugin_names or not recorded:
         return session.host()
     try:
-        require_run_plugins(run, loadable(recorded), "report")
-        return Host.create(recorded)
+        require_run_plugins(run, loadable(recorded), "report", recorded=recorded)
+        return Host.create(list(recorded))
     except PluginError as exc:
         click.echo(f"warning: {exc}. Until then the report has the core sections only.", err=True)
         return session.host()

@@ -4,7 +4,6 @@ that died before its first checkpoint again."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from registry import runfiles
 from registry.checkpoint.lock import LOCK_NAME, RunFolderBusy, RunLock, stale_temporaries
 from registry.checkpoint.run import run_dir_of
 from registry.config import MUTABLE_ON_RESUME, TrainConfig, resume_differences
@@ -47,6 +47,12 @@ def check_run_dir(
     that died before its first checkpoint starts again from step 0 in its folder."""
     if run_dir.exists() and not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} exists and is not a folder", param_hint="--out")
+    if not overwrite:  # the files training (re)writes: refused now, not after the first steps
+        for name in ("config.json", "metrics.jsonl"):
+            try:
+                runfiles.check_writable(run_dir / name, hint="move it away (or pass --overwrite) and try again")
+            except runfiles.RunFileError as exc:
+                raise click.ClickException(str(exc)) from None
     has_run = bool(run_entries(run_dir))
     if has_run and resume_path is None:
         if restart is not None and not overwrite:
@@ -78,15 +84,22 @@ def check_restartable(run_dir: Path, config: TrainConfig, mutable: frozenset[str
             f"refusing to start it again from step 0: {hint}",
             param_hint="--auto-resume",
         )
+    config_path = run_dir / "config.json"
     try:
-        recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
+        recorded = runfiles.read_json(config_path).get("config")
         previous = TrainConfig.from_dict(recorded)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+    except runfiles.RunFileError as exc:
+        reason = exc.reason
+    except ValueError as exc:
+        reason = f"its 'config' entry is malformed ({exc})"
+    else:
+        reason = None
+    if reason is not None:
         raise click.BadParameter(
             f"run folder {run_dir} has no checkpoint and its config.json is missing or unreadable "
-            f"({type(exc).__name__}); refusing to start it again: {hint}",
+            f"({config_path}: {reason}); refusing to start it again: {hint}",
             param_hint="--auto-resume",
-        ) from None
+        )
     diffs = resume_differences(previous, config, mutable)
     if diffs:
         raise click.BadParameter(

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from registry import checkpoint as ckpt
+from registry import runfiles
 from registry.checkpoint.lock import RunFolderBusy, RunLock
 from registry.checkpoint.run import find_checkpoint, saved_config
 from registry.cli.rundir import check_run_dir, choose_run_dir, lock_run_dir, prepare_run_dir, run_entries
@@ -358,6 +359,7 @@ def run_train(
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))
     if resume_path is not None:
         _require_run_plugins(Path(values.get("resume") or resume_path), host.plugins, "train --resume")
+    _validate(config, host)  # first: a bad core value is named under its own option, never a plugin's
     try:
         host.hook.ganrun_configure(config=config, registries=host.registries)
     except click.ClickException:
@@ -427,4 +429,4 @@ def run_train(
     if info.is_main:
         shown = {k: round(v, 4) for k, v in trainer.last_metrics.items()}
         click.echo(f"done: {trainer.step} steps; last checkpoint {last}", err=True)
-        click.echo(json.dumps(shown), err=True)
+        click.echo(json.dumps(runfiles.finite_json(shown)[0], allow_nan=False), err=True)

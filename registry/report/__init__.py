@@ -10,13 +10,13 @@ from registry.report.page import (
     matplotlib_available,
     newest,
     png_charts,
-    read_metrics,
     recorded_plugins,
     render,
     series,
     slug,
     write_report,
 )
+from registry.runfiles import read_metrics
 
 __all__ = [
     "PLOT_EXTRA_HINT",

@@ -15,53 +15,20 @@ import io
 import json
 import math
 import re
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from registry.checkpoint.atomic import atomic_write
+from registry.runfiles import RunFileError, read_json
+from registry.runfiles import warn as _warn
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 Series = Sequence[tuple[float, float]]
-
-
-def _warn(text: str) -> None:
-    print(f"warning: {text}", file=sys.stderr)
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The run's ``metrics.jsonl`` rows. The file is only informative, so damage is skipped
-    with a warning naming the file and the first damaged line: a line that is not UTF-8, not
-    JSON, nested absurdly deep, not an object or without an integer ``step``. A last line cut
-    short by a crash is skipped silently; a file that cannot be read gives no rows."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        _warn(f"{path}: cannot be read ({exc.strerror or exc}); the report has no metrics")
-        return []
-    rows, bad = [], []
-    lines = data.splitlines()
-    for number, raw in enumerate(lines, 1):
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError):
-            row = None
-        step = row.get("step") if isinstance(row, dict) else None
-        if isinstance(step, int) and not isinstance(step, bool):
-            rows.append(row)
-        elif not (number == len(lines) and not data.endswith(b"\n")):
-            bad.append(number)
-    if bad:
-        _warn(f"{path}: skipped {len(bad)} damaged line(s), the first is line {bad[0]}")
-    return rows
 
 
 def series(rows: Iterable[dict], key: str) -> list[tuple[float, float]]:
@@ -288,14 +255,10 @@ def newest(paths: Iterable[Path]) -> Path | None:
 
 def recorded_plugins(run_dir: Path) -> list[str]:
     """The plugins a run was trained with, as its ``config.json`` records them (none when the
-    file is missing or unreadable)."""
-    try:
-        plugins = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("plugins") or {}
-        if not isinstance(plugins, (dict, list)):
-            return []
-    except (OSError, ValueError, AttributeError, RecursionError):
-        return []
-    return [name for name in plugins if isinstance(name, str)]
+    file is missing or damaged: ``core_sections`` warns about that)."""
+    from registry.run_plugins import recorded_plugins as recorded
+
+    return list(recorded(run_dir, warn=None))
 
 
 def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) -> list[tuple[str, str]]:
@@ -303,15 +266,14 @@ def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | N
     sections = []
     config_path = run_dir / "config.json"
     described = config = None
-    if config_path.exists():
-        try:
-            described = json.loads(config_path.read_text(encoding="utf-8"))
-            config = described.get("config", {})
-            if not isinstance(config, dict) or not isinstance(config.get("extra", {}), dict):
-                raise ValueError("'config' is not an object")
-        except (OSError, ValueError, RecursionError, AttributeError) as exc:
-            _warn(f"{config_path}: damaged ({type(exc).__name__}: {exc}); the report has no configuration")
-            described = None
+    try:
+        described = read_json(config_path, required=False)
+        config = (described or {}).get("config", {})
+        if not isinstance(config, dict) or not isinstance(config.get("extra", {}), dict):
+            raise RunFileError(config_path, "'config' is not an object")
+    except RunFileError as exc:
+        _warn(f"{config_path}: damaged ({exc.reason}); the report has no configuration")
+        described = None
     if described is not None:
         cells = "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"

@@ -12,7 +12,6 @@ for every image, the accuracies only say which side of zero that one value fell.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 __all__ = ["CHANCE_ACCURACY", "CHANCE_GAP", "CHANCE_STEPS", "BalanceWatch", "balance_hint"]
@@ -77,13 +76,8 @@ class BalanceWatch:
     def replay(self, metrics_file: Path) -> None:
         """Rebuild the count from a resumed run's log lines, so ``balance/chance_steps`` and the
         warning continue as if the run had not stopped (the count is a function of the lines)."""
-        if not metrics_file.exists():
-            return
-        for line in metrics_file.read_text().splitlines():
-            try:
-                row = json.loads(line)
-                step = int(row["step"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            if isinstance(row, dict):
-                self.update(step, row)
+        from registry.runfiles import read_metrics
+
+        for row in read_metrics(Path(metrics_file).parent, warn=None):  # the resume named any damage
+            numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.update(row["step"], numbers)

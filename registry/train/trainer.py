@@ -11,7 +11,6 @@ the device and read once per ``log_every`` steps.
 from __future__ import annotations
 
 import gc
-import json
 import math
 import signal
 import sys
@@ -22,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from registry import runfiles
 from registry.checkpoint.atomic import atomic_write
 from registry.checkpoint.run import RunPersistence
 from registry.config import TrainConfig
@@ -200,7 +200,7 @@ class Trainer(StepMixin, RunPersistence):
         cfg, main = self.config, self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.run_dir / "config.json", json.dumps(self.describe(), indent=2, sort_keys=True))
+            atomic_write(self.run_dir / "config.json", runfiles.dumps(self.describe(), indent=2, sort_keys=True))
         last_path = None
         bar = None
         if main and cfg.progress:
@@ -281,7 +281,8 @@ class Trainer(StepMixin, RunPersistence):
         for extra in self.host.checked("ganrun_log", trainer=self, step=self.step, metrics=metrics):
             postfix.update(extra)
         if self.dist.is_main:
-            line = json.dumps({"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}})
+            row, _ = runfiles.finite_json({"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}})
+            line = runfiles.dumps(row)
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(line + "\n")
         return postfix
