@@ -124,6 +124,11 @@ def eval_command(
     path = trainer.run_dir / "eval.json"
     _writable(path)  # refused now, not after minutes of evaluation
     scores_disentanglement = disentanglement and trainer.dataset.ground_truth is not None
+    if scores_disentanglement:  # codes and factors (float64) of the training and test points
+        from infogan_plugin.generate import check_fits
+
+        per_point = 8 * (trainer.sampler.input_dim + 16) * 3
+        check_fits(trainer.device, "--metrics-samples", metrics_samples, "the metrics' codes and factors", per_point)
     try:  # fail before the first stage, not minutes into the evaluation
         if classifies(trainer) and any(isinstance(slot.code, Categorical) for slot in trainer.sampler.slots):
             require("scipy.optimize", "the unsupervised classification accuracy")

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from infogan_plugin.generate import checkpoint_opt, device_opt, load_for_command, overwrite_opt, run_arg
+from infogan_plugin.generate import (
+    check_fits,
+    checkpoint_opt,
+    device_opt,
+    image_bytes,
+    load_for_command,
+    overwrite_opt,
+    run_arg,
+)
 from infogan_plugin.run import CodeEstimate, InfoGANRun
 from registry import atomic_output
 
@@ -111,6 +119,9 @@ def encode_command(
             f"{out} exists; pass --overwrite to replace it, or choose another name", param_hint="--out"
         )
     loaded = load_for_command(ctx, run, checkpoint, device)
+    # a batch as read (uint8 counted as float32) and as D's input
+    per_image = 2 * image_bytes(loaded.trainer.dataset)
+    check_fits(loaded.trainer.device, "--batch-size", batch_size, f"a batch of {batch_size} images", per_image)
     try:
         names, read = loaded.image_source(source)
     except (DatasetError, ValueError) as exc:

@@ -41,6 +41,24 @@ def load_for_command(ctx: click.Context, run: Path, checkpoint: str | None, devi
         raise click.ClickException(f"{run}: cannot rebuild the run ({exc})") from None
 
 
+def check_fits(device: torch.device, option: str, count: int, what: str, per_item: int) -> None:
+    """Refuse, as a usage error naming ``option``, a ``count`` whose ``count * per_item`` bytes
+    cannot fit in the memory ``device`` has available (checked before allocating)."""
+    from registry.train import memory
+
+    needs = memory.Needs(device)
+    needs.add(count * per_item, what, option)
+    try:
+        needs.check()
+    except memory.TooBig as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint=option) from None
+
+
+def image_bytes(dataset: Any) -> int:
+    """Bytes of one float32 image of a run's dataset."""
+    return dataset.channels * dataset.image_size**2 * 4
+
+
 def parse_code_values(texts: tuple[str, ...], run: InfoGANRun, param_hint: str = "--code") -> dict[str, CodeValue]:
     """``NAME=VALUE`` (VALUE a number, or ``a,b`` for a multi-dimensional code) -> ``{name: value}``,
     checked against the run's codes so a bad one is a usage error naming it."""
@@ -151,6 +169,9 @@ def generate_command(
         raise click.BadParameter(
             f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out", param_hint="--out"
         )
+    # the images three times (float32 on the device, on the host, in [-1, 1]) and G's input
+    per_image = 3 * image_bytes(loaded.trainer.dataset) + 4 * loaded.spec.input_dim
+    check_fits(loaded.trainer.device, "--n", n, f"{n} generated images", per_image)
     g_input = loaded.inputs(n, codes=values, seed=seed)
     images = loaded.render(g_input).cpu()  # (n, C, H, W) in [0, 1]
     signed = images * 2.0 - 1.0  # save_grid reads [-1, 1]

@@ -264,6 +264,7 @@ class LatentSpec:
 
 
 _SPEC_FORM = "TYPE[:N][,key=value...]"
+MAX_CODES = 1024  # code slots of a run: each has its own loss weight, metrics and traversal picture
 _TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIZE_RE = re.compile(r"[0-9]+")
 
@@ -350,6 +351,12 @@ def build_latent_spec(config: Any, registries: Any) -> LatentSpec:
             loss_type = registries.q_losses.get(loss_name or code_type.default_q_loss)
         except UnknownNameError as exc:
             raise ValueError(f"{text!r}: {exc}") from None
+        separate = getattr(code_type.from_spec, "__func__", None) is LatentCode.from_spec.__func__
+        if separate and size is not None and len(slots) + size > MAX_CODES:
+            raise ValueError(
+                f"{text!r}: {size} separate codes, {len(slots) + size} in all; at most {MAX_CODES} are allowed "
+                f"(each is weighted, measured and pictured on its own)"
+            )
         try:
             codes = code_type.from_spec(size, options)
         except (TypeError, ValueError) as exc:

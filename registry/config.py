@@ -33,6 +33,7 @@ class TrainConfig:
     beta2: float = 0.999
     spectral_norm: bool = False  # spectral normalisation on every layer of D's optimizer group (D, its head, Q)
     g_steps: int = 1  # G updates per D update, each on a fresh G pass of the step's input
+    max_loss: float = 1e6  # divergence bound on every loss term and weight (0: off; NaN/Inf always stop)
     seed: int = 0  # fixes init, data order and latent sampling
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out: str | None = None  # run folder (None: runs/<dataset>-<time>)
@@ -116,6 +117,7 @@ MUTABLE_ON_RESUME = frozenset(
         "amp",
         "compile",
         "progress",
+        "max_loss",
     }
 )
 

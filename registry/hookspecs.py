@@ -97,7 +97,9 @@ def ganrun_register_models(register: Callable[[str, Callable[..., Any]], None]) 
       trunk features ``(B, F)`` those logits were computed from, so auxiliary heads read
       the same pass. The discriminator exposes ``feature_dim`` (``F``).
 
-    A factory raises ``ValueError`` for an image size or channel count it cannot serve.
+    A factory raises ``ValueError`` for an image size or channel count it cannot serve. It is
+    also called under ``torch.device("meta")`` to size a run before it is built (see
+    ``ganrun_build_modules``), so it builds modules and does nothing else.
     """
 
 
@@ -203,6 +205,9 @@ def ganrun_build_modules(config: Any, models: dict[str, Any], sampler: Any) -> d
     network's optimizer (an auxiliary head on D's trunk belongs to ``"D"``). The host moves
     the modules to the device, saves them in checkpoints under ``model.<name>`` and wraps
     them for data-parallel training. Names must be unique across plugins.
+    Before the real build the host calls this hook (and the model factory) once more under
+    ``torch.device("meta")`` to size the run without allocating, so build modules here and
+    nothing else: no files, no counters, no tensors placed on an explicit device.
     """
 
 

@@ -103,3 +103,98 @@ def test_a_save_on_a_full_disk_is_one_line_and_leaves_no_temporary(ganrun: Ganru
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "could not write the checkpoint" in errors[0] and "no checkpoint was written" in errors[0], errors
     assert not list((run / "checkpoints").iterdir())  # neither a checkpoint nor a temporary file
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite-but-exploding runs (issue 18, part 2): a loss term above --max-loss, or a weight or
+# buffer above it, is divergence too; Inf in any state is caught at every log line, before
+# any checkpoint holding it is written.
+
+EXPLODE_ARGS = ("--model", "tiny", "--batch-size", 16, "--keep-checkpoints", 0, "--sample-every", 1000)
+
+
+def _all_sane(path: Path, bound: float = 1e6) -> bool:
+    """Every floating tensor of the checkpoint is finite; weights and buffers below ``bound``."""
+    tensors, _ = read_checkpoint(path)
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            continue
+        if not torch.isfinite(t).all():
+            return False
+        if key.startswith("model.") and t.numel() and t.abs().max() > bound:
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("flags", "plugins"),
+    [
+        (("--lr-d", "1e6", "--lr-g", "1e6"), ()),
+        (("--lr-d", "1e6", "--lr-g", "1e6"), ("infogan",)),
+        (("--lambda", "1e30"), ("infogan",)),
+    ],
+    ids=["plain-lr", "infogan-lr", "infogan-lambda"],
+)
+@pytest.mark.parametrize("save_every", [1, 3, 100])
+def test_exploding_runs_stop_with_one_truthful_line(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, flags: tuple[str, ...], plugins: tuple[str, ...], save_every: int
+) -> None:
+    run = tmp_path / "run"
+    args = (*EXPLODE_ARGS, "--steps", 12, "--log-every", 4, "--save-every", save_every, *flags)
+    result = ganrun.train(run, *args, plugins=[*plugins, tiny], expect=1)
+    line = ganrun.error_line(result)
+    assert "done:" not in result.output
+    saved = ganrun.checkpoints(run)
+    assert all(_all_sane(run / "checkpoints" / name) for name in saved), saved
+    if saved:
+        newest = run / "checkpoints" / saved[-1]
+        assert f"the last good checkpoint {newest} is kept" in line, line
+    else:
+        assert "no checkpoint was written" in line and "last good checkpoint" not in line, line
+        assert "resume" not in line.split("no checkpoint was written", 1)[1].replace("nothing to resume", ""), line
+    assert "--max-loss" in line or "NaN or Inf" in line, line
+
+
+def test_an_explosion_before_the_first_checkpoint_says_none_exists(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = (*EXPLODE_ARGS, "--steps", 8, "--log-every", 1, "--save-every", 8, "--lambda", "1e30")
+    line = ganrun.error_line(ganrun.train(run, *args, plugins=["infogan", tiny], expect=1))
+    assert "above --max-loss" in line and "at step 1" in line, line
+    assert "no checkpoint was written" in line, line
+    assert ganrun.checkpoints(run) == []
+
+
+def test_inf_in_the_optimizer_is_caught_at_the_next_log_line_not_only_at_a_save(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, make_plugin: Callable[..., str]
+) -> None:
+    poison = make_plugin(POISON.format(at=3, what="adam"))
+    run = tmp_path / "run"
+    result = ganrun.train(run, *ARGS, "--save-every", 100, "--log-every", 2, plugins=[tiny, poison], expect=1)
+    line = ganrun.error_line(result)
+    assert "the D optimizer's state" in line and "at step 4" in line, line
+    assert [m["step"] for m in ganrun.metrics(run)] == [2]
+
+
+@pytest.mark.parametrize("bound", ["0", "1e40"])
+def test_max_loss_zero_or_huge_lets_an_exploding_lambda_run_finish(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, bound: str
+) -> None:
+    """The bound is an option: 0 turns it off (NaN/Inf still stop a run)."""
+    run = tmp_path / "run"
+    args = (*EXPLODE_ARGS, "--steps", 3, "--log-every", 1, "--save-every", 3, "--lambda", "1e10", "--max-loss", bound)
+    ganrun.train(run, *args, plugins=["infogan", tiny])
+    assert max(abs(m["g/info"]) for m in ganrun.metrics(run)) > 1e6
+
+
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf"])
+def test_max_loss_refuses_what_is_not_a_bound(ganrun: Ganrun, tiny: str, tmp_path: Path, bad: str) -> None:
+    result = ganrun.train(tmp_path / "run", "--model", "tiny", "--max-loss", bad, plugins=[tiny], expect=2)
+    assert "--max-loss" in ganrun.error_line(result)
+
+
+def test_normal_runs_never_come_near_the_bound(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
+    """Per-step loss terms of a normal tiny InfoGAN run stay many orders of magnitude below 1e6."""
+    run = tmp_path / "run"
+    ganrun.train(run, *EXPLODE_ARGS, "--steps", 40, "--log-every", 1, plugins=["infogan", tiny])
+    peak = max(abs(v) for m in ganrun.metrics(run) for k, v in m.items() if k[:2] in ("d/", "g/"))
+    assert peak < 1e2, peak

@@ -23,7 +23,6 @@ from registry.checkpoint.atomic import atomic_write
 from registry.config import TrainConfig
 from registry.plugins import Host
 from registry.train import distributed
-from registry.train.step import DivergenceError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (the trainer imports this module)
     from registry.train.trainer import Trainer
@@ -98,15 +97,23 @@ class RunPersistence:
             return "no checkpoint was written before it, so there is nothing to resume"
         return f"the last good checkpoint {newest} is kept"
 
-    def _non_finite_state(self) -> list[str]:
-        """Modules whose parameters or buffers (BatchNorm statistics, spectral-norm vectors) and
-        optimizers whose state (Adam's moments) hold NaN or Inf; one device sync for all."""
-        names, flags = [], []
+    def _state_flags(self, bound: float) -> tuple[list[tuple[str, str]], list[torch.Tensor]]:
+        """``(what, kind)`` and a flag on the device (1: bad) per check of the state a checkpoint
+        holds: each module's parameters and buffers (BatchNorm statistics, spectral-norm
+        vectors) for NaN/Inf and, with a ``bound`` above 0, for a magnitude above it; each
+        optimizer's state (Adam's moments, squared gradients: not bounded) for NaN/Inf."""
+        names: list[tuple[str, str]] = []
+        flags: list[torch.Tensor] = []
         for name, module in self.modules.items():
-            values = [t for t in module.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+            values = [t.detach() for t in module.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+            values = [t for t in values if t.numel()]
             if values:
-                names.append(f"module {name} (weights or buffers)")
-                flags.append(torch.stack([torch.isfinite(t).all() for t in values]).all())
+                what = f"module {name} (weights or buffers)"
+                names.append((what, "non-finite"))
+                flags.append(~torch.stack([torch.isfinite(t).all() for t in values]).all())
+                if bound > 0:
+                    names.append((what, "exploded"))
+                    flags.append(torch.stack([t.abs().max().float() for t in values]).max() > bound)
         for name, opt in self.optimizers.items():
             values = [
                 t
@@ -115,23 +122,16 @@ class RunPersistence:
                 if torch.is_tensor(t) and t.is_floating_point()
             ]
             if values:
-                names.append(f"the {name} optimizer's state")
-                flags.append(torch.stack([torch.isfinite(t).all().to(self.device) for t in values]).all())
-        if not flags:
-            return []
-        return [n for n, ok in zip(names, torch.stack(flags).tolist()) if not ok]
+                names.append((f"the {name} optimizer's state", "non-finite"))
+                flags.append(~torch.stack([torch.isfinite(t).all().to(self.device) for t in values]).all())
+        return names, [flag.float().to(self.device) for flag in flags]
 
     def save(self) -> Path | None:
         """Write ``checkpoints/ckpt-<step>.safetensors`` atomically (rank 0); refuse to save
-        NaN/Inf (weights, buffers, optimizer state) so a poisoned checkpoint never replaces a
-        good one. A failed write (disk full) is a one-line CheckpointError saying the previous
-        checkpoint is intact."""
+        NaN/Inf (weights, buffers, optimizer state) or exploded values (``--max-loss``) so a
+        poisoned checkpoint never replaces a good one. A failed write (disk full) is a one-line
+        CheckpointError saying the previous checkpoint is intact."""
         self._check_finite()
-        bad = self._non_finite_state()
-        if bad:
-            raise DivergenceError(
-                f"{', '.join(bad)} became NaN or Inf at step {self.step}; {self.last_good_checkpoint_text()}"
-            )
         tensors, meta = self.state_tensors()
         path = self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.step)
         if self.dist.is_main:

@@ -52,10 +52,26 @@ class GanrunGroup(click.Group):
         return None
 
     def invoke(self, ctx: click.Context):
+        """Run the command; a plugin's failure or an allocator failure anywhere in it is one line
+        (naming the plugin, or the command and its size options), never a traceback."""
         try:
             return super().invoke(ctx)
         except PluginError as exc:  # a plugin's hook failed in any command: one line naming it
             raise click.ClickException(plugin_failure(exc)) from None
+        except Exception as exc:
+            from registry.train.memory import is_out_of_memory
+
+            if not is_out_of_memory(exc):
+                raise
+            name = ctx.invoked_subcommand or "train"
+            command = self.get_command(ctx, name)
+            sizes = [
+                p.opts[0]
+                for p in (command.params if command is not None else [])
+                if isinstance(p, click.Option) and isinstance(p.type, (click.types.IntParamType, click.IntRange))
+            ]
+            lower = f"; lower its sizes ({', '.join(sizes)})" if sizes else ""
+            raise click.ClickException(f"'{name}' ran out of memory{lower} or use a device with more memory") from None
 
     def resolve_command(self, ctx, args):
         try:

@@ -37,7 +37,7 @@ from registry.config import (
 from registry.data import DatasetError
 from registry.plugins import Host, PluginError, UnknownNameError
 from registry.run_plugins import require_run_plugins
-from registry.train import distributed
+from registry.train import distributed, memory
 
 # Help text per core option; the default shown is the effective one for the active plugins.
 CORE_HELP = {
@@ -69,6 +69,9 @@ CORE_HELP = {
     "a high learning rate without overpowering G.",
     "g_steps": "G updates per D update; each regenerates the fakes from the step's noise and codes "
     "(InfoGAN-CR uses 2).",
+    "max_loss": "Divergence bound: a loss term above this magnitude on any step, or a weight or buffer above "
+    "it, stops the run as diverged (normal runs stay below 100); 0 turns the bound off. NaN or Inf "
+    "in a loss, weight, buffer or optimizer state always stops it. May change on resume.",
     "amp": "bf16 autocast on CUDA and on CPUs with native bf16 (the Q and GAN losses stay fp32).",
     "compile": "torch.compile the networks.",
     "progress": "Show a progress bar.",
@@ -195,6 +198,16 @@ def _resolve_resume(path: Path) -> Path:
     if not path.exists():
         raise click.BadParameter(f"{path} does not exist", param_hint="--resume")
     return path
+
+
+# The options that size a training run's allocations, for an out-of-memory message.
+SIZE_OPTIONS = ("--batch-size", "--image-size", "--noise-dim", "--model")
+
+
+def out_of_memory_text(phase: str, options: tuple[str, ...], checkpoint: str = "") -> str:
+    """One line for an allocator failure: where it happened, what to lower, what is kept."""
+    text = f"ran out of memory during {phase}; lower {', '.join(options)} (or use a device with more memory)"
+    return f"{text}; {checkpoint}" if checkpoint else text
 
 
 def _option_for(message: str) -> str:
@@ -326,6 +339,10 @@ def _validate(config: TrainConfig, host: Host) -> None:
             raise click.BadParameter(
                 f"must be positive, got {getattr(config, key)!r}", param_hint=f"--{key.replace('_', '-')}"
             )
+    if not config.max_loss >= 0:
+        raise click.BadParameter(
+            f"must be a magnitude >= 0 (0 turns the bound off), got {config.max_loss!r}", param_hint="--max-loss"
+        )
     if not 0.0 <= config.lr_decay <= 1.0:
         raise click.BadParameter(
             f"must be a fraction of the run between 0 and 1, got {config.lr_decay!r}", param_hint="--lr-decay"
@@ -381,6 +398,8 @@ def run_train(
         check_run_dir(*folder_checks)
     try:
         trainer = Trainer(config, host, run_dir, dist=info)  # writes nothing yet
+    except memory.TooBig as exc:
+        raise click.UsageError(str(exc)) from None
     except DatasetError as exc:
         raise click.BadParameter(str(exc), param_hint="--data-dir / --dataset") from None
     except UnknownNameError as exc:
@@ -389,6 +408,10 @@ def run_train(
         raise click.UsageError(str(exc)) from None
     except PluginError as exc:  # a plugin's hook failed while the run was being built
         raise click.ClickException(plugin_failure(exc)) from None
+    except Exception as exc:
+        if memory.is_out_of_memory(exc):
+            raise click.ClickException(out_of_memory_text("building the run (data, networks)", SIZE_OPTIONS)) from None
+        raise
     lock = None
     clean = False
     try:
@@ -421,6 +444,13 @@ def run_train(
         where = f"; checkpoint {exc.path}" if exc.path else ""
         click.echo(f"{exc}{where}; continue with: ganrun ... train --resume {run_dir}", err=True)
         sys.exit(128 + exc.signum)
+    except Exception as exc:
+        if not memory.is_out_of_memory(exc):
+            raise
+        phase = f"training step {trainer.current_step}" if trainer.step < config.steps else "the final save"
+        raise click.ClickException(
+            out_of_memory_text(phase, SIZE_OPTIONS, trainer.last_good_checkpoint_text())
+        ) from None
     finally:
         trainer.release_distributed()
         distributed.destroy(info, clean=clean)

@@ -75,6 +75,14 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def all_max(info: DistInfo, values: torch.Tensor) -> torch.Tensor:
+    """The element-wise maximum of ``values`` over all ranks (in place), so a verdict drawn
+    from it is the same on every rank; ``values`` itself outside torchrun."""
+    if info.enabled and dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
 def gather_bytes(info: DistInfo, state: torch.Tensor) -> list[torch.Tensor]:
     """All ranks' copies of a uint8 CPU tensor of equal size (an RNG state), rank order."""
     if not info.enabled:

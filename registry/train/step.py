@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 
 class DivergenceError(RuntimeError):
-    """A loss or weight became NaN/Inf; the last good checkpoint is kept."""
+    """A loss or weight became NaN/Inf or exploded past ``--max-loss``; the last good
+    checkpoint is kept."""
 
 
 @dataclass
@@ -72,6 +73,12 @@ class StepMixin:
         value = value.detach().float()
         self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
 
+    def _watch_loss(self, name: str, value: torch.Tensor) -> None:
+        """Keep the largest magnitude of a loss term since the last check (no host sync; every
+        update counts, also the unlogged ones of ``g_steps`` > 1)."""
+        peak = value.detach().float().abs().max()
+        self._peaks[name] = torch.maximum(self._peaks[name], peak) if name in self._peaks else peak
+
     def _log_balance(self, real: torch.Tensor, fake: torch.Tensor) -> None:
         """How well D tells real from fake on this step's batches (no host sync): its accuracy
         on each, the gap between mean logits and their spread (a D stuck at chance has a gap
@@ -87,6 +94,7 @@ class StepMixin:
         for result in self.host.checked(hook, ctx=ctx):
             for name, value in result.items():
                 self.log_metric(f"{prefix}/{name}", value)
+                self._watch_loss(f"{prefix}/{name}", value)
                 total = value if total is None else total + value
         return total
 
@@ -94,6 +102,7 @@ class StepMixin:
         """Log the adversarial term, add the plugins' terms, take one optimizer step; returns
         the detached total loss."""
         self.log_metric(f"{phase}/adv", adversarial)
+        self._watch_loss(f"{phase}/adv", adversarial)
         loss = adversarial if extra is None else adversarial + extra
         self.optimizers[group].zero_grad(set_to_none=True)
         loss.backward()

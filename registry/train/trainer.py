@@ -30,7 +30,7 @@ from registry.data import ImageDataset, to_training_tensor
 from registry.plugins import Host, IsolatedHooks
 from registry.report.images import save_grid
 from registry.nets.spectral import apply_spectral_norm
-from registry.train import distributed
+from registry.train import distributed, memory
 from registry.train.balance import BalanceWatch, balance_hint
 from registry.train.noise import NoiseSampler
 from registry.train.rng import EpochSampler, seed_for, step_seed
@@ -94,6 +94,8 @@ class Trainer(StepMixin, RunPersistence):
         self.amp = config.amp and (self.device.type == "cuda" or perf.cpu_bf16())
 
         reg = host.registries
+        if dataset is None and config.image_size is not None:  # before the loader resizes anything
+            _batch_needs(memory.Needs(self.device), config, 1, config.image_size).check()
         self.dataset = dataset or reg.datasets.get(config.dataset)(
             data_dir=config.data_dir, image_size=config.image_size
         )
@@ -102,6 +104,15 @@ class Trainer(StepMixin, RunPersistence):
                 f"--batch-size {config.batch_size} x {self.dist.world_size} process(es) exceeds the "
                 f"{len(self.dataset)} images of dataset {config.dataset!r}; use a smaller batch"
             )
+        needs = _batch_needs(memory.Needs(self.device), config, self.dataset.channels, self.dataset.image_size)
+        stored = getattr(self.dataset, "images", None)
+        if torch.is_tensor(stored):
+            needs.add(
+                stored.numel() * memory.FLOAT,
+                f"the {len(self.dataset)} training images as float32",
+                "--image-size" if config.image_size is not None else "--dataset",
+            )
+        needs.check()
         self.data = to_training_tensor(self.dataset, self.device)  # (N, C, H, W) in [-1, 1]
         self.batches = EpochSampler(
             len(self.dataset), config.batch_size, seed=config.seed, rank=self.dist.rank, world_size=self.dist.world_size
@@ -112,6 +123,7 @@ class Trainer(StepMixin, RunPersistence):
         )
         self.model_name = config.model or ("dcgan28" if self.dataset.image_size == 28 else "dcgan64")
         factory = reg.models.get(self.model_name)
+        self._model_needs(needs, factory).check()
         torch.manual_seed(seed_for(config.seed, "init"))  # identical init on every rank
         G, D = factory(
             latent_dim=self.sampler.input_dim, channels=self.dataset.channels, image_size=self.dataset.image_size
@@ -148,6 +160,8 @@ class Trainer(StepMixin, RunPersistence):
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self._peaks: dict[str, torch.Tensor] = {}  # largest |loss term| since the last check
+        self._checked_step = 0
         self._stop_signal: int | None = None
         self._stepping = False  # inside train_step: self.step counts the steps before this one
         self._muted = False
@@ -155,6 +169,37 @@ class Trainer(StepMixin, RunPersistence):
         self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ building
+    def _model_needs(self, needs: memory.Needs, factory: Callable) -> memory.Needs:
+        """Add the generator input and every module's weights (with gradients and Adam's
+        moments) to ``needs``, sized by building the modules on the meta device (no memory,
+        no random draws that count: the real build reseeds)."""
+        config, width = self.config, self.sampler.input_dim
+        width_options = memory.input_width_options(config.noise_dim, width)
+        needs.add(config.batch_size * width * memory.FLOAT * 2, f"the generator input ({width} wide)", *width_options)
+        sizes: dict[int, tuple[str, ...]] = {width: width_options, width - config.noise_dim: ("--code",)}
+        sizes[config.noise_dim] = ("--noise-dim",)
+        if config.image_size is not None:
+            sizes.setdefault(config.image_size, ("--image-size",))
+        for key, value in config.extra.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+                sizes.setdefault(value, (f"--{key.replace('_', '-')}",))
+        try:
+            with torch.device("meta"):
+                G, D = factory(latent_dim=width, channels=self.dataset.channels, image_size=self.dataset.image_size)
+                built = {"G": G, "D": D}
+                for extra in _build_plugin_modules(self.host, config, dict(built), self.sampler):
+                    built.update({name: module for name, (module, _) in (extra or {}).items()})
+        except Exception:  # noqa: BLE001 - a factory that cannot build on meta is sized when really built
+            return needs
+        for name, module in built.items():
+            count = memory.parameter_bytes(module) // memory.FLOAT
+            needs.add(
+                memory.parameter_bytes(module) * memory.TRAINED,
+                f"module {name}'s {count:,} weights with their gradients and Adam's moments",
+                *memory.module_options(name, module, sizes),
+            )
+        return needs
+
     def _params(self, group: str) -> list[nn.Parameter]:
         return [p for name in self.groups[group] for p in self.modules[name].parameters()]
 
@@ -217,6 +262,7 @@ class Trainer(StepMixin, RunPersistence):
             signal.signal(s, self._on_signal)
         try:
             self._t0, self._t_step = time.perf_counter(), self.step
+            self._checked_step = self.step
             while self.step < cfg.steps:
                 self._stepping = True
                 self.train_step()
@@ -255,11 +301,52 @@ class Trainer(StepMixin, RunPersistence):
         self._stop_signal = signum
 
     def _check_finite(self) -> None:
-        if not bool(self._finite):
+        """Stop a diverged run before anything of it is logged or saved: a loss that became NaN
+        or Inf, a loss term whose magnitude passed ``--max-loss`` on any step since the last
+        check, weights or buffers that hold NaN/Inf or passed the bound, optimizer state that
+        holds NaN/Inf. Runs at every log line and before every save: one device sync (and one
+        all-reduce under torchrun, so every rank stops together)."""
+        bound = self.config.max_loss
+        names = list(self._peaks)
+        state_names, state_flags = self._state_flags(bound)
+        flags = torch.stack(
+            [(~self._finite).float(), *(self._peaks[n].to(self.device) for n in names), *state_flags]
+        ).nan_to_num(nan=math.inf)
+        flags = distributed.all_max(self.dist, flags).tolist()
+        first = self._checked_step + 1
+        when = f"at step {self.step}" if first >= self.step else f"between steps {first} and {self.step}"
+        if flags[0]:
             raise DivergenceError(
-                f"a loss became NaN or Inf before step {self.step}; {self.last_good_checkpoint_text()}. "
-                f"Try a lower learning rate, or resume from that checkpoint with another seed"
+                f"a loss became NaN or Inf {when}; {self.last_good_checkpoint_text()}. {self._divergence_advice(False)}"
             )
+        peaks = dict(zip(names, flags[1 : 1 + len(names)]))
+        over = {name: value for name, value in peaks.items() if bound > 0 and value > bound}
+        if over:
+            worst = max(over, key=over.__getitem__)
+            raise DivergenceError(
+                f"loss term {worst} reached {over[worst]:.3g} {when}, above --max-loss {bound:g}: the run "
+                f"diverged; {self.last_good_checkpoint_text()}. {self._divergence_advice(True)}"
+            )
+        bad = [(name, kind) for (name, kind), flag in zip(state_names, flags[1 + len(names) :]) if flag]
+        if bad:
+            non_finite = [name for name, kind in bad if kind == "non-finite"]
+            grown = [name for name, kind in bad if kind == "exploded" and name not in non_finite]
+            what = f"{', '.join(non_finite)} became NaN or Inf" if non_finite else ""
+            if grown:
+                what += ("; " if what else "") + f"{', '.join(grown)} grew past --max-loss {bound:g} in magnitude"
+            advice = self._divergence_advice(bool(grown))
+            raise DivergenceError(f"{what} at step {self.step}; {self.last_good_checkpoint_text()}. {advice}")
+        self._peaks = {}
+        self._checked_step = self.step
+
+    @staticmethod
+    def _divergence_advice(bound: bool) -> str:
+        """What to do about a diverged run, truthfully: a resume replays the same steps with
+        the same settings (learning rates, seed and loss weights cannot change on resume)."""
+        text = (
+            "Lower the learning rates (--lr-d, --lr-g) or the loss weights and train again (--overwrite or a new --out)"
+        )
+        return text + ("; --max-loss 0 turns the magnitude bound off" if bound else "")
 
     def _log(self) -> dict[str, str]:
         """Read the summed metrics back once, write a JSONL line, return progress-bar text."""
@@ -303,6 +390,18 @@ class Trainer(StepMixin, RunPersistence):
         finally:
             for n, m in self.modules.items():
                 m.train(training[n])
+
+
+def _batch_needs(needs: memory.Needs, config: TrainConfig, channels: int, size: int) -> memory.Needs:
+    """A step's real and generated batches (float32) and the gradient of the generated one."""
+    options = ("--batch-size", "--image-size") if config.image_size is not None else ("--batch-size",)
+    shape = f"{channels}x{size}x{size}"
+    needs.add(
+        config.batch_size * channels * size * size * memory.FLOAT * 3,
+        f"a batch of {config.batch_size} images of {shape}",
+        *options,
+    )
+    return needs
 
 
 def _build_plugin_modules(host: Host, config: TrainConfig, models: dict[str, nn.Module], sampler) -> list:
