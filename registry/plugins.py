@@ -292,9 +292,9 @@ def results_by_plugin(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         try:
             result = impl.function(*(kwargs[arg] for arg in impl.argnames))
-        except _user_facing() + _REFUSALS.get(hook_name, ()):
-            raise
         except Exception as exc:  # anything a plugin's hook raises
+            if _passes_through(exc, hook_name):
+                raise
             raise HookError(impl.plugin_name, hook_name, exc) from exc
         if result is not None:
             results.append((impl.plugin_name, result))
@@ -418,6 +418,14 @@ def _user_facing() -> tuple[type[BaseException], ...]:
     return (*_USER_FACING, click.ClickException, CheckpointError)
 
 
+def _passes_through(exc: BaseException, hook_name: str) -> bool:
+    """Exceptions a hook does not own: refusals meant for the user, and running out of memory
+    (a size to lower, reported as such by the command, not a bug of the plugin that allocated)."""
+    from registry.train.memory import is_out_of_memory
+
+    return isinstance(exc, _user_facing() + _REFUSALS.get(hook_name, ())) or is_out_of_memory(exc)
+
+
 class IsolatedHooks:
     """``pm.hook`` whose calls keep pluggy's semantics (order, ``firstresult``, wrappers) but
     turn an exception raised inside a plugin's implementation into a ``HookError`` that names
@@ -449,7 +457,7 @@ class _IsolatedCaller:
         try:
             return self._caller(**kwargs)
         except Exception as exc:
-            if isinstance(exc, _user_facing() + _REFUSALS.get(self._name, ())):
+            if _passes_through(exc, self._name):
                 raise
             plugin = _blame(exc, self._caller)
             if plugin is None:

@@ -115,7 +115,8 @@ def probe_dataset(*, data_dir, image_size):
 
 
 def probe_model(*, latent_dim, channels, image_size):
-    record("model_factory", latent_dim=latent_dim, channels=channels, image_size=image_size)
+    record("model_factory", latent_dim=latent_dim, channels=channels, image_size=image_size,
+           meta=torch.empty(()).is_meta)
     pixels = channels * image_size * image_size
     G = nn.Sequential(nn.Linear(latent_dim, pixels), nn.Tanh(), nn.Unflatten(1, (channels, image_size, image_size)))
     D = Discriminator(nn.Sequential(nn.Flatten(), nn.Linear(pixels, 8), nn.LeakyReLU(0.2)), 8)
@@ -233,7 +234,8 @@ class ProbeHead(nn.Module):
 @hookimpl
 def ganrun_build_modules(config, models, sampler):
     head = ProbeHead(models["D"].feature_dim)
-    record("build_modules", models=sorted(models), sampler=sampler, initial=head.linear.weight.detach().clone())
+    record("build_modules", models=sorted(models), sampler=sampler, initial=head.linear.weight.detach().clone(),
+           meta=head.linear.weight.is_meta)
     return {"probe": (head, "D")}
 
 
@@ -482,8 +484,11 @@ def test_every_training_hook_is_called_as_documented(ganrun: Ganrun, probe: str,
     assert calls["dataset_factory"] == [{"data_dir": None, "image_size": None}]
     [sampler_call] = calls["latent_sampler"]
     assert sampler_call["noise_dim"] == 5
-    assert calls["model_factory"] == [{"latent_dim": 5 + plugin.CODE_DIMS, "channels": 1, "image_size": 28}]
-    [built] = calls["build_modules"]
+    # sized on the meta device first (documented), then built for real, once
+    assert [c.pop("meta") for c in calls["model_factory"]] == [True, False]
+    assert calls["model_factory"][1] == {"latent_dim": 5 + plugin.CODE_DIMS, "channels": 1, "image_size": 28}
+    assert [c["meta"] for c in calls["build_modules"]] == [True, False]
+    built = calls["build_modules"][1]
     assert built["models"] == ["D", "G"] and built["sampler"] is sampler_call["sampler"]
     described = ganrun.config(run)
     assert described["generator_input"] == 8 and described["model"] == "probe-model"
