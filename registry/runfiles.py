@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.checkpoint.file import MAX_JSON_DEPTH, json_depth
+from registry.checkpoint.file import MAX_JSON_DEPTH, json_depth, json_type
 
 __all__ = ["RunFileError", "check_writable", "dumps", "finite_json", "read_json", "read_metrics", "warn"]
 
@@ -51,9 +51,9 @@ def loads(text: str, *, non_finite: str = "refuse") -> Any:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "true or false", type(None): "null"}.get(
-        type(value), "a number"
-    )
+    kind = json_type(value)
+    phrases = {"object": "an object", "array": "an array", "boolean": "true or false", "null": "null"}
+    return phrases.get(kind, f"a {kind}")
 
 
 def read_json(path: str | os.PathLike[str], *, expect: type = dict, required: bool = True, hint: str = "") -> Any:

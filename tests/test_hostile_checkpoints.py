@@ -190,6 +190,29 @@ def test_deeply_nested_json_metadata_is_refused_not_a_recursion_error(
     assert entry in message and ("deeper" in message or "not valid JSON" in message), message
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entry=st.sampled_from(["config", "run"]),
+    value=st.one_of(
+        st.lists(st.integers(), max_size=3),
+        st.integers(),
+        st.text(max_size=5),
+        st.booleans(),
+        st.none(),
+        st.floats(0, 1),
+    ),
+)
+def test_a_json_entry_of_another_type_than_this_build_writes_is_refused(
+    good: Path, host: Host, tmp_path: Path, entry: str, value: Any
+) -> None:
+    tensors, meta = read_checkpoint(good)
+    path = tmp_path / checkpoint_name(4)
+    save_checkpoint(path, tensors, {**meta, entry: json.dumps(value)})
+    message = refusal(path, host)
+    kind = {list: "array", int: "number", float: "number", str: "string", bool: "boolean", type(None): "null"}
+    assert f"metadata entry {entry!r} is a JSON {kind[type(value)]}; this build writes a JSON object" in message
+
+
 # ------------------------------------------------------------------------------ through the command line
 
 

@@ -357,10 +357,15 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+# The top-level JSON type of each metadata entry this build writes.
+JSON_ENTRY_TYPES: dict[str, type] = {"config": dict, "run": dict}
+
+
 def json_entry(path: PathLike, metadata: Mapping[str, str], key: str, *, required: bool = True) -> Any:
     """Parse the JSON metadata entry ``key``, refusing a missing entry (when ``required``),
-    non-JSON text, NaN/Infinity and nesting deeper than :data:`MAX_JSON_DEPTH` with one line
-    that names the file and the entry. A missing optional entry gives None."""
+    non-JSON text, NaN/Infinity, nesting deeper than :data:`MAX_JSON_DEPTH` and a top-level
+    type other than the one this build writes (:data:`JSON_ENTRY_TYPES`) with one line that
+    names the file and the entry. A missing optional entry gives None."""
     text = metadata.get(key)
     if text is None:
         if required:
@@ -375,11 +380,23 @@ def json_entry(path: PathLike, metadata: Mapping[str, str], key: str, *, require
         raise ValueError(f"{name} is not a value this build writes")
 
     try:
-        return json.loads(
+        value = json.loads(
             text, object_pairs_hook=_no_duplicates, parse_constant=None if key.startswith("optim.") else refuse_constant
         )
     except (ValueError, RecursionError) as exc:
         raise _error(path, f"metadata entry {key!r} is not valid JSON ({exc})") from None
+    kind = JSON_ENTRY_TYPES.get(key)
+    if kind is not None and not isinstance(value, kind):
+        raise _error(path, f"metadata entry {key!r} is a JSON {json_type(value)}; this build writes a JSON object")
+    return value
+
+
+def json_type(value: Any) -> str:
+    """JSON's name for the type of a parsed value."""
+    if isinstance(value, bool):
+        return "boolean"
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
