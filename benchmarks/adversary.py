@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Callable
 
 CLI = [sys.executable, "-c", "from registry.cli import main; main()"]
-TINY = ["--batch-size", "16", "--no-progress"]
+TINY = ["--batch-size", "16", "--no-progress"]  # before the attempted option, which then wins
 MEMORY_LIMIT = 6 * 2**30  # bytes of address space per attempt
 
 
@@ -296,7 +296,7 @@ def family_config() -> list[Attempt]:
                 Attempt(
                     "config",
                     f"{option} {value}",
-                    ["--plugin", "infogan", "train", option, value, "--steps", "2", "--out", "{work}/new", *TINY],
+                    ["--plugin", "infogan", "train", "--steps", "2", "--out", "{work}/new", *TINY, option, value],
                     names=(option,),
                     copy_run=False,
                 )
@@ -349,7 +349,7 @@ def family_sizes() -> list[Attempt]:
             Attempt(
                 "sizes",
                 f"{option} {value}",
-                ["--plugin", "infogan", "train", option, value, *extra, "--steps", "2", "--out", "{work}/new", *TINY],
+                ["--plugin", "infogan", "train", *extra, "--steps", "2", "--out", "{work}/new", *TINY, option, value],
                 names=(option,),
                 copy_run=False,
                 damage=_images if option == "--image-size" else None,

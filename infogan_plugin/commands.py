@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from registry.checkpoint import CheckpointError, atomic_write
 
 # The numbers eval reports as its result: one that is not finite makes eval fail (after writing
 # eval.json with null in its place), since a NaN L_I or accuracy means the networks are broken.
+MAX_EVAL_SAMPLES = 10_000_000  # L_I's estimate: standard error ~3e-4 of the NLL's spread at this size
 HEADLINE = {"information": "L_I", "classification": "accuracy", "disentanglement": "score"}
 
 
@@ -116,8 +118,12 @@ def eval_command(
         information_bounds,
     )
 
-    if samples < 1:
-        raise click.BadParameter(f"must be positive, got {samples}", param_hint="--samples")
+    if not 1 <= samples <= MAX_EVAL_SAMPLES:
+        raise click.BadParameter(
+            f"must be between 1 and {MAX_EVAL_SAMPLES:,}, got {samples:,} (L_I's standard error is about "
+            f"1/sqrt(samples) nats per nat of spread, so more samples only take longer)",
+            param_hint="--samples",
+        )
     if metrics_samples < 2:
         raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
     trainer = _load(ctx, run, device)
@@ -141,7 +147,10 @@ def eval_command(
         click.echo(f"[eval] {text}", err=True)
 
     stage(f"L_I of each code on {samples} generated samples")
-    information = information_bounds(trainer, n=samples)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=samples, unit="sample", file=sys.stderr, dynamic_ncols=True, disable=None, leave=False) as bar:
+        information = information_bounds(trainer, n=samples, progress=bar.update)
     if classifies(trainer):
         stage("unsupervised classification accuracy on the labelled data")
     try:

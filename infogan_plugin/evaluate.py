@@ -66,9 +66,15 @@ def classification_accuracy(trainer: Any) -> dict[str, dict[str, Any]]:
 
 @torch.no_grad()
 def information_bounds(
-    trainer: Any, *, n: int = 10_000, seed: int = 1234, batch_size: int = 500
+    trainer: Any,
+    *,
+    n: int = 10_000,
+    seed: int = 1234,
+    batch_size: int = 500,
+    progress: Callable[[int], Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats."""
+    """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats;
+    ``progress(k)`` is told of every ``k`` samples done."""
     spec: LatentSpec = trainer.sampler
     _eval_mode(trainer)
     gen = torch.Generator(device=trainer.device).manual_seed(seed)
@@ -83,6 +89,8 @@ def information_bounds(
         for name, value in nll.items():
             totals[name] += float(value) * b
         done += b
+        if progress is not None:
+            progress(b)
     entropies = spec.entropies()
     out = {}
     for name, total in totals.items():

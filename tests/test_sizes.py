@@ -102,6 +102,15 @@ def test_encode_refuses_a_huge_batch(ganrun: Ganrun, trained_infogan_run: Path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("samples", [10_000_001, 10**9, 10**18])
+def test_eval_refuses_more_samples_than_change_the_estimate(ganrun: Ganrun, tiny: str, tmp_path: Path, samples: int):
+    run = tmp_path / "run"
+    ganrun.train(run, "--model", "tiny", "--steps", 1, "--batch-size", 16, plugins=["infogan", tiny])
+    result = ganrun.invoke("eval", run, "--samples", samples, plugins=["infogan", tiny])
+    line = ganrun.error_line(result)
+    assert "--samples" in line and "between 1 and 10,000,000" in line, line
+
+
 def test_eval_refuses_huge_metrics_samples(ganrun: Ganrun, tiny: str, tmp_path: Path) -> None:
     run = tmp_path / "shapes"
     ganrun.train(
