@@ -45,6 +45,7 @@ from typing import Callable
 CLI = [sys.executable, "-c", "from registry.cli import main; main()"]
 TINY = ["--batch-size", "16", "--no-progress"]  # before the attempted option, which then wins
 MEMORY_LIMIT = 6 * 2**30  # bytes of address space per attempt
+PICKLE = b"\x80\x04\x95" + b"\x00" * 64  # the start of a pickle stream
 
 
 @dataclass
@@ -476,25 +477,21 @@ def family_checkpoint() -> list[Attempt]:
                     damage=rewrite_checkpoint(change),
                 )
             )
-    out.append(
-        Attempt(
-            "checkpoint",
-            "a FIFO as the checkpoint / resume",
-            ["--plugin", "infogan", "train", "--resume", "{work}/fifo.safetensors", *TINY],
-            names=("fifo", "regular"),
-            damage=lambda run: os.mkfifo(run.parent / "fifo.safetensors"),
-            timeout=60,
+    not_files = [  # (what, file name, what the refusal names, how it is made)
+        ("a FIFO", "fifo.safetensors", ("fifo", "regular"), lambda path: os.mkfifo(path)),
+        ("a pickle renamed", "p.safetensors", ("p.safetensors", "pickle"), lambda path: path.write_bytes(PICKLE)),
+    ]
+    for what, name, names, make in not_files:
+        out.append(
+            Attempt(
+                "checkpoint",
+                f"{what} as the checkpoint / resume",
+                ["--plugin", "infogan", "train", "--resume", f"{{work}}/{name}", *TINY],
+                names=names,
+                damage=lambda run, name=name, make=make: make(run.parent / name),
+                timeout=60,
+            )
         )
-    )
-    out.append(
-        Attempt(
-            "checkpoint",
-            "a pickle renamed .safetensors / resume",
-            ["--plugin", "infogan", "train", "--resume", "{work}/p.safetensors", *TINY],
-            names=("p.safetensors", "pickle"),
-            damage=lambda run: (run.parent / "p.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64),
-        )
-    )
     return out
 
 
