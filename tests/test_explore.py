@@ -135,7 +135,7 @@ def test_explore_command_prints_the_url_and_stops_on_ctrl_c(ganrun, trained_info
         url = line.split(" at ", 1)[1].split()[0]
         assert _get(url)[0] == 200
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=120)  # seconds on an idle machine; generous for a loaded one
     finally:
         if proc.poll() is None:
             proc.kill()
