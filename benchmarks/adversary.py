@@ -79,8 +79,17 @@ def _limit_memory() -> None:
 
 
 def run_attempt(attempt: Attempt, base: Path, work: Path) -> Attempt:
+    """Run and judge one attempt in its own folder, removed afterwards (each holds a copy of the
+    base run, so keeping them all would take gigabytes)."""
     folder = work / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{attempt.family}-{attempt.name}")[:120]
     folder.mkdir(parents=True)
+    try:
+        return _run_attempt(attempt, base, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_attempt(attempt: Attempt, base: Path, folder: Path) -> Attempt:
     run = folder / "run"
     if attempt.copy_run:
         shutil.copytree(base, run, symlinks=True)
