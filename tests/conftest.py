@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -92,6 +93,13 @@ def _describe(result: Result) -> str:
     return text
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it. A test suite started as a background job of a
+    non-interactive shell (``.ci/run &``) inherits SIGINT ignored, and so would every process it
+    starts, so the tests that press Ctrl-C would wait forever."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Ganrun:
     """Ways to run the ``ganrun`` command line, and readers for what a run leaves behind."""
 
@@ -130,6 +138,7 @@ class Ganrun:
             text=True,
             env=self.env(),
             cwd=cwd,
+            preexec_fn=_default_sigint,
         )
 
     def run(
