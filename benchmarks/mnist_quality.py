@@ -13,13 +13,22 @@ Any other option is passed on to ``ganrun train`` (for example ``--code uniform:
 or ``--amp``), so a variant of the main job is measured the same way.
 
 Prints one line per checkpoint and a summary (median and spread over seeds); writes
-``summary.json`` into the output folder.
+``summary.json`` into the output folder and appends one row per seed and checkpoint to
+``--csv`` (default ``benchmarks/results/mnist_seeds.csv``) as soon as that seed is scored, so
+an interrupted sweep loses nothing measured. Rerunning the same command continues: a seed
+with rows for ``--recipe`` in the CSV is skipped, an unfinished run folder is resumed from its
+newest checkpoint (``--auto-resume``, the exact resume) instead of starting over.
+
+    OMP_NUM_THREADS=1 python benchmarks/mnist_quality.py --recipe digits --seeds 0 \
+        --threads 1 --save-every 1000 --out ../runs/mnist --config examples/configs/mnist_digits.toml --amp
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,14 +56,55 @@ def train(out: Path, seed: int, steps: int | None, extra: list[str]) -> float:
         str(out),
         "--keep-checkpoints",
         "0",
+        "--auto-resume",
         "--no-progress",
         *extra,
     ]
     if steps is not None:
         cmd += ["--steps", str(steps)]
+    # Wall time over every leg of the run (an interrupted run resumes and adds its next leg).
+    ledger = out / "train_seconds.json"
+    before = json.loads(ledger.read_text())["seconds"] if ledger.exists() else 0.0
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
+    total = before + time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    ledger.write_text(json.dumps({"seconds": total}))
+    return total
+
+
+CSV_COLUMNS = ["recipe", "seed", "step", "accuracy", "L_I", "H", "L_I_over_H", "train_seconds", "threads", "options"]
+
+
+def scored_seeds(path: Path, recipe: str) -> set[int]:
+    if not path.exists():
+        return set()
+    with path.open(newline="") as f:
+        return {int(row["seed"]) for row in csv.DictReader(f) if row["recipe"] == recipe}
+
+
+def append_rows(path: Path, recipe: str, seed: int, wall: float, options: list[str], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    "recipe": recipe,
+                    "seed": seed,
+                    "step": row["step"],
+                    "accuracy": f"{row['accuracy']:.4f}",
+                    "L_I": f"{row['L_I']:.4f}",
+                    "H": f"{row['H']:.4f}",
+                    "L_I_over_H": f"{row['L_I'] / row['H']:.4f}",
+                    "train_seconds": f"{wall:.0f}",
+                    "threads": os.environ.get("OMP_NUM_THREADS", ""),
+                    "options": " ".join(options),
+                }
+            )
 
 
 def evaluate(run: Path, samples: int) -> list[dict]:
@@ -85,6 +135,10 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also run --lambda 0 for each seed")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-mnist"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads for evaluation")
+    parser.add_argument("--recipe", default="paper", help="the recipe's name in the CSV rows")
+    parser.add_argument(
+        "--csv", type=Path, default=Path("benchmarks/results/mnist_seeds.csv"), help="results file (rows appended)"
+    )
     args, train_flags = parser.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,12 +147,15 @@ def main() -> None:
     variants = [("infogan", [])] + ([("lambda0", ["--lambda", "0"])] if args.baseline else [])
     for seed in args.seeds:
         for variant, flags in variants:
-            run = args.out / f"{variant}-seed{seed}"
-            wall = train(
-                run, seed, args.steps, ["--save-every", str(args.save_every), "--overwrite", *train_flags, *flags]
-            )
+            recipe = args.recipe if variant == "infogan" else f"{args.recipe}-lambda0"
+            if seed in scored_seeds(args.csv, recipe):
+                print(f"{recipe} seed {seed}: already in {args.csv}, skipped", flush=True)
+                continue
+            run = args.out / f"{args.recipe}-{variant}-seed{seed}"
+            wall = train(run, seed, args.steps, ["--save-every", str(args.save_every), *train_flags, *flags])
             print(f"{variant} seed {seed}: trained in {wall:.0f} s", flush=True)
             rows = evaluate(run, args.samples)
+            append_rows(args.csv, recipe, seed, wall, [*train_flags, *flags], rows)
             summary[variant].append({"seed": seed, "train_seconds": wall, "checkpoints": rows})
 
     print("\nfinal checkpoint per seed")

@@ -10,10 +10,21 @@ from typing import Any
 import torch
 
 from infogan_plugin.augment import AffineAugment, parse_augment
+from infogan_plugin.codes import Categorical
 from infogan_plugin.latent import LatentSpec
 from infogan_plugin.options import DISENTANGLEMENT_KEYS
 
-__all__ = ["augment_of", "information", "probe_only", "score_disentanglement", "spec_of"]
+__all__ = [
+    "augment_of",
+    "information",
+    "probe_only",
+    "real_agreement",
+    "real_cluster_loss",
+    "score_disentanglement",
+    "spec_of",
+]
+
+DEFAULT_REAL_AUGMENT = "affine"  # --q-real's transforms when --q-augment is none
 
 
 def spec_of(sampler: Any) -> LatentSpec:
@@ -54,6 +65,38 @@ def information(ctx, spec: LatentSpec, weights: list[float], *, detach: bool):
     chunks = [m if d else p for p, m, d in zip(spec.split_q(q_out), spec.split_q(q_moved), invariant)]
     loss, nll = spec.information_loss(torch.cat(chunks, dim=1), ctx.latent, weights=weights)
     return loss, nll, q_out
+
+
+def real_agreement(p: torch.Tensor, p_moved: torch.Tensor) -> torch.Tensor:
+    """Mutual information (nats) between two readings of the same images, ``p`` and
+    ``p_moved`` ``(B, K)`` probabilities: IIC's objective (Ji et al. 2019). It is ln K only
+    when both readings agree, are confident and use every value equally often over the
+    batch, so maximising it asks for a balanced partition that the transforms do not move."""
+    joint = p.T @ p_moved / p.shape[0]  # (K, K)
+    joint = ((joint + joint.T) / 2).clamp_min(torch.finfo(joint.dtype).tiny)
+    rows, cols = joint.sum(dim=1, keepdim=True), joint.sum(dim=0, keepdim=True)
+    return (joint * (joint.log() - rows.log() - cols.log())).sum()
+
+
+def real_cluster_loss(ctx, spec: LatentSpec, weight: float) -> torch.Tensor | None:
+    """``--q-real``: for every categorical code, minus ``weight`` times the agreement between
+    Q's reading of this step's real batch and of a transformed copy (one more pass of D's
+    trunk); logs ``q_real/NAME`` in nats (ln K at best). None when no code is categorical."""
+    slots = [i for i, slot in enumerate(spec.slots) if isinstance(slot.code, Categorical)]
+    if not slots or ctx.real is None:
+        return None
+    augment = augment_of(ctx.config.extra.get("q_augment") or DEFAULT_REAL_AUGMENT)
+    gen = ctx.trainer.step_generator("q-real")
+    _, moved = ctx.modules["D"](augment(ctx.real.images, gen))
+    plain = spec.split_q(ctx.modules["Q"](ctx.real.features).float())
+    shifted = spec.split_q(ctx.modules["Q"](moved).float())
+    total = torch.zeros((), device=ctx.real.features.device)
+    for i in slots:
+        slot = spec.slots[i]
+        agreement = real_agreement(plain[i].softmax(dim=1), shifted[i].softmax(dim=1))
+        ctx.log(f"q_real/{slot.name}", agreement.detach())
+        total = total - weight * agreement
+    return total
 
 
 def score_disentanglement(trainer, samples: int) -> dict[str, float]:

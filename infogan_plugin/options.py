@@ -53,6 +53,18 @@ def train_options() -> list[click.Option]:
             f"{AffineAugment().spec()}. [default: none]",
         ),
         click.Option(
+            ["--q-real", "q_real"],
+            type=float,
+            default=None,
+            metavar="W",
+            help="Weight of a clustering term on real images for every categorical code (not in the "
+            "paper; costs one more D pass in the D step): Q's reading of each real batch and of a "
+            "transformed copy (the --q-augment transforms, or 'affine' when none) must agree, be "
+            "confident and use every value equally often (IIC's mutual information between the two "
+            "readings), which ties the code's values to partitions of the real data that the "
+            "transforms do not move. 0: off. [default: 0]",
+        ),
+        click.Option(
             ["--q-hidden", "q_hidden"],
             type=int,
             default=None,
@@ -96,6 +108,12 @@ def q_head_options(extra: dict[str, Any]) -> dict[str, Any]:
     """The Q head's settings from the run's plugin options (runs recorded before these options
     existed hold none of them and get the defaults, which is what they were trained with)."""
     return {key: default if extra.get(key) is None else extra[key] for key, default in Q_HEAD_DEFAULTS.items()}
+
+
+def q_real_weight(extra: dict[str, Any]) -> float:
+    """``--q-real``'s weight; runs recorded before the option existed were trained without it."""
+    value = extra.get("q_real")
+    return 0.0 if value is None else value
 
 
 def has_ground_truth(config, registries) -> bool:

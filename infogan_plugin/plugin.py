@@ -16,7 +16,14 @@ import click
 from infogan_plugin import commands, encode, explore, generate
 from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import NORMS, QHead
-from infogan_plugin.information import augment_of, information, probe_only, score_disentanglement, spec_of
+from infogan_plugin.information import (
+    augment_of,
+    information,
+    probe_only,
+    real_cluster_loss,
+    score_disentanglement,
+    spec_of,
+)
 from infogan_plugin.latent import LatentSpec, build_latent_spec
 from infogan_plugin.options import (
     DEFAULT_STEPS,
@@ -26,6 +33,7 @@ from infogan_plugin.options import (
     eval_options,
     has_ground_truth,
     q_head_options,
+    q_real_weight,
     train_options,
 )
 from infogan_plugin.qlosses import CategoricalCE, GaussianNLL, GaussianNLLFixed
@@ -78,6 +86,7 @@ def ganrun_config_defaults():
         "code": list(PAPER_MNIST_CODES),
         "info_lambda": None,
         "q_augment": None,
+        "q_real": None,
         **Q_HEAD_DEFAULTS,
         **EVAL_DEFAULTS,
     }
@@ -108,6 +117,9 @@ def ganrun_configure(config, registries):
         augment_of(config.extra.get("q_augment"))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--q-augment") from None
+    real = config.extra.get("q_real")
+    if real is not None and (isinstance(real, bool) or not isinstance(real, (int, float)) or not 0 <= real < math.inf):
+        raise click.BadParameter(f"must be a finite number >= 0, got {real!r}", param_hint="--q-real")
     every, samples = eval_options(config.extra)
     for name, value, least in (("--eval-every", every, 0), ("--eval-samples", samples, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -164,7 +176,13 @@ def ganrun_d_loss_terms(ctx):
         ctx.log(f"L_I/{slot.name}", entropies[slot.name] - nll[slot.name].detach())
         for key, value in slot.q_loss.stats(chunk).items():
             ctx.log(f"{key}/{slot.name}", value)
-    return {"info": loss}
+    terms = {"info": loss}
+    weight = q_real_weight(ctx.config.extra)
+    if weight > 0 and not probe_only(spec):
+        real = real_cluster_loss(ctx, spec, weight)
+        if real is not None:
+            terms["q_real"] = real
+    return terms
 
 
 @hookimpl
