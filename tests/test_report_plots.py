@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("matplotlib")  # the ``plot`` extra, part of the ``test`` extra
 
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from registry.report import page as report  # noqa: E402
@@ -163,3 +165,25 @@ def test_png_charts_name_files_by_title_and_end_with_the_context(tmp_path: Path)
         assert data == path.read_bytes()
         Image.open(io.BytesIO(data)).verify()
     assert report.line_chart(lines, title="Loss: D/G").startswith("<svg")  # the context has ended
+
+
+EXTREME = [1.7976931348623157e308, -1.7976931348623157e308, 1e300, -1e-300, 5e-324, 0.0, 1e15, 3.0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(EXTREME), st.floats(allow_nan=False, allow_infinity=False)), min_size=1, max_size=6
+    ),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_any_finite_values_draw_in_both_formats(tmp_path_factory, ys, reference) -> None:
+    lines = {"loss": [(step * 50, y) for step, y in enumerate(ys)]}
+    svg = report.line_chart(lines, title="d/adv", references={"H": reference})
+    assert svg.startswith("<svg") and not re.search(r"nan|inf", svg.lower().replace("info", ""))
+    clipped = any(abs(y) > report.CHART_LIMIT for y in [*ys, reference])
+    assert ("drawn at it" in svg) == clipped
+    with report.png_charts(tmp_path_factory.mktemp("png")) as written:
+        tag = report.line_chart(lines, title="d/adv", references={"H": reference})
+    assert tag.startswith("<") and len(written) == 1
+    assert Image.open(written[0]).size[0] > 0

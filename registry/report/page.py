@@ -99,7 +99,7 @@ def chart_figure(
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    references = references or {}
+    lines, references, title = clip_for_drawing(lines, references or {}, title)
     dashed = set(dashed)
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, constrained_layout=True)  # any matplotlib >= 3.5
     FigureCanvasAgg(fig)
@@ -170,6 +170,33 @@ def _png_chart(
     return image_tag(path, alt=title, max_width=width, pixelated=False, caption=False)
 
 
+# Finite values beyond this are drawn at it: matplotlib's tick arithmetic and the SVG's scale
+# overflow on spans near 1e308, and a chart squashed by such a value shows nothing anyway.
+CHART_LIMIT = 1e15
+
+
+def clip_for_drawing(
+    lines: dict[str, Series], references: dict[str, float], title: str
+) -> tuple[dict[str, Series], dict[str, float], str]:
+    """``lines`` and ``references`` with every value limited to +-``CHART_LIMIT`` (non-finite
+    points dropped), and ``title`` saying so when anything was clipped."""
+    clipped = False
+
+    def clip(value: float) -> float:
+        nonlocal clipped
+        if abs(value) > CHART_LIMIT:
+            clipped = True
+            return math.copysign(CHART_LIMIT, value)
+        return value
+
+    finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+    lines = {k: [(x, clip(y)) for x, y in pts if finite(x) and finite(y)] for k, pts in lines.items()}
+    references = {k: clip(v) for k, v in references.items() if finite(v)}
+    if clipped:
+        title = f"{title} (values beyond \u00b1{CHART_LIMIT:.0e} drawn at it)"
+    return lines, references, title
+
+
 def line_chart(
     lines: dict[str, Series],
     *,
@@ -182,8 +209,9 @@ def line_chart(
     """A line chart against the step: each of ``lines`` labelled, those named in ``dashed``
     (e.g. a baseline run) dashed, and ``references`` drawn as labelled horizontal lines
     (e.g. H(c)). Inline SVG, or an embedded PNG inside ``png_charts``; ``""`` when there
-    is nothing to draw."""
-    references = references or {}
+    is nothing to draw. Any finite value can be drawn: beyond +-``CHART_LIMIT`` it is
+    drawn at the limit and the title says so."""
+    lines, references, title = clip_for_drawing(lines, references or {}, title)
     dashed = set(dashed)
     points = [p for pts in lines.values() for p in pts]
     if not points:
