@@ -3,6 +3,8 @@ checkpoint retention, divergence and stopping on a signal."""
 
 from __future__ import annotations
 
+import shutil
+
 import json
 import math
 import re
@@ -61,6 +63,20 @@ def test_real_run_exits_cleanly(digits_run: tuple[Path, Any]) -> None:
     assert f"training in {run}" in done.stderr
     assert "done: 6 steps; last checkpoint" in done.stderr
     assert sorted(p.name for p in run.parent.iterdir()) == ["run"]  # nothing outside the run folder
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(
+    digits_run: tuple[Path, Any], ganrun: Ganrun, tmp_path: Path
+) -> None:
+    run, _ = digits_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    for flags in (["--resume", str(copy)], ["--auto-resume", "--out", str(copy)]):
+        again = ganrun.run("train", *flags, "--no-progress", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert "last checkpoint None" not in again.stderr and "{}" not in again.stderr
+        assert f"nothing to train: {copy} is already at step 6 (--steps 6)" in again.stderr
+        assert "ckpt-000000006.safetensors" in again.stderr and "larger --steps" in again.stderr
 
 
 def test_real_run_writes_config(digits_run: tuple[Path, Any]) -> None:

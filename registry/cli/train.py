@@ -428,6 +428,7 @@ def run_train(
                 click.echo(f"resuming {run_dir} from step {trainer.step} ({resume_path.name})", err=True)
         elif info.is_main:
             click.echo(f"training in {run_dir}", err=True)
+        start = trainer.step
         last = trainer.fit()
         clean = True
     except ckpt.CheckpointError as exc:
@@ -456,7 +457,13 @@ def run_train(
         distributed.destroy(info, clean=clean)
         if lock is not None:
             lock.release()
-    if info.is_main:
+    if info.is_main and trainer.step == start:  # resumed at (or past) --steps: fit had nothing to do
+        click.echo(
+            f"nothing to train: {run_dir} is already at step {trainer.step} (--steps {config.steps}); "
+            f"its checkpoint is {resume_path}; to train further, resume with a larger --steps",
+            err=True,
+        )
+    elif info.is_main:
         shown = {k: round(v, 4) for k, v in trainer.last_metrics.items()}
         click.echo(f"done: {trainer.step} steps; last checkpoint {last}", err=True)
         click.echo(json.dumps(runfiles.finite_json(shown)[0], allow_nan=False), err=True)
