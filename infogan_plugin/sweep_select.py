@@ -305,7 +305,10 @@ def page(sweep: Path, result: dict[str, Any]) -> str:
     for i, seed in enumerate(result["seeds"]):
         cells = [str(seed), html.escape(result["runs"][i]), str(result["steps"][i])]
         cells += [f"{values[i]:.3f}" for values in result["centrality"].values()]
-        cells += [f"{info['values'][i]:.4g}" for info in result.get("labels", {}).values()]
+        cells += [
+            f"{info['values'][i]:.1%}" if key == "accuracy" else f"{info['values'][i]:.3f}"
+            for key, info in result.get("labels", {}).items()
+        ]
         style = ' style="font-weight:bold"' if i == chosen else ""
         rows += f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
     sections.append(("Seeds", f"<table>{head}{rows}</table>"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,12 +24,12 @@ from infogan_plugin.selection import (
     rank_of,
 )
 from registry.eval.disentanglement import uniform_factor_sampler
+from registry.eval.optional import MissingEvalDependency
 from registry.report import heat_map
 
 if TYPE_CHECKING:
     from conftest import Ganrun
 
-pytest.importorskip("sklearn")
 IG = ["infogan"]
 
 
@@ -285,6 +286,19 @@ def test_select_refuses_runs_of_different_configurations(ganrun: Ganrun, sweep: 
     line = ganrun.error_line(result)
     assert "not seeds of one configuration" in line and "lr_g: 0.001 (seeds 0, 2), 0.5 (seed 1)" in line
     assert not (folder / "select.json").exists()
+
+
+def test_select_without_scikit_learn_says_what_to_install(
+    ganrun: Ganrun, sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for name in [n for n in sys.modules if n.split(".")[0] == "sklearn"] + ["sklearn"]:
+        monkeypatch.setitem(sys.modules, name, None)  # any import of scikit-learn now fails
+    with pytest.raises(MissingEvalDependency, match="pip install 'ganrun\\[eval\\]'"):
+        partition_agreement([np.zeros(3), np.ones(3)])
+    folder = _copy(sweep, tmp_path / "sweep", configs_only=True)
+    line = ganrun.error_line(ganrun.invoke("select", folder, plugins=IG))
+    assert "scikit-learn is needed for select's agreement of partitions" in line
+    assert "pip install 'ganrun[eval]'" in line
 
 
 def test_select_refuses_two_folders_of_one_seed(ganrun: Ganrun, sweep: Path, tmp_path: Path):
