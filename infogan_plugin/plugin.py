@@ -13,7 +13,7 @@ import math
 
 import click
 
-from infogan_plugin import commands, encode, explore, generate
+from infogan_plugin import commands, encode, explore, generate, sweep_select
 from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import NORMS, QHead
 from infogan_plugin.information import (
@@ -62,6 +62,7 @@ def ganrun_register_commands(register):
     register(generate.generate_command)
     register(encode.encode_command)
     register(explore.explore_command)
+    register(sweep_select.select_command)
 
 
 @hookimpl

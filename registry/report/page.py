@@ -358,3 +358,39 @@ def render(title: str, sections: Sequence[tuple[str, str]]) -> str:
 
 def write_report(path: Path, text: str) -> Path:
     return atomic_write(path, text)
+
+
+def heat_map(
+    matrix: Sequence[Sequence[float | None]],
+    labels: Sequence[str],
+    *,
+    title: str,
+    rows: str = "",
+    columns: str = "",
+    low: float = 0.0,
+    high: float = 1.0,
+    mark: int | None = None,
+) -> str:
+    """A square matrix as an HTML table whose cells are coloured by value: white at ``low``, deep
+    blue at ``high`` (values outside are clamped), a grey dash for a missing (``None`` or NaN)
+    entry. ``labels`` name the rows and columns, ``rows`` and ``columns`` say what they are
+    (``"encoder of seed"``); ``mark`` (an index) puts its row and column labels in bold. Plain
+    HTML and CSS, so the page stays one file that needs no network."""
+
+    def cell(value: float | None) -> str:
+        if value is None or not math.isfinite(value):
+            return '<td style="background:#eee;color:#888;text-align:center">&ndash;</td>'
+        t = 0.0 if high == low else min(1.0, max(0.0, (value - low) / (high - low)))
+        r, g, b = (round(255 + (end - 255) * t) for end in (8, 69, 148))  # white -> #084594
+        ink = "#fff" if t > 0.55 else "#222"
+        return f'<td style="background:rgb({r},{g},{b});color:{ink};text-align:right">{value:.3f}</td>'
+
+    def name(i: int) -> str:
+        text = html.escape(str(labels[i]))
+        return f"<b>{text}</b>" if i == mark else text
+
+    head = f"<th>{html.escape(rows)}{' &darr; / ' if rows and columns else ''}{html.escape(columns)}"
+    head += f"{' &rarr;' if columns else ''}</th>" + "".join(f"<th>{name(j)}</th>" for j in range(len(labels)))
+    body = "".join(f"<tr><th>{name(i)}</th>{''.join(cell(v) for v in row)}</tr>" for i, row in enumerate(matrix))
+    caption = f'<caption style="text-align:left;font-weight:bold;padding:4px 0">{html.escape(title)}</caption>'
+    return f'<table class="heat-map">{caption}<tr>{head}</tr>{body}</table>'
