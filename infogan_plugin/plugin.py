@@ -115,9 +115,10 @@ def ganrun_configure(config, registries):
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--code") from None
     try:
-        augment_of(config.extra.get("q_augment"))
+        augment = augment_of(config.extra.get("q_augment"))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--q-augment") from None
+    check_options_apply(config, build_latent_spec(config, registries), augment)
     real = config.extra.get("q_real")
     if real is not None and (isinstance(real, bool) or not isinstance(real, (int, float)) or not 0 <= real < math.inf):
         raise click.BadParameter(f"must be a finite number >= 0, got {real!r}", param_hint="--q-real")
@@ -144,6 +145,29 @@ def ganrun_configure(config, registries):
     slope = head["q_slope"]
     if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < float("inf"):
         raise click.BadParameter(f"must be a number >= 0, got {slope!r}", param_hint="--q-slope")
+
+
+def check_options_apply(config, spec: LatentSpec, augment) -> None:
+    """Refuse an option that no code of this run would use (it would be silently ignored), and
+    warn about ``--lambda`` when every code carries its own ``lambda=`` (harmless but unused)."""
+    codes = ", ".join(f"{slot.name} ({slot.code.type_name})" for slot in spec.slots)
+    if augment is not None and not any(slot.code.augment_invariant for slot in spec.slots):
+        raise click.BadParameter(
+            f"no code of this run is read through the transforms (they apply to discrete codes; the codes are "
+            f"{codes}), so it would be ignored; drop it or add a discrete code such as --code categorical:10",
+            param_hint="--q-augment",
+        )
+    real = config.extra.get("q_real")
+    if real and not any(isinstance(slot.code, Categorical) for slot in spec.slots):
+        raise click.BadParameter(
+            f"the term clusters real images with a categorical code and the run has none ({codes}), so it would "
+            f"be ignored; drop it or add --code categorical:K",
+            param_hint="--q-real",
+        )
+    if config.extra.get("info_lambda") is not None and all(
+        "lambda=" in str(text).replace(" ", "") for text in config.extra.get("code") or []
+    ):
+        click.echo("warning: --lambda is unused: every --code sets its own lambda=, which takes precedence", err=True)
 
 
 @hookimpl

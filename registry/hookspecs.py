@@ -80,7 +80,9 @@ def ganrun_register_datasets(register: Callable[[str, Callable[..., Any]], None]
     ``register(name, factory)`` (checked to be callable) where ``factory(*, data_dir, image_size)`` returns a
     ``registry.data.ImageDataset`` (uint8 images, optional labels and factors).
     ``data_dir`` is ``None`` unless the user passed ``--data-dir``; a factory that needs
-    one raises ``registry.data.DatasetError`` saying so. Return value is ignored.
+    one raises ``registry.data.DatasetError`` saying so. A factory that reads no folder (its
+    images are generated or packaged) sets the attribute ``reads_data_dir = False`` on itself,
+    and ``train --data-dir`` is then refused instead of silently ignored. Return value is ignored.
     """
 
 

@@ -32,7 +32,7 @@ INT = {
     "eval_every",
     "eval_samples",
 }
-FLOAT = {"lr_g", "lr_d", "lr_decay", "beta1", "beta2", "info_lambda", "q_slope"}
+FLOAT = {"lr_g", "lr_d", "lr_decay", "beta1", "beta2", "info_lambda", "q_slope", "q_real"}
 BOOL = {"spectral_norm", "amp", "compile", "progress", "tensorboard"}
 STR = {"dataset", "data_dir", "model", "gan_loss", "noise", "device", "out", "q_norm", "q_augment"}
 LIST_OF_STR = {"code"}

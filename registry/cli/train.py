@@ -360,6 +360,19 @@ def _validate(config: TrainConfig, host: Host) -> None:
             reg.models.get(config.model)
         except UnknownNameError as exc:
             raise click.BadParameter(str(exc), param_hint="--model") from None
+    if config.data_dir is not None and not reads_data_dir(reg.datasets.get(config.dataset)):
+        raise click.BadParameter(
+            f"dataset {config.dataset!r} reads no folder (its images ship with the package or are drawn), so "
+            f"{config.data_dir!r} would be ignored; drop --data-dir, or pick a dataset that reads one "
+            f"(e.g. --dataset mnist-idx or image-folder)",
+            param_hint="--data-dir",
+        )
+
+
+def reads_data_dir(factory: Any) -> bool:
+    """Whether a dataset factory reads ``data_dir``: true unless it declares
+    ``reads_data_dir = False`` (the built-in digits and shapes do)."""
+    return getattr(factory, "reads_data_dir", True) is not False
 
 
 def run_train(
@@ -429,6 +442,12 @@ def run_train(
         elif info.is_main:
             click.echo(f"training in {run_dir}", err=True)
         start = trainer.step
+        if info.is_main and config.amp and not trainer.amp:
+            click.echo(
+                "warning: --amp: this CPU has no native bf16, so training runs in fp32, exactly as without --amp "
+                "(emulated bf16 would be slower)",
+                err=True,
+            )
         last = trainer.fit()
         clean = True
     except ckpt.CheckpointError as exc:

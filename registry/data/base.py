@@ -381,18 +381,24 @@ def _load_one(path: Path, mode: str, image_size: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
+IMAGE_FOLDER_SIZE = 64  # an image folder's own size: its files may have any sizes
+
+
 def load_image_folder(
     *,
     data_dir: str | os.PathLike[str],
-    image_size: int = 64,
+    image_size: int | None = IMAGE_FOLDER_SIZE,
     channels: int | None = None,
 ) -> ImageDataset:
-    """Load every PNG/JPEG below a folder as square ``image_size`` images.
+    """Load every PNG/JPEG below a folder as square ``image_size`` images (``None``, what
+    ``train`` passes without ``--image-size``: 64).
 
     Images are center-cropped to a square (so nothing is stretched) and resized
     with bicubic filtering. ``channels=None`` picks 1 when every file is
     grayscale and 3 otherwise. The files carry no labels.
     """
+    if image_size is None:
+        image_size = IMAGE_FOLDER_SIZE
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
     if channels not in (None, 1, 3):
@@ -456,3 +462,6 @@ def uint8_to_float(images: torch.Tensor, device: torch.device | str) -> torch.Te
 def to_training_tensor(ds: ImageDataset, device: torch.device | str) -> torch.Tensor:
     """All images of ``ds`` as float32 (N, C, H, W) in [-1, 1] on ``device`` (:func:`uint8_to_float`)."""
     return uint8_to_float(ds.images, device)
+
+
+load_digits.reads_data_dir = False  # packaged: train --data-dir is refused for it (ganrun_register_datasets)

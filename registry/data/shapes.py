@@ -295,3 +295,6 @@ def _render_at(factor_indices: torch.Tensor, *, image_size: int | None) -> torch
     """:func:`render`, resized like the registered dataset's images."""
     images = render(factor_indices)
     return images if image_size is None else resize_uint8(images, image_size)
+
+
+load_shapes.reads_data_dir = False  # drawn, not read: train --data-dir is refused for it
