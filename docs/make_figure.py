@@ -1,14 +1,17 @@
 """Make the README's picture from a run of the main job (``ganrun --plugin infogan``).
 
-    python docs/make_figure.py RUN [--out docs/images/main-job.png] [--rows 8] [--scale 2] [--seed 0]
+    python docs/make_figure.py RUN [--out docs/images/main-job.png] [--rows 8] [--sample-columns 4]
+                                   [--scale 2] [--seed 0]
 
 Left: the categorical code's traversal, one column per code value. Each row is one draw of the
 noise and of the other codes, the same draw in every column, so along a row only the code
 changes. On a run trained on the built-in digits the columns are ordered by the digit Q reads
 most often for each value on the 10,000 labelled digits (two values that hold the same digit sit
 side by side); elsewhere they keep the code's order. Right: samples from the prior, ``rows``
-by ``rows``. Both are upscaled with nearest-neighbour (no smoothing that would hide what G
-draws) and saved as one small 8-bit PNG. The script prints the Markdown lines for the README.
+high and ``sample-columns`` wide. Both are upscaled with nearest-neighbour (no smoothing that
+would hide what G draws) and saved as one small 8-bit PNG; the defaults give 864 px across, so
+GitHub shows it at its own size rather than shrinking (and smoothing) it. The script prints the
+Markdown lines for the README.
 
 Everything comes through the public ``infogan_plugin.load_run``: the newest checkpoint, on the CPU.
 """
@@ -63,14 +66,16 @@ def column_order(run: InfoGANRun, code: str) -> list[int]:
 
 
 @torch.no_grad()
-def make_figure(run: InfoGANRun, code: str, order: list[int], *, rows: int, seed: int, scale: int) -> Image.Image:
-    """The traversal of ``code`` (``rows`` x values, columns in ``order``) beside ``rows`` x ``rows``
-    samples, upscaled ``scale`` times."""
+def make_figure(
+    run: InfoGANRun, code: str, order: list[int], *, rows: int, sample_columns: int, seed: int, scale: int
+) -> Image.Image:
+    """The traversal of ``code`` (``rows`` x values, columns in ``order``) beside ``rows`` x
+    ``sample_columns`` samples, upscaled ``scale`` times."""
     columns = [run.generate(rows, codes={code: value}, seed=seed) for value in order]  # each (rows, C, H, W)
     traversal = torch.stack(columns, dim=1).flatten(0, 1)  # (rows * values, C, H, W), row-major
-    samples = run.generate(rows * rows, seed=seed + 1)
+    samples = run.generate(rows * sample_columns, seed=seed + 1)
     left = _picture(make_grid(traversal * 2 - 1, nrow=len(order)))  # make_grid takes [-1, 1]
-    right = _picture(make_grid(samples * 2 - 1, nrow=rows))
+    right = _picture(make_grid(samples * 2 - 1, nrow=sample_columns))
     figure = Image.new(left.mode, (left.width + GAP + right.width, max(left.height, right.height)), "white")
     figure.paste(left, (0, 0))
     figure.paste(right, (left.width + GAP, 0))
@@ -90,17 +95,20 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("run", type=Path, help="the run folder (or a checkpoint file) of the main job")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the PNG to write (default: %(default)s)")
     parser.add_argument("--code", help="the categorical code to traverse (default: the run's first)")
-    parser.add_argument("--rows", type=int, default=8, help="rows of the traversal; the samples are rows x rows")
+    parser.add_argument("--rows", type=int, default=8, help="rows of the traversal and of the samples")
+    parser.add_argument("--sample-columns", type=int, default=4, help="columns of samples beside the traversal")
     parser.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscaling factor")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and the other codes")
     args = parser.parse_args(argv)
-    if not 1 <= args.rows <= 32 or not 1 <= args.scale <= 8:
-        parser.error("--rows must be 1 to 32 and --scale 1 to 8")
+    if not 1 <= args.rows <= 32 or not 1 <= args.sample_columns <= 32 or not 1 <= args.scale <= 8:
+        parser.error("--rows must be 1 to 32, --sample-columns 1 to 32 and --scale 1 to 8")
     try:
         run = load_run(args.run)
         code = categorical_code(run, args.code)
         order = column_order(run, code)
-        figure = make_figure(run, code, order, rows=args.rows, seed=args.seed, scale=args.scale)
+        figure = make_figure(
+            run, code, order, rows=args.rows, sample_columns=args.sample_columns, seed=args.seed, scale=args.scale
+        )
     except Exception as exc:  # CheckpointError, PluginError, ValueError: one line each
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)

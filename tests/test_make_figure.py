@@ -29,13 +29,13 @@ def test_the_figure_shows_every_code_value_beside_samples(
     make_figure, trained_infogan_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "images" / "main-job.png"
-    make_figure.main([str(trained_infogan_run), "--out", str(out), "--rows", "4", "--scale", "2"])
+    make_figure.main([str(trained_infogan_run), "--out", str(out), "--rows", "4", "--sample-columns", "5"])
 
     picture = Image.open(out)
     tile = 28 + 2  # a 28 px digit and make_grid's 2 px padding
-    traversal_width, samples_width = 3 * tile + 2, 4 * tile + 2  # c1 has 3 values; 4 x 4 samples
+    traversal_width, samples_width = 3 * tile + 2, 5 * tile + 2  # c1 has 3 values; 4 x 5 samples
     assert picture.mode == "L"
-    assert picture.size == (2 * (traversal_width + make_figure.GAP + samples_width), 2 * (4 * tile + 2))
+    assert picture.size == (2 * (traversal_width + make_figure.GAP + samples_width), 2 * (4 * tile + 2))  # scale 2
     assert out.stat().st_size < 100_000
     # Nearest-neighbour upscaling: every 2 x 2 block is one source pixel.
     pixels = torch.from_numpy(np.array(picture))
@@ -52,7 +52,7 @@ def test_columns_are_the_code_values_in_digit_order(make_figure, trained_infogan
     run = load_run(trained_infogan_run)
     order = make_figure.column_order(run, "c1")
     assert sorted(order) == [0, 1, 2]
-    picture = make_figure.make_figure(run, "c1", order, rows=2, seed=5, scale=1)
+    picture = make_figure.make_figure(run, "c1", order, rows=2, sample_columns=1, seed=5, scale=1)
     # The first column is the first value of the order, drawn with the figure's seed.
     first = (run.generate(2, codes={"c1": order[0]}, seed=5)[:, 0] * 255).round().to(torch.uint8)
     pixels = torch.from_numpy(np.array(picture))
