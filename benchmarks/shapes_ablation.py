@@ -1,6 +1,6 @@
 """The disentanglement recipe's pieces one at a time, on `shapes`, at one fixed step count.
 
-Row 0 is the best recipe measured before InfoGAN-CR's pieces were built (README: conv64,
+Row 0 is the best recipe measured before InfoGAN-CR's pieces were built (docs/results.md: conv64,
 five U(-1, 1) codes, five noise values, lambda 0.05, G 1e-3, D 2e-4, the paper's Q head with
 batch norm); each further row adds one piece to the row before, the last being InfoGAN-CR's
 whole setting (``examples/configs/shapes_infogan.toml``) at the same length. Every row trains

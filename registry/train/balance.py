@@ -30,7 +30,7 @@ def balance_hint(config) -> str:
     if config.g_steps > 1:
         tries.append("--g-steps 1")
     tries.append(f"a lower --lr-g than {config.lr_g:g} (D runs at {config.lr_d:g})")
-    return "Try " + ", or ".join(tries) + " (README, 'D/G balance')"
+    return "Try " + ", or ".join(tries) + " (docs/training.md, 'D/G balance')"
 
 
 class BalanceWatch:
@@ -44,7 +44,7 @@ class BalanceWatch:
         accuracy: float = CHANCE_ACCURACY,
         gap: float = CHANCE_GAP,
         steps: int = CHANCE_STEPS,
-        hint: str = "see the README, 'D/G balance'",
+        hint: str = "see docs/training.md, 'D/G balance'",
     ) -> None:
         self.accuracy, self.gap, self.steps, self.hint = accuracy, gap, steps, hint
         self.since: int | None = None  # first step of the current stretch at chance
