@@ -5,6 +5,8 @@ message says truthfully whether a good checkpoint exists, and a save that cannot
 
 from __future__ import annotations
 
+import re
+
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +200,20 @@ def test_normal_runs_never_come_near_the_bound(ganrun: Ganrun, tiny: str, tmp_pa
     ganrun.train(run, *EXPLODE_ARGS, "--steps", 40, "--log-every", 1, plugins=["infogan", tiny])
     peak = max(abs(v) for m in ganrun.metrics(run) for k, v in m.items() if k[:2] in ("d/", "g/"))
     assert peak < 1e2, peak
+
+
+@pytest.mark.parametrize("plugins", [(), ("infogan",)], ids=["plain", "infogan"])
+def test_no_picture_is_drawn_from_a_diverged_model_between_log_lines(
+    ganrun: Ganrun, tiny: str, tmp_path: Path, plugins: tuple[str, ...]
+) -> None:
+    """--log-every far beyond the run: the check before each picture is what stops it."""
+    run = tmp_path / "run"
+    args = (*EXPLODE_ARGS, "--lr-d", "1e6", "--lr-g", "1e6", "--steps", 12, "--log-every", 1000)
+    result = ganrun.train(run, *args, "--sample-every", 1, "--save-every", 1000, plugins=[*plugins, tiny], expect=1)
+    line = ganrun.error_line(result)
+    assert "--max-loss" in line or "NaN or Inf" in line, line
+    stopped = int(re.search(r"(?:at step|between steps \d+ and) (\d+)", line).group(1))
+    drawn = sorted((run / "samples").glob("step-*.png")) if (run / "samples").exists() else []
+    # every picture written comes from a step before the one the run stopped at
+    assert all(int(p.stem.split("-")[1]) < max(stopped, 1) for p in drawn), (line, [p.name for p in drawn])
+    assert len(drawn) < 12

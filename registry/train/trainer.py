@@ -304,7 +304,7 @@ class Trainer(StepMixin, RunPersistence):
         """Stop a diverged run before anything of it is logged or saved: a loss that became NaN
         or Inf, a loss term whose magnitude passed ``--max-loss`` on any step since the last
         check, weights or buffers that hold NaN/Inf or passed the bound, optimizer state that
-        holds NaN/Inf. Runs at every log line and before every save: one device sync (and one
+        holds NaN/Inf. Runs at every log line, before every save and before every picture: one device sync (and one
         all-reduce under torchrun, so every rank stops together)."""
         bound = self.config.max_loss
         names = list(self._peaks)
@@ -376,7 +376,11 @@ class Trainer(StepMixin, RunPersistence):
 
     @torch.no_grad()
     def sample(self) -> None:
-        """Write the fixed-latent sample grid and let plugins add their pictures."""
+        """Write the fixed-latent sample grid and let plugins add their pictures, after the
+        divergence check (on every rank: it is collective) unless this step was checked already
+        by its log line, so no picture is ever drawn from a diverged model."""
+        if getattr(self, "_checked_step", None) != self.step:
+            self._check_finite()
         if not self.dist.is_main:
             return
         training = {n: m.training for n, m in self.modules.items()}
