@@ -266,7 +266,7 @@ class Pool:
         run.exit_code = code
         run.step = newest_step(run.folder)
         run.metrics = last_metrics(run.folder) or run.metrics
-        if code == 0 and run.step is not None and run.step >= self.steps:
+        if run.step is not None and run.step >= self.steps:  # as a rerun judges it: the run is complete
             run.state, run.error = "done", None
         elif self.stop_signal is not None:
             where = f"resumes from step {run.step}" if run.step is not None else "starts again from step 0"
