@@ -35,7 +35,7 @@ from registry import contracts, hookspecs
 hookimpl = pluggy.HookimplMarker("ganrun")
 
 ENTRY_POINT_GROUP = "ganrun"
-RESERVED_COMMANDS = ("train", "plugins", "report", "export")  # built-in commands no plugin may replace
+RESERVED_COMMANDS = ("train", "sweep", "plugins", "report", "export")  # built-in commands no plugin may replace
 # Plugins that ship with the framework and are always active. They go through the same
 # hooks as third-party plugins; nothing else in the host knows their contents.
 # registry.default_plugins.tensorboard adds --tensorboard (off by default).

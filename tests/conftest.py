@@ -129,14 +129,21 @@ class Ganrun:
         env.pop("GANRUN_TRACE", None)
         return env
 
-    def popen(self, *args: Any, plugins: tuple[str, ...] | list[str] = (), cwd: Path | None = None) -> subprocess.Popen:
-        """Start ``ganrun ARGS`` in a new interpreter (the tiny-model plugin is importable)."""
+    def popen(
+        self,
+        *args: Any,
+        plugins: tuple[str, ...] | list[str] = (),
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
+        """Start ``ganrun ARGS`` in a new interpreter (the tiny-model plugin is importable), with
+        ``env`` added to its environment."""
         return subprocess.Popen(
             [sys.executable, "-c", CLI_ENTRY, *self.argv(args, plugins)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             cwd=cwd,
             preexec_fn=_default_sigint,
         )

@@ -3,8 +3,8 @@
 ``ganrun [--plugin NAME]... [COMMAND]``: plugins are loaded only when a command needs
 them, so a broken plugin never takes down ``--help`` or ``ganrun plugins``. With no
 command, ``train`` runs with its defaults. Each command lives in its own module:
-``plugins.py``, ``report.py``, ``train.py`` (and ``registry.export``); plugin commands
-come from the active plugins' registries.
+``plugins.py``, ``report.py``, ``train.py``, ``sweep.py`` (and ``registry.export``);
+plugin commands come from the active plugins' registries.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ class GanrunGroup(click.Group):
             return export_command
         if name == "train":
             return make_train_command(self._session(ctx))
+        if name == "sweep":
+            from registry.cli.sweep import make_sweep_command
+
+            return make_sweep_command(self._session(ctx))
         session = self._session(ctx)
         host = session.host()
         if name in host.registries.commands:
@@ -115,6 +119,8 @@ def build_cli() -> click.Group:
         \b
         ganrun --plugin infogan             train InfoGAN on the built-in MNIST digits
         ganrun train --steps 500            train a plain GAN
+        ganrun -p infogan sweep --seeds 0-9 --out sweeps/infogan
+                                            InfoGAN over ten seeds, several at once
         ganrun plugins                      list installed plugins and what they register
 
         With no command, 'train' runs with its defaults.

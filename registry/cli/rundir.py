@@ -27,11 +27,18 @@ def choose_run_dir(config: TrainConfig, resume_path: Path | None) -> Path:
     return Path(config.out)
 
 
+# The log ``ganrun sweep`` keeps of a seed's train process, in that seed's run folder: written
+# before the run's first file, so it does not make the folder a run that ``--auto-resume``
+# would refuse to start.
+SWEEP_LOG = "sweep.log"
+
+
 def run_entries(run_dir: Path) -> list[Path]:
-    """What a run folder holds, its lock file aside (a failed start may leave only that)."""
+    """What a run folder holds, its lock file and a sweep's log aside (a failed start may leave
+    only those)."""
     if not run_dir.is_dir():
         return []
-    return [p for p in run_dir.iterdir() if p.name != LOCK_NAME]
+    return [p for p in run_dir.iterdir() if p.name not in (LOCK_NAME, SWEEP_LOG)]
 
 
 def check_run_dir(

@@ -112,26 +112,27 @@ def _plugin_defaults(host: Host) -> dict[str, Any]:
     return merged
 
 
-def make_train_command(session: Session) -> click.Command:
-    """``train`` with the core options plus every active plugin's options."""
+@dataclasses.dataclass
+class TrainOptions:
+    """What ``train`` accepts for the active plugins: its parameters (the core options, every
+    plugin's, then --config, --resume, --auto-resume, --overwrite), the plugins' defaults and
+    the names of the plugins' options. ``sweep`` builds its command from the same list."""
+
+    host: Host
+    params: list[click.Parameter]
+    defaults: dict[str, Any]
+    plugin_keys: set[str]
+
+
+def train_options(session: Session) -> TrainOptions:
+    """The options of ``train`` for the session's plugins; a broken plugin raises
+    ``click.ClickException`` naming it."""
     try:
         host = session.host()
         plugin_options = [opt for opts in host.call("ganrun_train_options") for opt in (opts or [])]
         defaults = _plugin_defaults(host)
     except (click.ClickException, PluginError) as exc:
-        broken = exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
-
-        # Accept any options so the plugin error, not "no such option", is what the user sees.
-        @click.command(
-            "train",
-            help="Train a GAN (unavailable: a plugin failed to load).",
-            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        )
-        def unavailable() -> None:
-            raise broken
-
-        return unavailable
-
+        raise exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc)) from None
     base = dataclasses.asdict(TrainConfig())
     base.update({k: v for k, v in defaults.items() if k in CORE_KEYS})
     params: list[click.Parameter] = [
@@ -165,14 +166,38 @@ def make_train_command(session: Session) -> click.Command:
             help="Start over in an existing run folder, deleting its checkpoints and logs.",
         ),
     ]
+    return TrainOptions(host, params, defaults, {opt.name for opt in plugin_options if opt.name})
+
+
+def unavailable_command(name: str, what: str, broken: click.ClickException) -> click.Command:
+    """A stand-in for a command whose plugins failed to load: it accepts any options, so the
+    plugin's error, not "no such option", is what the user sees."""
+
+    @click.command(
+        name,
+        help=f"{what} (unavailable: a plugin failed to load).",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+    def unavailable() -> None:
+        raise broken
+
+    return unavailable
+
+
+def make_train_command(session: Session) -> click.Command:
+    """``train`` with the core options plus every active plugin's options."""
+    try:
+        options = train_options(session)
+    except click.ClickException as exc:
+        return unavailable_command("train", "Train a GAN", exc)
 
     def callback(**values: Any) -> None:
         ctx = click.get_current_context()
-        run_train(ctx, session, host, values, defaults, {opt.name for opt in plugin_options})
+        run_train(ctx, session, options.host, values, options.defaults, options.plugin_keys)
 
     return click.Command(
         "train",
-        params=params,
+        params=options.params,
         callback=callback,
         help="Train a GAN on a registered dataset; options come from the active plugins too.\n\n"
         "Precedence: built-in defaults < plugin defaults < --config TOML < flags.",
@@ -375,20 +400,14 @@ def reads_data_dir(factory: Any) -> bool:
     return getattr(factory, "reads_data_dir", True) is not False
 
 
-def run_train(
-    ctx: click.Context,
-    session: Session,
-    host: Host,
-    values: dict[str, Any],
-    defaults: dict[str, Any],
-    plugin_keys: set[str],
-) -> None:
-    from registry.train import DivergenceError, Interrupted, Trainer
+def resume_mutable(host: Host) -> frozenset[str]:
+    """The options a resume may change: the core ones and those the active plugins name."""
+    return frozenset(MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options())))
 
-    mutable = MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options()))
-    config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, frozenset(mutable))
-    if resume_path is not None:
-        _require_run_plugins(Path(values.get("resume") or resume_path), host.plugins, "train --resume")
+
+def configure(config: TrainConfig, host: Host) -> None:
+    """Check a merged configuration and let the plugins complete it (``ganrun_configure``);
+    a bad value is one line naming its option."""
     _validate(config, host)  # first: a bad core value is named under its own option, never a plugin's
     try:
         host.hook.ganrun_configure(config=config, registries=host.registries)
@@ -397,20 +416,15 @@ def run_train(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _validate(config, host)
-    info = distributed.from_environment()
-    overwrite = values.get("overwrite", False)
-    run_dir = choose_run_dir(config, resume_path)
-    # --auto-resume without a checkpoint: a run that died before its first one starts again
-    restart = config if values.get("auto_resume") and resume_path is None else None
-    folder_checks = (run_dir, resume_path, overwrite, restart, frozenset(mutable))
-    if info.is_main:
-        try:  # a live writer is named before the folder's contents are judged
-            RunLock(run_dir).check_free()
-        except RunFolderBusy as exc:
-            raise click.ClickException(str(exc)) from None
-        check_run_dir(*folder_checks)
+
+
+def build_trainer(config: TrainConfig, host: Host, run_dir: Path, info: distributed.DistInfo | None = None):
+    """The ``Trainer`` of a configured run (it writes nothing yet); what stops it from being
+    built (data, names, memory, a plugin's hook) is one line naming the option to change."""
+    from registry.train import Trainer
+
     try:
-        trainer = Trainer(config, host, run_dir, dist=info)  # writes nothing yet
+        return Trainer(config, host, run_dir, dist=info)
     except memory.TooBig as exc:
         raise click.UsageError(str(exc)) from None
     except DatasetError as exc:
@@ -425,6 +439,36 @@ def run_train(
         if memory.is_out_of_memory(exc):
             raise click.ClickException(out_of_memory_text("building the run (data, networks)", SIZE_OPTIONS)) from None
         raise
+
+
+def run_train(
+    ctx: click.Context,
+    session: Session,
+    host: Host,
+    values: dict[str, Any],
+    defaults: dict[str, Any],
+    plugin_keys: set[str],
+) -> None:
+    from registry.train import DivergenceError, Interrupted
+
+    mutable = resume_mutable(host)
+    config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, mutable)
+    if resume_path is not None:
+        _require_run_plugins(Path(values.get("resume") or resume_path), host.plugins, "train --resume")
+    configure(config, host)
+    info = distributed.from_environment()
+    overwrite = values.get("overwrite", False)
+    run_dir = choose_run_dir(config, resume_path)
+    # --auto-resume without a checkpoint: a run that died before its first one starts again
+    restart = config if values.get("auto_resume") and resume_path is None else None
+    folder_checks = (run_dir, resume_path, overwrite, restart, mutable)
+    if info.is_main:
+        try:  # a live writer is named before the folder's contents are judged
+            RunLock(run_dir).check_free()
+        except RunFolderBusy as exc:
+            raise click.ClickException(str(exc)) from None
+        check_run_dir(*folder_checks)
+    trainer = build_trainer(config, host, run_dir, info)
     lock = None
     clean = False
     try:

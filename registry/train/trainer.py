@@ -124,6 +124,7 @@ class Trainer(StepMixin, RunPersistence):
         self.model_name = config.model or ("dcgan28" if self.dataset.image_size == 28 else "dcgan64")
         factory = reg.models.get(self.model_name)
         self._model_needs(needs, factory).check()
+        self.memory_needs = needs  # the lower bounds just checked; a sweep sizes its parallelism by them
         torch.manual_seed(seed_for(config.seed, "init"))  # identical init on every rank
         G, D = factory(
             latent_dim=self.sampler.input_dim, channels=self.dataset.channels, image_size=self.dataset.image_size
