@@ -79,3 +79,16 @@ def test_amp_says_when_this_cpu_trains_in_fp32(ganrun: Ganrun, tmp_path: Path) -
     )  # fmt: skip
     assert result.exit_code == 0, ganrun.describe(result)
     assert ("warning: --amp: this CPU has no native bf16" in result.output) == (not cpu_bf16())
+
+
+def test_an_empty_dataset_is_named_as_empty_not_as_a_batch_too_large(ganrun: Ganrun, tmp_path: Path) -> None:
+    data = ganrun.write_idx(tmp_path / "idx", 0)
+    run = tmp_path / "run"
+    result = ganrun.invoke(
+        "train", "--dataset", "mnist-idx", "--data-dir", data, "--batch-size", 1, "--steps", 1, "--out", run,
+        plugins=["infogan"],
+    )  # fmt: skip
+    assert result.exit_code == 2, ganrun.describe(result)
+    line = ganrun.error_line(result)
+    assert "holds no images" in line and str(data) in line and "smaller" not in line, line
+    assert not run.exists()

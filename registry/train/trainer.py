@@ -26,7 +26,7 @@ from registry.checkpoint.atomic import atomic_write
 from registry.checkpoint.run import RunPersistence
 from registry.config import TrainConfig
 from registry.cpu import allocator as perf
-from registry.data import ImageDataset, to_training_tensor
+from registry.data import DatasetError, ImageDataset, to_training_tensor
 from registry.plugins import Host, IsolatedHooks
 from registry.report.images import save_grid
 from registry.nets.spectral import apply_spectral_norm
@@ -99,6 +99,12 @@ class Trainer(StepMixin, RunPersistence):
         self.dataset = dataset or reg.datasets.get(config.dataset)(
             data_dir=config.data_dir, image_size=config.image_size
         )
+        if len(self.dataset) == 0:  # no batch size fits: the data is what is missing
+            raise DatasetError(
+                f"dataset {config.dataset!r} holds no images"
+                + (f" (read from {config.data_dir})" if config.data_dir else "")
+                + "; check the data (a folder of images, IDX files with N > 0) and the --data-dir path"
+            )
         if config.batch_size * self.dist.world_size > len(self.dataset):
             raise ValueError(
                 f"--batch-size {config.batch_size} x {self.dist.world_size} process(es) exceeds the "
