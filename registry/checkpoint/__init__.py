@@ -5,6 +5,7 @@ for hand-written loops (``embedding``)."""
 from registry.checkpoint.atomic import atomic_write
 from registry.checkpoint.codec import (
     check_entries,
+    check_optimizer_state,
     load_module_state,
     load_optimizer_state,
     module_state,
@@ -30,6 +31,7 @@ __all__ = [
     "CheckpointError",
     "atomic_write",
     "check_entries",
+    "check_optimizer_state",
     "checkpoint_name",
     "find_latest",
     "json_entry",

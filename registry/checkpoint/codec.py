@@ -26,7 +26,7 @@ from registry.checkpoint.file import (
     require_keys,
 )
 
-__all__ = ["module_state", "load_module_state", "optimizer_state", "load_optimizer_state"]
+__all__ = ["check_optimizer_state", "module_state", "load_module_state", "optimizer_state", "load_optimizer_state"]
 
 
 # --------------------------------------------------------------------------
@@ -214,6 +214,25 @@ def load_optimizer_state(
     The optimizer must have the same parameter-group layout as when saved;
     torch itself moves state onto each parameter's device and dtype.
     """
+    groups, state = check_optimizer_state(opt, tensors, prefix, meta_json, path=path, strict=strict)
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise _error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
+
+
+def check_optimizer_state(
+    opt: torch.optim.Optimizer,
+    tensors: Mapping[str, torch.Tensor],
+    prefix: str,
+    meta_json: str,
+    *,
+    path: PathLike,
+    strict: bool = False,
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Every check of :func:`load_optimizer_state`, loading nothing: returns the decoded
+    ``(param_groups, state)``. ``opt`` is only read (its parameters and settings), so a fresh
+    optimizer with no state serves to validate a checkpoint that will not be trained further."""
     _check_prefix(prefix)
     try:
         if json_depth(meta_json) > MAX_JSON_DEPTH:
@@ -258,10 +277,7 @@ def load_optimizer_state(
     if extra:
         raise _error(path, f"unexpected optimizer tensors {_listing(extra)}")
     _check_optimizer_values(opt, groups, state, prefix, path, strict)
-    try:
-        opt.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise _error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
+    return groups, state
 
 
 # Per-parameter state entries of the optimizers this build makes, and which must be >= 0.

@@ -401,6 +401,12 @@ def run_train(
     except memory.TooBig as exc:
         raise click.UsageError(str(exc)) from None
     except DatasetError as exc:
+        if resume_path is not None:  # the data a run was trained on cannot change on resume
+            where = f" (--data-dir {config.data_dir})" if config.data_dir is not None else ""
+            raise click.ClickException(
+                f"train --resume needs the run's dataset {config.dataset!r}, which cannot be read: {exc}; "
+                f"a resume reads it where the run recorded it{where}, so put the data back there"
+            ) from None
         raise click.BadParameter(str(exc), param_hint="--data-dir / --dataset") from None
     except UnknownNameError as exc:
         raise click.BadParameter(str(exc), param_hint=_option_for(str(exc)) or None) from None
