@@ -287,18 +287,17 @@ def saved_config(path: Path, meta: dict[str, str]) -> TrainConfig:
         raise ckpt.CheckpointError(f"{path}: metadata entry 'config' is malformed ({exc})") from None
 
 
-def checked_step(path: Path, meta: dict[str, str], steps: int) -> int:
+def checked_step(path: Path, meta: dict[str, str], steps: int, *, resuming: bool = True) -> int:
     """The checkpoint's step: decimal digits, and at most ``steps`` (the run's length), so a
-    resume never acts on a step this build could not have written for this run."""
+    resume never acts on a step this build could not have written for this run (``resuming``:
+    the refusal says how a resume can go on; using the trained model has no --steps)."""
     text = meta.get("step")
     if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,18}", text):
         raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {text!r}, not a non-negative integer")
     step = int(text)
     if step > steps:
-        raise ckpt.CheckpointError(
-            f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps; "
-            f"pass --steps {step} or more to continue it"
-        )
+        hint = f"; pass --steps {step} or more to continue it" if resuming else ""
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps{hint}")
     return step
 
 

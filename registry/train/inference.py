@@ -150,7 +150,7 @@ def restore_for_inference(path: Path, host: Host, *, device: str | None = None) 
     with torch.random.fork_rng(devices=[]):  # the build seeds the global RNG for its initialisation
         sampler = make_sampler(config, host)
         networks = build_networks(config, host, sampler, channels=shape[0], image_size=shape[1], device=resolved)
-    step = checked_step(path, meta, config.steps)
+    step = checked_step(path, meta, config.steps, resuming=False)
     check_recorded_plugins(path, meta, host.plugins)
     for name, module in networks.modules.items():
         ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
