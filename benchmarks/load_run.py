@@ -4,8 +4,8 @@
 ``load_run`` used before.
 
 Each measurement is a fresh interpreter that imports ganrun, loads the run, draws ``--n``
-images and reports its seconds per phase and its peak resident memory (``ru_maxrss``), so
-neither path profits from the other's caches. The command line (``ganrun generate``, one
+images and reports its seconds per phase (wall and CPU time) and its peak resident memory
+(``ru_maxrss``), so neither path profits from the other's caches. The command line (``ganrun generate``, one
 process each) is timed from outside too.
 
     OMP_NUM_THREADS=1 python benchmarks/load_run.py RUN
@@ -29,12 +29,12 @@ from pathlib import Path
 
 PROBE = r"""
 import json, resource, sys, time
-t0 = time.perf_counter()
+c0, t0 = time.process_time(), time.perf_counter()
 import torch
 torch.set_num_threads(1)
 import infogan_plugin
 from registry import Host, find_checkpoint
-t1 = time.perf_counter()
+c1, t1 = time.process_time(), time.perf_counter()
 path, how, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if how == "reference":
     from registry.train import Trainer
@@ -43,10 +43,11 @@ if how == "reference":
     run = infogan_plugin.InfoGANRun(Trainer.from_checkpoint(file, host, device="cpu"), file)
 else:
     run = infogan_plugin.load_run(path)
-t2 = time.perf_counter()
+c2, t2 = time.process_time(), time.perf_counter()
 images = run.generate(n, seed=0)
-t3 = time.perf_counter()
+c3, t3 = time.process_time(), time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "generate_s": t3 - t2,
+                  "import_cpu_s": c1 - c0, "load_cpu_s": c2 - c1, "generate_cpu_s": c3 - c2,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -100,18 +101,20 @@ def main() -> None:
 
     rows = {}
     for how in ("reference", "checkpoint"):
-        samples = [probe(run, how, args.n) for _ in range(args.repeats)]
+        samples = []
+        for _ in range(args.repeats):
+            samples.append(probe(run, how, args.n))
+            print(f"{how}: {json.dumps(samples[-1])}", file=sys.stderr, flush=True)
         rows[how] = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
     command = statistics.median(cli(run, args.n) for _ in range(args.repeats))
 
     print(f"{run}: generate {args.n} images, median of {args.repeats} fresh processes each (CPU, 1 thread)")
-    print(f"{'path':<34} {'import s':>9} {'load s':>8} {'generate s':>11} {'peak RSS MB':>12}")
+    print("seconds: wall (CPU time of the process, the steadier figure on a shared machine)")
+    print(f"{'path':<34} {'import':>15} {'load':>15} {'generate':>15} {'peak RSS MB':>12}")
     names = {"reference": "Trainer.from_checkpoint (before)", "checkpoint": "load_run, checkpoint alone"}
     for how, row in rows.items():
-        print(
-            f"{names[how]:<34} {row['import_s']:>9.2f} {row['load_s']:>8.3f} {row['generate_s']:>11.3f} "
-            f"{row['peak_rss_mb']:>12.0f}"
-        )
+        cells = [f"{row[f'{phase}_s']:.2f} ({row[f'{phase}_cpu_s']:.2f})" for phase in ("import", "load", "generate")]
+        print(f"{names[how]:<34} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {row['peak_rss_mb']:>12.0f}")
     print(f"ganrun --plugin infogan generate (whole process): {command:.2f} s")
 
 

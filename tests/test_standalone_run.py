@@ -171,6 +171,10 @@ def test_eval_reports_L_I_and_one_line_about_what_it_skipped(ganrun: Ganrun, tin
     assert set(result["information"]) == {"c1", "c2"} and result["classification"] == {}
     assert set(result["skipped"]) == {"classification", "disentanglement"}
     assert all(str(moved.data) in why for why in result["skipped"].values())
+    report = ganrun.invoke("report", moved.run, "--plots", "svg", plugins=["infogan", tiny])
+    assert report.exit_code == 0, ganrun.describe(report)
+    page = (moved.run / "report.html").read_text()
+    assert "<th>classification</th><td>skipped: the run&#x27;s dataset" in page
 
 
 def test_eval_reads_the_data_where_it_has_moved_to(ganrun: Ganrun, tiny: str, moved: Moved) -> None:
@@ -241,3 +245,24 @@ def test_a_checkpoint_written_on_a_gpu_is_usable_on_a_cpu(trained_plain_run: Pat
     save_checkpoint(path, tensors, {**meta, "config": json.dumps(config)})
     with pytest.raises(CheckpointError, match="RNG entry 'rng.latent.0' is int32 of shape"):
         registry.load_run(path.parent.parent)
+
+
+def test_the_optimizer_settings_checked_are_those_of_the_adams_training_builds(tiny: str) -> None:
+    """Using a run checks the optimizer entries against ``optimizer_settings`` instead of building
+    Adams (whose constructor imports torch._dynamo); both must describe the same optimizers, so a
+    torch release that changes Adam's settings fails here, not in a user's load_run."""
+    from registry.config import TrainConfig
+    from registry.plugins import Host
+    from registry.train.networks import build_networks, make_optimizers, make_sampler, optimizer_settings
+
+    host = Host.create(["infogan", tiny])
+    config = TrainConfig(model="tiny", lr_g=0.003, lr_d=0.0001, beta1=0.25)
+    host.hook.ganrun_configure(config=config, registries=host.registries)
+    networks = build_networks(config, host, make_sampler(config, host), channels=1, image_size=8, device="cpu")
+    built, described = make_optimizers(config, networks), optimizer_settings(config, networks)
+    for group in ("G", "D"):
+        [real], [settings] = built[group].param_groups, described[group].param_groups
+        assert sorted(real) == sorted(settings), group
+        assert all(a is b for a, b in zip(real["params"], settings["params"], strict=True))
+        for key in set(real) - {"params", "fused", "foreach"}:  # torch picks fused or foreach per machine
+            assert type(real[key]) is type(settings[key]) and real[key] == settings[key], (group, key)

@@ -4,6 +4,7 @@ for hand-written loops (``embedding``)."""
 
 from registry.checkpoint.atomic import atomic_write
 from registry.checkpoint.codec import (
+    OptimizerSettings,
     check_entries,
     check_optimizer_state,
     load_module_state,
@@ -26,6 +27,7 @@ from registry.checkpoint.file import (
 )
 
 __all__ = [
+    "OptimizerSettings",
     "FORMAT_VERSION",
     "MAX_HEADER_BYTES",
     "CheckpointError",

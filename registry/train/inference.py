@@ -5,9 +5,9 @@ optimizers, no run lock.
 and image shape the checkpoint records (through ``registry.train.networks``, as the trainer builds
 them) and checks every entry of the file as ``--resume`` does, in the same order and with the same
 messages: the step, the recorded plugins, each module's tensors, each optimizer's settings and
-state (validated against a fresh Adam over the restored parameters, then dropped), the RNG states
-and the plugins' checkpoint state. Only the weights are kept. ``registry.load_run`` wraps the
-result in a ``Run``.
+state (against the settings a fresh Adam over the restored parameters would hold, without
+building one), the RNG states and the plugins' checkpoint state. Only the weights are kept.
+``registry.load_run`` wraps the result in a ``Run``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from registry.checkpoint.run import (
 )
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.train.networks import build_networks, make_optimizers, make_sampler
+from registry.train.networks import build_networks, make_sampler, optimizer_settings
 
 __all__ = ["InferenceState", "recorded_image_shape", "restore_for_inference"]
 
@@ -154,7 +154,7 @@ def restore_for_inference(path: Path, host: Host, *, device: str | None = None) 
     check_recorded_plugins(path, meta, host.plugins)
     for name, module in networks.modules.items():
         ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
-    for name, opt in make_optimizers(config, networks).items():
+    for name, opt in optimizer_settings(config, networks).items():
         ckpt.check_optimizer_state(
             opt, tensors, f"optim.{name}", optimizer_json(path, meta, name), path=path, strict=True
         )

@@ -9,19 +9,29 @@ both go through these functions and can never build different networks.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from registry.checkpoint.codec import OptimizerSettings
 from registry.config import TrainConfig
 from registry.nets.spectral import apply_spectral_norm
 from registry.plugins import Host, IsolatedHooks
 from registry.train.noise import NoiseSampler
 from registry.train.rng import seed_for, step_seed
 
-__all__ = ["Networks", "build_networks", "build_plugin_modules", "make_optimizers", "make_sampler", "model_name_for"]
+__all__ = [
+    "Networks",
+    "build_networks",
+    "build_plugin_modules",
+    "make_optimizers",
+    "make_sampler",
+    "model_name_for",
+    "optimizer_settings",
+]
 
 
 @dataclass
@@ -102,11 +112,32 @@ def _make_adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float]
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
+def _group_params(networks: Networks, group: str) -> list[nn.Parameter]:
+    return [p for name in networks.groups[group] for p in networks.modules[name].parameters()]
+
+
 def make_optimizers(config: TrainConfig, networks: Networks) -> dict[str, torch.optim.Adam]:
     """One Adam per group, with the configured learning rates and betas (no state until a step)."""
-
-    def params(group: str) -> list[nn.Parameter]:
-        return [p for name in networks.groups[group] for p in networks.modules[name].parameters()]
-
     betas = (config.beta1, config.beta2)
-    return {"G": _make_adam(params("G"), config.lr_g, betas), "D": _make_adam(params("D"), config.lr_d, betas)}
+    return {
+        "G": _make_adam(_group_params(networks, "G"), config.lr_g, betas),
+        "D": _make_adam(_group_params(networks, "D"), config.lr_d, betas),
+    }
+
+
+def optimizer_settings(config: TrainConfig, networks: Networks) -> dict[str, OptimizerSettings]:
+    """The Adams ``make_optimizers`` builds, as settings only (``OptimizerSettings``): each group's
+    parameters with Adam's own defaults (read from its signature) and the configured learning
+    rate and betas, for checking a checkpoint's optimizer entries without building optimizers."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(torch.optim.Adam.__init__).parameters.items()
+        if name not in ("self", "params")
+    }
+    betas = (config.beta1, config.beta2)
+    return {
+        group: OptimizerSettings(
+            torch.optim.Adam, [{"params": _group_params(networks, group), **defaults, "lr": lr, "betas": betas}]
+        )
+        for group, lr in (("G", config.lr_g), ("D", config.lr_d))
+    }
