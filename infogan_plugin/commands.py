@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from registry import PluginError, require_run_plugins, runfiles
+from registry import DatasetError, PluginError, UnknownNameError, find_checkpoint, require_run_plugins, runfiles
 from registry.checkpoint import CheckpointError, atomic_write
 
 # The numbers eval reports as its result: one that is not finite makes eval fail (after writing
 # eval.json with null in its place), since a NaN L_I or accuracy means the networks are broken.
 MAX_EVAL_SAMPLES = 10_000_000  # L_I's estimate: standard error ~3e-4 of the NLL's spread at this size
 HEADLINE = {"information": "L_I", "classification": "accuracy", "disentanglement": "score"}
+# What eval computes from the run's dataset, named in its one line about them when that is missing.
+SKIPPABLE = {"classification": "the accuracy", "disentanglement": "the disentanglement scores"}
 
 
 def _writable(path: Path) -> None:
@@ -24,16 +27,60 @@ def _writable(path: Path) -> None:
 
 
 def _load(ctx: click.Context, run: Path, device: str | None):
-    from registry.train import Trainer
+    """The run's networks from its newest checkpoint (``registry.train.inference``: no dataset,
+    no optimizers), with the plugins named on the command line active."""
+    from registry.train import restore_for_inference
 
     host = ctx.obj.host()
     try:
         require_run_plugins(run, host.plugins, ctx.info_name or "eval")
-        return Trainer.from_checkpoint(run, host, device=device)
-    except (CheckpointError, PluginError) as exc:
+        found = find_checkpoint(run)
+        if found is None:
+            raise CheckpointError(f"{run}: no complete checkpoint in this run folder")
+        return restore_for_inference(found, host, device=device)
+    except (CheckpointError, PluginError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from None
     except (ValueError, KeyError) as exc:
         raise click.ClickException(f"{run}: cannot rebuild the run ({exc})") from None
+
+
+class _WithData:
+    """A restored run with its dataset, read the way the trainer reads them (``dataset`` and
+    ``data``: the images as float32 in [-1, 1] on the run's device), for the metrics that
+    need real images: the accuracy and the disentanglement scores."""
+
+    def __init__(self, state: Any, dataset: Any) -> None:
+        from registry import to_training_tensor
+
+        self.state, self.dataset = state, dataset
+        self.data = to_training_tensor(dataset, state.device)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.state, name)
+
+
+def _read_dataset(state: Any, data_dir: Path | None) -> tuple[Any, str | None]:
+    """``(dataset, None)``, or ``(None, why)`` when the run's dataset cannot be read from where
+    the run recorded it. A ``--data-dir`` the user gave that cannot be read is an error, as is
+    data of another image shape than the run's."""
+    config = state.config
+    try:
+        dataset = state.host.registries.datasets.get(config.dataset)(
+            data_dir=str(data_dir) if data_dir is not None else config.data_dir, image_size=config.image_size
+        )
+    except (DatasetError, UnknownNameError) as exc:
+        if data_dir is not None:
+            raise click.BadParameter(str(exc), param_hint="--data-dir") from None
+        return None, f"the run's dataset {config.dataset!r} cannot be read ({exc})"
+    shape = (dataset.channels, dataset.image_size, dataset.image_size)
+    if shape != tuple(state.image_shape):
+        where = f"{data_dir}" if data_dir is not None else f"dataset {config.dataset!r}"
+        raise click.BadParameter(
+            f"{where} holds {'x'.join(map(str, shape))} images; the run was trained on "
+            f"{'x'.join(map(str, state.image_shape))}",
+            param_hint="--data-dir",
+        )
+    return dataset, None
 
 
 _run_arg = click.argument("run", type=click.Path(exists=True, path_type=Path))
@@ -59,11 +106,11 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
     """
     from infogan_plugin.traversals import traversal_grids
 
-    trainer = _load(ctx, run, device)
-    out = out or trainer.run_dir / "traversals"
+    state = _load(ctx, run, device)
+    out = out or state.run_dir / "traversals"
     if out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} exists and is not a folder; name another --out", param_hint="--out")
-    for path in traversal_grids(trainer, out, trainer.step):
+    for path in traversal_grids(state, out, state.step):
         click.echo(str(path))
 
 
@@ -88,6 +135,13 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
     "setting; use a few hundred for a quick look.",
 )
 @click.option("--metrics-seed", default=0, show_default=True, help="Seed of the ground-truth samples the metrics draw.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the run's dataset is now, if it has moved (default: the folder recorded at training). "
+    "Only the accuracy and the disentanglement scores read it.",
+)
 @click.pass_context
 def eval_command(
     ctx: click.Context,
@@ -97,6 +151,7 @@ def eval_command(
     disentanglement: bool,
     metrics_samples: int,
     metrics_seed: int,
+    data_dir: Path | None,
 ) -> None:
     """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On a dataset with ground-truth factors
@@ -105,6 +160,11 @@ def eval_command(
 
     A number that is not finite is written to eval.json as null, with a warning naming it; eval
     then fails (exit 1) if it is an L_I, an accuracy or a disentanglement score.
+
+    L_I needs only the run folder. The accuracy and the disentanglement scores read the run's
+    dataset; when it cannot be read where the run recorded it (and no --data-dir is given), eval
+    reports L_I, says in one line what it skipped and why, records it under "skipped" in
+    eval.json and exits 0.
 
     The accuracy and the disentanglement metrics need scikit-learn and scipy:
     pip install 'ganrun[eval]'."""
@@ -126,17 +186,23 @@ def eval_command(
         )
     if metrics_samples < 2:
         raise click.BadParameter(f"must be at least 2, got {metrics_samples}", param_hint="--metrics-samples")
-    trainer = _load(ctx, run, device)
-    path = trainer.run_dir / "eval.json"
+    state = _load(ctx, run, device)
+    path = state.run_dir / "eval.json"
     _writable(path)  # refused now, not after minutes of evaluation
-    scores_disentanglement = disentanglement and trainer.dataset.ground_truth is not None
+    wanted = (["classification"] if any(slot.code.discrete for slot in state.sampler.slots) else []) + (
+        ["disentanglement"] if disentanglement else []
+    )
+    dataset, why = _read_dataset(state, data_dir) if wanted else (None, None)
+    with_data = _WithData(state, dataset) if dataset is not None else None
+    scores_disentanglement = disentanglement and dataset is not None and dataset.ground_truth is not None
     if scores_disentanglement:  # codes and factors (float64) of the training and test points
         from infogan_plugin.generate import check_fits
 
-        per_point = 8 * (trainer.sampler.input_dim + 16) * 3
-        check_fits(trainer.device, "--metrics-samples", metrics_samples, "the metrics' codes and factors", per_point)
+        per_point = 8 * (state.sampler.input_dim + 16) * 3
+        check_fits(state.device, "--metrics-samples", metrics_samples, "the metrics' codes and factors", per_point)
+    scores_accuracy = with_data is not None and classifies(with_data)
     try:  # fail before the first stage, not minutes into the evaluation
-        if classifies(trainer) and any(isinstance(slot.code, Categorical) for slot in trainer.sampler.slots):
+        if scores_accuracy and any(isinstance(slot.code, Categorical) for slot in state.sampler.slots):
             require("scipy.optimize", "the unsupervised classification accuracy")
         if scores_disentanglement:
             check_eval_dependencies("the disentanglement metrics (MIG, DCI, SAP)")
@@ -150,20 +216,22 @@ def eval_command(
     from tqdm.auto import tqdm
 
     with tqdm(total=samples, unit="sample", file=sys.stderr, dynamic_ncols=True, disable=None, leave=False) as bar:
-        information = information_bounds(trainer, n=samples, progress=bar.update)
-    if classifies(trainer):
+        information = information_bounds(state, n=samples, progress=bar.update)
+    if scores_accuracy:
         stage("unsupervised classification accuracy on the labelled data")
     try:
         result = {
-            "step": trainer.step,
-            "dataset": trainer.config.dataset,
+            "step": state.step,
+            "dataset": state.config.dataset,
             "information": information,
-            "classification": classification_accuracy(trainer),
+            "classification": classification_accuracy(with_data) if scores_accuracy else {},
         }
+        if why is not None:  # recorded as not computed, which is not a failure
+            result["skipped"] = {name: why for name in wanted}
         if scores_disentanglement:
             labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
             result["disentanglement"] = disentanglement_metrics(
-                trainer,
+                with_data,
                 num_samples=metrics_samples,
                 seed=metrics_seed,
                 on_metric=lambda name: stage(f"{labels[name]} at {metrics_samples} samples"),
@@ -187,10 +255,15 @@ def eval_command(
             for key, label in (("mig", "MIG"), ("factor_vae", "FactorVAE"), ("dci", "DCI"), ("sap", "SAP"))
         )
         click.echo(f"disentanglement of {', '.join(dis['encoder'])} ({metrics_samples} samples): {shown}")
+    if why is not None:
+        skipped = " and ".join(SKIPPABLE[name] for name in wanted)
+        click.echo(
+            f"skipped {skipped}, which read the run's data: {why}; pass --data-dir DIR to point eval at the data"
+        )
     click.echo(f"wrote {path}")
     broken = [name for name in non_finite if HEADLINE.get(name.partition(".")[0]) == name.rpartition(".")[2]]
     if broken:
         raise click.ClickException(
-            f"{path}: {', '.join(broken)} not finite at step {trainer.step}: the networks of this checkpoint give "
+            f"{path}: {', '.join(broken)} not finite at step {state.step}: the networks of this checkpoint give "
             f"NaN or infinite outputs; evaluate an earlier one (ganrun --plugin infogan eval RUN/checkpoints/FILE)"
         )

@@ -120,8 +120,8 @@ def encode_command(
         )
     loaded = load_for_command(ctx, run, checkpoint, device)
     # a batch as read (uint8 counted as float32) and as D's input
-    per_image = 2 * image_bytes(loaded.trainer.dataset)
-    check_fits(loaded.trainer.device, "--batch-size", batch_size, f"a batch of {batch_size} images", per_image)
+    per_image = 2 * image_bytes(loaded)
+    check_fits(loaded.device, "--batch-size", batch_size, f"a batch of {batch_size} images", per_image)
     try:
         names, read = loaded.image_source(source)
     except (DatasetError, ValueError) as exc:

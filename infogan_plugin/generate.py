@@ -54,9 +54,10 @@ def check_fits(device: torch.device, option: str, count: int, what: str, per_ite
         raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint=option) from None
 
 
-def image_bytes(dataset: Any) -> int:
-    """Bytes of one float32 image of a run's dataset."""
-    return dataset.channels * dataset.image_size**2 * 4
+def image_bytes(run: InfoGANRun) -> int:
+    """Bytes of one float32 image of the run's shape."""
+    c, h, w = run.image_shape
+    return c * h * w * 4
 
 
 def parse_code_values(texts: tuple[str, ...], run: InfoGANRun, param_hint: str = "--code") -> dict[str, CodeValue]:
@@ -170,8 +171,8 @@ def generate_command(
             f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out", param_hint="--out"
         )
     # the images three times (float32 on the device, on the host, in [-1, 1]) and G's input
-    per_image = 3 * image_bytes(loaded.trainer.dataset) + 4 * loaded.spec.input_dim
-    check_fits(loaded.trainer.device, "--n", n, f"{n} generated images", per_image)
+    per_image = 3 * image_bytes(loaded) + 4 * loaded.spec.input_dim
+    check_fits(loaded.device, "--n", n, f"{n} generated images", per_image)
     g_input = loaded.inputs(n, codes=values, seed=seed)
     images = loaded.render(g_input).cpu()  # (n, C, H, W) in [0, 1]
     signed = images * 2.0 - 1.0  # save_grid reads [-1, 1]

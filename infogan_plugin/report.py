@@ -99,6 +99,8 @@ def _eval_section(path: Path) -> tuple[str, str] | None:
         for name, metric in (result.get("disentanglement") or {}).items():
             if isinstance(metric, dict) and "score" in metric:
                 cells += f"<tr><th>{html.escape(name)}</th><td>{_number(metric['score'], '.3f')}</td></tr>"
+        for name, why in (result.get("skipped") or {}).items():  # figures eval could not compute without the data
+            cells += f"<tr><th>{html.escape(name)}</th><td>skipped: {html.escape(str(why))}</td></tr>"
         step = html.escape(str(result.get("step")))
     except RunFileError as exc:
         warn(f"{exc.path}: {exc.reason}; the report has no evaluation section")

@@ -45,8 +45,8 @@ class InfoGANRun(Run):
     """A trained InfoGAN run: ``G``, ``D``, ``Q`` in eval mode, the ``spec`` (``LatentSpec``),
     ``generate`` with chosen codes and ``encode`` through Q. Made by :func:`load_run`."""
 
-    def __init__(self, trainer: Any, checkpoint: Path) -> None:
-        super().__init__(trainer, checkpoint)
+    def __init__(self, state: Any, checkpoint: Path) -> None:
+        super().__init__(state, checkpoint)
         if not isinstance(self.sampler, LatentSpec) or "Q" not in self.modules:
             raise ValueError(
                 f"{checkpoint}: not an InfoGAN run (no latent codes or Q head); use registry.load_run for a plain GAN"
@@ -153,10 +153,10 @@ def load_run(
     ``path`` is a run folder or a checkpoint file; ``checkpoint`` a step number, a file name in
     ``checkpoints/`` or a path (default: the newest complete checkpoint); ``device`` where the
     modules go. The checkpoint is validated as ``--resume`` validates it and the run's plugins
-    are activated. Raises ``CheckpointError``, ``PluginError``, ``DatasetError`` or
-    ``ValueError`` (each one line) when the run cannot be rebuilt or is not an InfoGAN run.
+    are activated; the run's dataset is not needed. Raises ``CheckpointError``, ``PluginError``
+    or ``ValueError`` (each one line) when the run cannot be rebuilt or is not an InfoGAN run.
     """
     # the run's recorded plugins include infogan for an InfoGAN run; adding it to a plain run's
     # would make its sampler look for codes the run never had
     run = load_host_run(path, checkpoint, device, plugins=plugins, command=command)
-    return InfoGANRun(run.trainer, run.checkpoint)
+    return InfoGANRun(run.state, run.checkpoint)

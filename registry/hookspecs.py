@@ -301,6 +301,10 @@ def ganrun_checkpoint_state(trainer: Trainer) -> dict[str, Any] | None:
     Modules returned by ``ganrun_build_modules`` are saved by the host already; use this
     for state that is not a module (a running statistic, a generator state). The host
     stores each key under ``plugin.<key>``; keys must be unique across plugins.
+    Also called when a run is loaded for use (``load_run``, ``generate``, ``export``, ...),
+    to check the checkpoint's entries against what the plugin writes: then ``trainer`` is a
+    ``registry.train.InferenceState`` (``config``, ``host``, ``modules``, ``sampler``, ``step``,
+    ``device``, ``image_shape``, ``run_dir``; no dataset or optimizers).
     """
 
 
@@ -308,7 +312,8 @@ def ganrun_checkpoint_state(trainer: Trainer) -> dict[str, Any] | None:
 def ganrun_load_checkpoint_state(trainer: Trainer, tensors: dict[str, Any]) -> None:
     """Restore what ``ganrun_checkpoint_state`` saved.
 
-    Called on resume with every tensor stored under ``plugin.`` (the prefix removed).
-    Raise ``registry.checkpoint.CheckpointError`` if an entry this plugin needs is
-    missing: missing state is never skipped silently.
+    Called on resume with every tensor stored under ``plugin.`` (the prefix removed), and
+    when a run is loaded for use, with ``trainer`` a ``registry.train.InferenceState`` (see
+    ``ganrun_checkpoint_state``). Raise ``registry.checkpoint.CheckpointError`` if an entry
+    this plugin needs is missing: missing state is never skipped silently.
     """

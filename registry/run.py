@@ -1,13 +1,17 @@
 """A trained run, back in Python: ``load_run("runs/x")`` -> G and D in eval mode, ready to draw.
 
-``load_run`` reads a run folder's newest (or a named) checkpoint through
-``Trainer.from_checkpoint``, so a checkpoint that ``--resume`` would refuse (truncated,
-tampered with, from another configuration) is refused here with the same one-line
-``CheckpointError``. The plugins the run was trained with (recorded in the checkpoint) are
-activated first, so a plugin's modules and latent sampler come back with it.
+``load_run`` needs the run folder (or one checkpoint file) and the plugins the run was trained
+with, nothing else: G, D and the plugins' modules are rebuilt from the configuration and image
+shape the checkpoint records (``registry.train.inference``), with no dataset, no optimizers and
+no run lock, so a run keeps working after its training data has moved or on another machine.
+Every entry of the checkpoint is still checked as ``--resume`` checks it: a file that
+``--resume`` would refuse (truncated, tampered with, from another configuration) is refused
+here with the same one-line ``CheckpointError``. The plugins the run was trained with (recorded
+in the checkpoint) are activated first, so a plugin's modules and latent sampler come back
+with it.
 
 This is the one module of the use-a-run features that reaches into the host's insides
-(trainer, dataset helpers); ``registry.export`` and the InfoGAN plugin's ``generate``,
+(restoring, dataset helpers); ``registry.export`` and the InfoGAN plugin's ``generate``,
 ``encode`` and ``explore`` go through ``Run`` and the helpers here.
 """
 
@@ -106,16 +110,17 @@ def load_run(
     ``path`` is a run folder or a checkpoint file; ``checkpoint`` is as in
     :func:`resolve_checkpoint`; ``device`` is ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. The
     plugins recorded in the checkpoint are activated, with ``plugins`` besides. Returns a
-    :class:`Run` whose modules are in eval mode on ``device`` with gradients off.
+    :class:`Run` whose modules are in eval mode on ``device`` with gradients off. The run's
+    dataset is not read (the image shape comes from the checkpoint), nor are optimizers built
+    or the run folder locked.
 
     Raises ``CheckpointError`` for a missing, damaged or incompatible checkpoint,
     ``PluginError`` when a recorded plugin cannot be loaded (``MissingPluginError``, from
     ``registry.run_plugins``, when one is not installed: ``command`` is the command its message
-    tells the user to run again), ``DatasetError`` when the run's
-    dataset cannot be read (its size and channels are taken from it), ``ValueError`` for a bad
-    device. Torch's global random state is the same after the call as before.
+    tells the user to run again), ``ValueError`` for a bad device. Torch's global random state
+    is the same after the call as before.
     """
-    from registry.train.trainer import Trainer
+    from registry.train.inference import restore_for_inference
 
     file = resolve_checkpoint(path, checkpoint)
     recorded = _recorded_plugins(file)
@@ -123,35 +128,60 @@ def load_run(
     require_run_plugins(path, loadable(names), command, recorded=recorded_plugins(file))
     host = Host.create(names)
     with _global_rng_kept():
-        trainer = Trainer.from_checkpoint(file, host, device=device)
-    return Run(trainer, file)
+        state = restore_for_inference(file, host, device=device)
+    return Run(state, file)
 
 
 class Run:
     """A trained run in eval mode: ``G``, ``D`` (and any plugin module in ``modules``), the
     configuration, the step and the image shape, with ``generate`` for plain GANs.
 
-    Plugins subclass it for their own use (``infogan_plugin.InfoGANRun``): build one from
-    another with ``Sub(run.trainer, run.checkpoint)``.
+    Built from ``state``: what ``registry.train.inference.restore_for_inference`` returns (as
+    ``load_run`` does), or a ``Trainer``. Plugins subclass it for their own use
+    (``infogan_plugin.InfoGANRun``): build one from another with ``Sub(run.state, run.checkpoint)``.
     """
 
-    def __init__(self, trainer: Any, checkpoint: Path) -> None:
-        self.trainer = trainer
+    def __init__(self, state: Any, checkpoint: Path) -> None:
+        self.state = state
         self.checkpoint = Path(checkpoint)
-        self.run_dir: Path = trainer.run_dir
-        self.config = trainer.config
-        self.step: int = trainer.step
-        self.device: torch.device = trainer.device
-        self.model_name: str = trainer.model_name
-        self.modules: dict[str, nn.Module] = dict(trainer.modules)
-        self.sampler = trainer.sampler
+        self.run_dir: Path = state.run_dir
+        self.config = state.config
+        self.step: int = state.step
+        self.device: torch.device = state.device
+        self.model_name: str = state.model_name
+        self.modules: dict[str, nn.Module] = dict(state.modules)
+        self.sampler = state.sampler
         for module in self.modules.values():
             module.eval()
             module.requires_grad_(False)
-        c, h, w = (int(v) for v in trainer.data.shape[1:])
+        shape = getattr(state, "image_shape", None)
+        if shape is None:  # a Trainer: the shape of its training data
+            shape = state.data.shape[1:]
+        c, h, w = (int(v) for v in shape)
         self.image_shape: tuple[int, int, int] = (c, h, w)
-        self.plugins: dict[str, str | None] = dict(trainer.host.plugins)
-        self.registries = trainer.host.registries
+        self.plugins: dict[str, str | None] = dict(state.host.plugins)
+        self.registries = state.host.registries
+        self._trainer = state if hasattr(state, "optimizers") else None
+
+    @property
+    def trainer(self) -> Any:
+        """A ``Trainer`` restored from the same checkpoint, with the run's dataset and optimizers
+        (built on first use, its modules separate from ``modules``; the one ``Run`` was built
+        from, if it was built from a trainer). Only what needs the training data should use it:
+        raises ``DatasetError`` naming the missing data when the run's dataset cannot be read."""
+        if self._trainer is None:
+            from registry.data import DatasetError
+            from registry.train.trainer import Trainer
+
+            try:
+                with _global_rng_kept():
+                    self._trainer = Trainer.from_checkpoint(self.checkpoint, self.state.host, device=str(self.device))
+            except DatasetError as exc:
+                raise DatasetError(
+                    f"run.trainer needs the run's dataset {self.config.dataset!r}, which cannot be read: {exc}; "
+                    f"G, D and the plugins' modules (run.modules) need no dataset"
+                ) from None
+        return self._trainer
 
     def __repr__(self) -> str:
         return (

@@ -1,6 +1,7 @@
 """Hostile state inside well-formed safetensors files (issue 18): every value a checkpoint
 carries is checked against what this build would have written before any of it is used, and
-the refusal is one line naming the file, the entry and the cause. Cases are generated."""
+the refusal is one line naming the file, the entry and the cause, the same whether the file is
+restored to resume training or to use the trained model. Cases are generated."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from registry.checkpoint import CheckpointError, checkpoint_name, read_checkpoint, save_checkpoint
 from registry.checkpoint.lock import LOCK_NAME
 from registry.plugins import Host
-from registry.train import Trainer
+from registry.train import Trainer, restore_for_inference
 
 if TYPE_CHECKING:
     from conftest import Ganrun
@@ -44,16 +45,22 @@ def host(tiny: str) -> Host:
 
 
 def refusal(path: Path, host: Host) -> str:
-    """The one-line refusal of restoring ``path`` (as ``--resume`` and ``load_run`` do)."""
+    """The one-line refusal of restoring ``path`` as ``--resume`` does; restoring it for use
+    (``load_run`` and the commands that use a trained model, with no dataset or optimizers)
+    must refuse it with the same message."""
     with pytest.raises(CheckpointError) as info:
         Trainer.from_checkpoint(path, host, device="cpu")
     message = str(info.value)
     assert "\n" not in message and message.startswith(str(path)), message
+    with pytest.raises(CheckpointError) as for_use:
+        restore_for_inference(path, host, device="cpu")
+    assert str(for_use.value) == message
     return message
 
 
 def test_the_untouched_checkpoint_restores(good: Path, host: Host) -> None:
     assert Trainer.from_checkpoint(good, host, device="cpu").step == 4
+    assert restore_for_inference(good, host, device="cpu").step == 4
 
 
 # ------------------------------------------------------------------------------ tensors
@@ -287,6 +294,12 @@ def test_resume_refuses_hostile_state_with_the_run_folder_untouched(
     line = ganrun.error_line(result)
     assert str(path) in line and f"'{name}'" in line, line
     assert _snapshot(run) == before
+    # using the trained model (no dataset, no optimizers) refuses the file, naming the same entry
+    exported = ganrun.invoke("export", run, "--format", "safetensors", "--out", tmp_path / "G.st", plugins=[tiny])
+    assert exported.exit_code == 1, ganrun.describe(exported)
+    used = ganrun.error_line(exported)
+    assert str(path) in used and f"'{name}'" in used and "--steps" not in used, used  # export has no --steps
+    assert _snapshot(run) == before and not (tmp_path / "G.st").exists()
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")

@@ -4,7 +4,9 @@ for hand-written loops (``embedding``)."""
 
 from registry.checkpoint.atomic import atomic_write
 from registry.checkpoint.codec import (
+    OptimizerSettings,
     check_entries,
+    check_optimizer_state,
     load_module_state,
     load_optimizer_state,
     module_state,
@@ -25,11 +27,13 @@ from registry.checkpoint.file import (
 )
 
 __all__ = [
+    "OptimizerSettings",
     "FORMAT_VERSION",
     "MAX_HEADER_BYTES",
     "CheckpointError",
     "atomic_write",
     "check_entries",
+    "check_optimizer_state",
     "checkpoint_name",
     "find_latest",
     "json_entry",

@@ -26,7 +26,14 @@ from registry.checkpoint.file import (
     require_keys,
 )
 
-__all__ = ["module_state", "load_module_state", "optimizer_state", "load_optimizer_state"]
+__all__ = [
+    "OptimizerSettings",
+    "check_optimizer_state",
+    "module_state",
+    "load_module_state",
+    "optimizer_state",
+    "load_optimizer_state",
+]
 
 
 # --------------------------------------------------------------------------
@@ -214,6 +221,37 @@ def load_optimizer_state(
     The optimizer must have the same parameter-group layout as when saved;
     torch itself moves state onto each parameter's device and dtype.
     """
+    groups, state = check_optimizer_state(opt, tensors, prefix, meta_json, path=path, strict=strict)
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise _error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
+
+
+class OptimizerSettings:
+    """What :func:`check_optimizer_state` reads of an optimizer, without constructing one: its
+    type and its ``param_groups`` (the parameters and the settings). Constructing a
+    ``torch.optim`` optimizer imports ``torch._dynamo``, seconds of work that checking a
+    checkpoint for inference would spend on an optimizer it then drops."""
+
+    def __init__(self, kind: type[torch.optim.Optimizer], param_groups: list[dict[str, Any]]) -> None:
+        self.kind = kind
+        self.param_groups = param_groups
+
+
+def check_optimizer_state(
+    opt: torch.optim.Optimizer | OptimizerSettings,
+    tensors: Mapping[str, torch.Tensor],
+    prefix: str,
+    meta_json: str,
+    *,
+    path: PathLike,
+    strict: bool = False,
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Every check of :func:`load_optimizer_state`, loading nothing: returns the decoded
+    ``(param_groups, state)``. ``opt`` is only read (its parameters and settings), so a fresh
+    optimizer with no state, or its ``OptimizerSettings``, serves to validate a checkpoint that
+    will not be trained further."""
     _check_prefix(prefix)
     try:
         if json_depth(meta_json) > MAX_JSON_DEPTH:
@@ -258,10 +296,7 @@ def load_optimizer_state(
     if extra:
         raise _error(path, f"unexpected optimizer tensors {_listing(extra)}")
     _check_optimizer_values(opt, groups, state, prefix, path, strict)
-    try:
-        opt.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise _error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
+    return groups, state
 
 
 # Per-parameter state entries of the optimizers this build makes, and which must be >= 0.
@@ -270,7 +305,7 @@ _NON_NEGATIVE = {"step", "exp_avg_sq", "max_exp_avg_sq"}
 
 
 def _check_optimizer_values(
-    opt: torch.optim.Optimizer,
+    opt: torch.optim.Optimizer | OptimizerSettings,
     groups: list[dict[str, Any]],
     state: dict[int, dict[str, Any]],
     prefix: str,
@@ -291,7 +326,11 @@ def _check_optimizer_values(
             cause = _value_mismatch(value, current[key], key, strict)
             if cause:
                 raise _error(path, f"optimizer entry {where!r} {cause}")
-    adam = isinstance(opt, torch.optim.Adam)
+    adam = (
+        issubclass(opt.kind, torch.optim.Adam)
+        if isinstance(opt, OptimizerSettings)
+        else isinstance(opt, torch.optim.Adam)
+    )
     for g, saved in enumerate(groups):  # amsgrad without its state would fail at the next step
         if adam and saved.get("amsgrad") is True:
             lacking = [i for i in saved["params"] if i in state and "max_exp_avg_sq" not in state[i]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,13 +82,7 @@ class RunPersistence:
     def plugin_state(self) -> dict[str, torch.Tensor]:
         """What the active plugins' ``ganrun_checkpoint_state`` returns now, merged (keys without
         the ``plugin.`` prefix); a key two plugins both use is a ValueError."""
-        state: dict[str, torch.Tensor] = {}
-        for extra in self.host.checked("ganrun_checkpoint_state", trainer=self):
-            for key, value in extra.items():
-                if key in state:
-                    raise ValueError(f"two plugins save checkpoint state under {key!r}")
-                state[key] = value
-        return state
+        return collect_plugin_state(self.host, self)
 
     def last_good_checkpoint_text(self) -> str:
         """Where a stopped run can continue from, truthfully: the newest complete checkpoint of
@@ -181,17 +176,7 @@ class RunPersistence:
 
     def _check_plugins(self, path: Path, meta: dict[str, str]) -> None:
         """Refuse a checkpoint written with plugins that are not active now, naming them."""
-        run = ckpt.json_entry(path, meta, "run", required=False)
-        recorded = run.get("plugins") if isinstance(run, dict) else None
-        if not isinstance(recorded, (dict, list)):
-            return  # older or foreign metadata: the module and optimizer checks still apply
-        missing = [name for name in recorded if name not in self.host.plugins]
-        if missing:
-            flags = " ".join(f"--plugin {name}" for name in recorded)
-            raise ckpt.CheckpointError(
-                f"{path}: the run was trained with plugin(s) {', '.join(missing)}, which are not active; "
-                f"run the command as 'ganrun {flags} ...'"
-            )
+        check_recorded_plugins(path, meta, self.host.plugins)
 
     def restart_from_zero(self) -> None:
         """Start a run folder's run again from step 0 (``--auto-resume`` of a run that died before
@@ -209,24 +194,14 @@ class RunPersistence:
         for name, module in self.modules.items():
             ckpt.load_module_state(module, tensors, f"model.{name}", path=path)
         for name, opt in self.optimizers.items():
-            if f"optim.{name}" not in meta:
-                raise ckpt.CheckpointError(f"{path}: missing optimizer entry 'optim.{name}' in the metadata")
-            ckpt.load_optimizer_state(opt, tensors, f"optim.{name}", meta[f"optim.{name}"], path=path, strict=True)
+            ckpt.load_optimizer_state(
+                opt, tensors, f"optim.{name}", optimizer_json(path, meta, name), path=path, strict=True
+            )
         rank = self.dist.rank
-        keys = [f"rng.torch_cpu.{rank}", f"rng.latent.{rank}"]
-        if self.device.type == "cuda":
-            keys.append(f"rng.cuda.{rank}")
-        ckpt.require_keys(tensors, keys, path=path, what="RNG")
         like = {f"rng.torch_cpu.{rank}": torch.get_rng_state(), f"rng.latent.{rank}": self.latent_gen.get_state()}
         if self.device.type == "cuda":
             like[f"rng.cuda.{rank}"] = torch.cuda.get_rng_state(self.device)
-        for key, current in like.items():  # what this build writes: uint8 states of a fixed size
-            if tensors[key].dtype != current.dtype or tensors[key].shape != current.shape:
-                raise ckpt.CheckpointError(
-                    f"{path}: RNG entry {key!r} is {str(tensors[key].dtype).removeprefix('torch.')} of shape "
-                    f"{list(tensors[key].shape)}; this build writes {str(current.dtype).removeprefix('torch.')} "
-                    f"of shape {list(current.shape)}"
-                )
+        check_rng_entries(path, tensors, like)
         try:
             torch.set_rng_state(tensors[f"rng.torch_cpu.{rank}"])
             self.latent_gen.set_state(tensors[f"rng.latent.{rank}"])
@@ -234,20 +209,74 @@ class RunPersistence:
                 torch.cuda.set_rng_state(tensors[f"rng.cuda.{rank}"], self.device)
         except (RuntimeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{path}: RNG state is malformed ({exc})") from None
-        # a plugin's entries are checked like the core's, against what it would write now
-        plugin_state = ckpt.check_entries(
-            tensors,
-            {key: torch.as_tensor(value) for key, value in self.plugin_state().items()},
-            "plugin",
-            path=path,
-            holder="the active plugins' state",
-            cause="the file was written with other plugins or another plugin version?",
-        )
+        plugin_state = check_plugin_state(path, tensors, self.host, self)
         self.host.hook.ganrun_load_checkpoint_state(trainer=self, tensors=plugin_state)
         self.step = step
         if truncate_logs and self.dist.is_main:
             _truncate_after(self.run_dir, self.step)
             self.balance.replay(self.run_dir / "metrics.jsonl")
+
+
+def check_recorded_plugins(path: Path, meta: dict[str, str], active: Iterable[str]) -> None:
+    """Refuse a checkpoint written with plugins not among ``active``, naming them and the command
+    line that activates them."""
+    run = ckpt.json_entry(path, meta, "run", required=False)
+    recorded = run.get("plugins") if isinstance(run, dict) else None
+    if not isinstance(recorded, (dict, list)):
+        return  # older or foreign metadata: the module and optimizer checks still apply
+    active = set(active)
+    missing = [name for name in recorded if name not in active]
+    if missing:
+        flags = " ".join(f"--plugin {name}" for name in recorded)
+        raise ckpt.CheckpointError(
+            f"{path}: the run was trained with plugin(s) {', '.join(missing)}, which are not active; "
+            f"run the command as 'ganrun {flags} ...'"
+        )
+
+
+def optimizer_json(path: Path, meta: dict[str, str], name: str) -> str:
+    """The metadata entry ``optim.<name>`` (the optimizer's settings and state layout)."""
+    if f"optim.{name}" not in meta:
+        raise ckpt.CheckpointError(f"{path}: missing optimizer entry 'optim.{name}' in the metadata")
+    return meta[f"optim.{name}"]
+
+
+def check_rng_entries(path: Path, tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> None:
+    """Each RNG entry named in ``like`` present, of the dtype and shape of ``like``'s state: what
+    this build writes (uint8 states of a fixed size)."""
+    ckpt.require_keys(tensors, list(like), path=path, what="RNG")
+    for key, current in like.items():
+        if tensors[key].dtype != current.dtype or tensors[key].shape != current.shape:
+            raise ckpt.CheckpointError(
+                f"{path}: RNG entry {key!r} is {str(tensors[key].dtype).removeprefix('torch.')} of shape "
+                f"{list(tensors[key].shape)}; this build writes {str(current.dtype).removeprefix('torch.')} "
+                f"of shape {list(current.shape)}"
+            )
+
+
+def collect_plugin_state(host: Host, holder: Any) -> dict[str, torch.Tensor]:
+    """What the active plugins' ``ganrun_checkpoint_state(trainer=holder)`` returns now, merged
+    (keys without the ``plugin.`` prefix); a key two plugins both use is a ValueError."""
+    state: dict[str, torch.Tensor] = {}
+    for extra in host.checked("ganrun_checkpoint_state", trainer=holder):
+        for key, value in extra.items():
+            if key in state:
+                raise ValueError(f"two plugins save checkpoint state under {key!r}")
+            state[key] = value
+    return state
+
+
+def check_plugin_state(path: Path, tensors: dict[str, torch.Tensor], host: Host, holder: Any) -> dict:
+    """The checkpoint's ``plugin.*`` entries (prefix removed), checked like the core's against
+    what the active plugins' ``ganrun_checkpoint_state(trainer=holder)`` would write now."""
+    return ckpt.check_entries(
+        tensors,
+        {key: torch.as_tensor(value) for key, value in collect_plugin_state(host, holder).items()},
+        "plugin",
+        path=path,
+        holder="the active plugins' state",
+        cause="the file was written with other plugins or another plugin version?",
+    )
 
 
 def saved_config(path: Path, meta: dict[str, str]) -> TrainConfig:
@@ -258,18 +287,17 @@ def saved_config(path: Path, meta: dict[str, str]) -> TrainConfig:
         raise ckpt.CheckpointError(f"{path}: metadata entry 'config' is malformed ({exc})") from None
 
 
-def checked_step(path: Path, meta: dict[str, str], steps: int) -> int:
+def checked_step(path: Path, meta: dict[str, str], steps: int, *, resuming: bool = True) -> int:
     """The checkpoint's step: decimal digits, and at most ``steps`` (the run's length), so a
-    resume never acts on a step this build could not have written for this run."""
+    resume never acts on a step this build could not have written for this run (``resuming``:
+    the refusal says how a resume can go on; using the trained model has no --steps)."""
     text = meta.get("step")
     if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,18}", text):
         raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {text!r}, not a non-negative integer")
     step = int(text)
     if step > steps:
-        raise ckpt.CheckpointError(
-            f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps; "
-            f"pass --steps {step} or more to continue it"
-        )
+        hint = f"; pass --steps {step} or more to continue it" if resuming else ""
+        raise ckpt.CheckpointError(f"{path}: metadata entry 'step' is {step}, beyond the run's {steps} steps{hint}")
     return step
 
 

@@ -418,9 +418,16 @@ def configure(config: TrainConfig, host: Host) -> None:
     _validate(config, host)
 
 
-def build_trainer(config: TrainConfig, host: Host, run_dir: Path, info: distributed.DistInfo | None = None):
+def build_trainer(
+    config: TrainConfig,
+    host: Host,
+    run_dir: Path,
+    info: distributed.DistInfo | None = None,
+    resume_path: Path | None = None,
+):
     """The ``Trainer`` of a configured run (it writes nothing yet); what stops it from being
-    built (data, names, memory, a plugin's hook) is one line naming the option to change."""
+    built (data, names, memory, a plugin's hook) is one line naming the option to change
+    (for a resume, ``resume_path``: the data, which a resume cannot change)."""
     from registry.train import Trainer
 
     try:
@@ -428,6 +435,12 @@ def build_trainer(config: TrainConfig, host: Host, run_dir: Path, info: distribu
     except memory.TooBig as exc:
         raise click.UsageError(str(exc)) from None
     except DatasetError as exc:
+        if resume_path is not None:  # the data a run was trained on cannot change on resume
+            where = f" (--data-dir {config.data_dir})" if config.data_dir is not None else ""
+            raise click.ClickException(
+                f"train --resume needs the run's dataset {config.dataset!r}, which cannot be read: {exc}; "
+                f"a resume reads it where the run recorded it{where}, so put the data back there"
+            ) from None
         raise click.BadParameter(str(exc), param_hint="--data-dir / --dataset") from None
     except UnknownNameError as exc:
         raise click.BadParameter(str(exc), param_hint=_option_for(str(exc)) or None) from None
@@ -468,7 +481,7 @@ def run_train(
         except RunFolderBusy as exc:
             raise click.ClickException(str(exc)) from None
         check_run_dir(*folder_checks)
-    trainer = build_trainer(config, host, run_dir, info)
+    trainer = build_trainer(config, host, run_dir, info, resume_path)
     lock = None
     clean = False
     try:

@@ -1,6 +1,7 @@
 """Training: the trainer that builds a run and loops (``trainer``), one D+G update
-(``step``), every seeded random stream (``rng``) and torch.distributed setup
-(``distributed``)."""
+(``step``), every seeded random stream (``rng``), torch.distributed setup
+(``distributed``), the networks both build (``networks``) and a run's networks restored for
+use without its training state (``inference``)."""
 
 import importlib
 
@@ -10,12 +11,14 @@ import importlib
 _EXPORTS = {
     "DivergenceError": "registry.train.step",
     "EpochSampler": "registry.train.rng",
+    "InferenceState": "registry.train.inference",
     "Interrupted": "registry.train.trainer",
     "NoiseSampler": "registry.train.noise",
     "Pass": "registry.train.step",
     "StepContext": "registry.train.step",
     "Trainer": "registry.train.trainer",
     "resolve_device": "registry.train.trainer",
+    "restore_for_inference": "registry.train.inference",
     "sample_noise": "registry.train.noise",
     "seed_for": "registry.train.rng",
     "step_seed": "registry.train.rng",

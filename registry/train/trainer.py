@@ -27,12 +27,17 @@ from registry.checkpoint.run import RunPersistence
 from registry.config import TrainConfig
 from registry.cpu import allocator as perf
 from registry.data import DatasetError, ImageDataset, to_training_tensor
-from registry.plugins import Host, IsolatedHooks
+from registry.plugins import Host
 from registry.report.images import save_grid
-from registry.nets.spectral import apply_spectral_norm
 from registry.train import distributed, memory
 from registry.train.balance import BalanceWatch, balance_hint
-from registry.train.noise import NoiseSampler
+from registry.train.networks import (
+    build_networks,
+    build_plugin_modules,
+    make_optimizers,
+    make_sampler,
+    model_name_for,
+)
 from registry.train.rng import EpochSampler, seed_for, step_seed
 from registry.train.step import DivergenceError, StepMixin
 
@@ -61,14 +66,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     return device
-
-
-def _make_adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float]):
-    """Adam with the fused kernel where available (one kernel for all tensors), else foreach."""
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
 class Trainer(StepMixin, RunPersistence):
@@ -124,36 +121,21 @@ class Trainer(StepMixin, RunPersistence):
             len(self.dataset), config.batch_size, seed=config.seed, rank=self.dist.rank, world_size=self.dist.world_size
         )
 
-        self.sampler = host.hook.ganrun_latent_sampler(config=config, registries=reg) or NoiseSampler(
-            config.noise_dim, config.noise
-        )
-        self.model_name = config.model or ("dcgan28" if self.dataset.image_size == 28 else "dcgan64")
-        factory = reg.models.get(self.model_name)
-        self._model_needs(needs, factory).check()
+        self.sampler = make_sampler(config, host)
+        self.model_name = model_name_for(config, self.dataset.image_size)
+        self._model_needs(needs, reg.models.get(self.model_name)).check()
         self.memory_needs = needs  # the lower bounds just checked; a sweep sizes its parallelism by them
-        torch.manual_seed(seed_for(config.seed, "init"))  # identical init on every rank
-        G, D = factory(
-            latent_dim=self.sampler.input_dim, channels=self.dataset.channels, image_size=self.dataset.image_size
+        networks = build_networks(
+            config,
+            host,
+            self.sampler,
+            channels=self.dataset.channels,
+            image_size=self.dataset.image_size,
+            device=self.device,
         )
-        self.modules: dict[str, nn.Module] = {"G": G, "D": D}
-        self.groups: dict[str, list[str]] = {"G": ["G"], "D": ["D"]}
-        for extra in _build_plugin_modules(host, config, dict(self.modules), self.sampler):
-            for name, (module, group) in (extra or {}).items():
-                if name in self.modules:
-                    raise ValueError(f"two plugins build a module named {name!r}")
-                if group not in self.groups:
-                    raise ValueError(f"module {name!r}: optimizer group must be 'D' or 'G', got {group!r}")
-                self.modules[name] = module
-                self.groups[group].append(name)
-        if config.spectral_norm:
-            for name in self.groups["D"]:
-                apply_spectral_norm(self.modules[name])
-        for module in self.modules.values():
-            module.to(self.device)
-        self.optimizers = {
-            "G": _make_adam(self._params("G"), config.lr_g, (config.beta1, config.beta2)),
-            "D": _make_adam(self._params("D"), config.lr_d, (config.beta1, config.beta2)),
-        }
+        self.modules: dict[str, nn.Module] = networks.modules
+        self.groups: dict[str, list[str]] = networks.groups
+        self.optimizers = make_optimizers(config, networks)
         self._base_lr = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
         self.gan_loss = reg.gan_losses.get(config.gan_loss)
         self._build_callables()
@@ -194,7 +176,7 @@ class Trainer(StepMixin, RunPersistence):
             with torch.device("meta"):
                 G, D = factory(latent_dim=width, channels=self.dataset.channels, image_size=self.dataset.image_size)
                 built = {"G": G, "D": D}
-                for extra in _build_plugin_modules(self.host, config, dict(built), self.sampler):
+                for extra in build_plugin_modules(self.host, config, dict(built), self.sampler):
                     built.update({name: module for name, (module, _) in (extra or {}).items()})
         except Exception:  # noqa: BLE001 - a factory that cannot build on meta is sized when really built
             return needs
@@ -413,24 +395,6 @@ def _batch_needs(needs: memory.Needs, config: TrainConfig, channels: int, size: 
         *options,
     )
     return needs
-
-
-def _build_plugin_modules(host: Host, config: TrainConfig, models: dict[str, nn.Module], sampler) -> list:
-    """``ganrun_build_modules`` of each plugin in turn (pluggy's call order), each under the
-    global RNG seeded from the run seed and that plugin's name, and the RNG restored after:
-    a plugin's initialisation is a function of the seed and its own name alone, so adding,
-    removing or reordering another plugin never shifts it."""
-    impls = list(reversed(host.pm.hook.ganrun_build_modules.get_hookimpls()))
-    results = []
-    for impl in impls:
-        others = [other.plugin for other in impls if other is not impl]
-        call = IsolatedHooks.wrap(
-            host.pm.subset_hook_caller("ganrun_build_modules", remove_plugins=others), "ganrun_build_modules"
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(step_seed(config.seed, f"build:{impl.plugin_name}", 0, 0))
-            results.extend(call(config=config, models=models, sampler=sampler))
-    return results
 
 
 def _warn(text: str) -> None:
