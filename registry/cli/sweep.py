@@ -427,6 +427,9 @@ def run_sweep(ctx: click.Context, session: Session, options: Any, values: dict[s
     except RunFolderBusy as exc:
         raise click.ClickException(str(exc)) from None
     check_sweep_dir(sweep_dir)
+    recorded = read_sweep(sweep_dir / SWEEP_FILE)
+    if recorded is not None:  # refused before the lock is taken or anything is built: the folder stays as it was
+        check_same_config(ctx, sweep_dir / SWEEP_FILE, recorded.get("config"), config, mutable)
 
     # One build on the CPU checks data, names and plugins once for every seed, and sizes a run.
     probe = copy.deepcopy(config)
