@@ -85,6 +85,31 @@ def ganrun_register_models(register):
 CLI_ENTRY = "from registry.cli import main; main()"
 
 
+def straight_and_resumed(tmp_path: Path, train_args: list[str], host: Any, steps: int = 4) -> tuple[Any, Any]:
+    """Train ``train_args`` (``--plugin ... train ...``, saving at ``steps // 2``) for ``steps``
+    straight into ``tmp_path/a``, and for ``steps // 2`` then ``--resume`` to ``steps`` into
+    ``tmp_path/b``; return both final checkpoints restored as trainers (for exact-resume tests)."""
+    from registry.train import Trainer
+
+    plugins = train_args[: train_args.index("train")]
+    runner = CliRunner()
+    for out, n in (("a", steps), ("b", steps // 2)):
+        result = runner.invoke(build_cli(), [*train_args, "--out", str(tmp_path / out), "--steps", str(n)])
+        assert result.exit_code == 0, _describe(result)
+    resume = [*plugins, "train", "--resume", str(tmp_path / "b"), "--steps", str(steps), "--no-progress"]
+    result = runner.invoke(build_cli(), resume)
+    assert result.exit_code == 0, _describe(result)
+    name = f"ckpt-{steps:09d}.safetensors"
+    return tuple(Trainer.from_checkpoint(tmp_path / r / "checkpoints" / name, host, device="cpu") for r in "ab")
+
+
+def assert_same_weights(a: Any, b: Any, names: tuple[str, ...] = ("G", "D", "Q")) -> None:
+    """Every tensor of the named modules of two trainers is bit-for-bit equal."""
+    for name in names:
+        for (key, pa), pb in zip(a.modules[name].state_dict().items(), b.modules[name].state_dict().values()):
+            assert torch.equal(pa, pb), f"{name}.{key}"
+
+
 def _describe(result: Result) -> str:
     """Everything useful about a CliRunner result, for assertion messages."""
     text = f"exit code {result.exit_code}\n--- output ---\n{result.output}"

@@ -14,7 +14,9 @@ from infogan_plugin.latent import build_latent_spec
 from registry.cli import build_cli
 from registry.config import TrainConfig
 from registry.plugins import Host
-from registry.train import Pass, StepContext, Trainer
+from registry.train import Pass, StepContext
+
+from conftest import assert_same_weights, straight_and_resumed
 
 FAST = ["--batch-size", "16", "--log-every", "1", "--no-progress", "--sample-every", "100"]
 
@@ -151,37 +153,10 @@ def test_without_augment_no_extra_pass(host):
 
 
 def test_training_with_augment_resumes_exactly(tmp_path, host):
-    args = [
-        "--plugin",
-        "infogan",
-        "train",
-        *FAST,
-        "--q-augment",
-        "affine,rotate=30",
-        "--seed",
-        "3",
-        "--keep-checkpoints",
-        "0",
-        "--save-every",
-        "2",
-    ]
-    runner = CliRunner()
-    straight = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "a"), "--steps", "4"], catch_exceptions=False)
-    assert straight.exit_code == 0, straight.output
-    first = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "b"), "--steps", "2"], catch_exceptions=False)
-    assert first.exit_code == 0, first.output
-    resumed = runner.invoke(
-        build_cli(),
-        ["--plugin", "infogan", "train", "--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"],
-        catch_exceptions=False,
-    )
-    assert resumed.exit_code == 0, resumed.output
-    a = Trainer.from_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt-000000004.safetensors", host, device="cpu")
-    b = Trainer.from_checkpoint(tmp_path / "b" / "checkpoints" / "ckpt-000000004.safetensors", host, device="cpu")
+    args = ["--plugin", "infogan", "train", *FAST, "--q-augment", "affine,rotate=30", "--seed", "3"]
+    a, b = straight_and_resumed(tmp_path, [*args, "--keep-checkpoints", "0", "--save-every", "2"], host)
     assert a.config.extra["q_augment"] == "affine,rotate=30"
-    for name in ("G", "D", "Q"):
-        for (key, pa), pb in zip(a.modules[name].state_dict().items(), b.modules[name].state_dict().values()):
-            assert torch.equal(pa, pb), f"{name}.{key}"
+    assert_same_weights(a, b)
 
 
 def test_width_thickens_or_thins_strokes():

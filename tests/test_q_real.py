@@ -19,6 +19,8 @@ from registry.config import TrainConfig
 from registry.plugins import Host
 from registry.train import Pass, StepContext, Trainer
 
+from conftest import assert_same_weights, straight_and_resumed
+
 FAST = ["--batch-size", "16", "--log-every", "1", "--no-progress", "--sample-every", "100"]
 
 
@@ -127,26 +129,11 @@ def test_bad_weight_is_refused_under_its_option(tmp_path, value):
 
 def test_training_with_q_real_logs_it_and_resumes_exactly(tmp_path, host):
     args = ["--plugin", "infogan", "train", *FAST, "--q-real", "1", "--seed", "3", "--keep-checkpoints", "0"]
-    args += ["--save-every", "2"]
-    runner = CliRunner()
-    straight = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "a"), "--steps", "4"], catch_exceptions=False)
-    assert straight.exit_code == 0, straight.output
-    first = runner.invoke(build_cli(), [*args, "--out", str(tmp_path / "b"), "--steps", "2"], catch_exceptions=False)
-    assert first.exit_code == 0, first.output
-    resumed = runner.invoke(
-        build_cli(),
-        ["--plugin", "infogan", "train", "--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"],
-        catch_exceptions=False,
-    )
-    assert resumed.exit_code == 0, resumed.output
+    a, b = straight_and_resumed(tmp_path, [*args, "--save-every", "2"], host)
     metrics = (tmp_path / "a" / "metrics.jsonl").read_text()
     assert '"q_real/c1"' in metrics and '"d/q_real"' in metrics
-    a = Trainer.from_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt-000000004.safetensors", host, device="cpu")
-    b = Trainer.from_checkpoint(tmp_path / "b" / "checkpoints" / "ckpt-000000004.safetensors", host, device="cpu")
     assert a.config.extra["q_real"] == 1.0
-    for name in ("G", "D", "Q"):
-        for (key, pa), pb in zip(a.modules[name].state_dict().items(), b.modules[name].state_dict().values()):
-            assert torch.equal(pa, pb), f"{name}.{key}"
+    assert_same_weights(a, b)
 
 
 def test_weight_zero_trains_exactly_as_without_the_option(tmp_path, host):
@@ -157,6 +144,4 @@ def test_weight_zero_trains_exactly_as_without_the_option(tmp_path, host):
         assert result.exit_code == 0, result.output
     a = Trainer.from_checkpoint(tmp_path / "off", host, device="cpu")
     b = Trainer.from_checkpoint(tmp_path / "zero", host, device="cpu")
-    for name in ("G", "D", "Q"):
-        for pa, pb in zip(a.modules[name].state_dict().values(), b.modules[name].state_dict().values()):
-            assert torch.equal(pa, pb)
+    assert_same_weights(a, b)
