@@ -72,10 +72,11 @@ def test_example_checkpoint_loads_into_fresh_modules(example_run):
     path = out / "checkpoint.safetensors"
     tensors, meta = read_checkpoint(path)
     assert meta["step"] == "3"
-    assert [slot["name"] for slot in json.loads(meta["latent_spec"])] == ["digit", "c2", "c3"]
+    assert [slot["name"] for slot in json.loads(meta["latent_spec"])["slots"]] == ["digit", "c2", "c3"]
 
     example = _load_example()
-    spec = example.latent_spec(int(meta["noise_dim"]))
+    spec = infogan_plugin.LatentSpec.from_description(meta["latent_spec"])  # the layout G and Q were built for
+    assert spec.describe() == example.latent_spec(int(meta["noise_dim"])).describe()
     torch.manual_seed(12345)  # fresh weights differ from the trained ones
     fresh = {"G": example.Generator(spec.input_dim), "D": example.Discriminator()}
     fresh["Q"] = infogan_plugin.QHead(in_features=fresh["D"].feature_dim, out_dim=spec.q_dim)
