@@ -38,10 +38,10 @@ from infogan_plugin import (
     LatentSpec,
     QHead,
     Uniform,
+    traversals,
 )  # InfoGAN:
 from registry import save_training_state
 from registry.data import load_digits, to_training_tensor
-from registry.report.images import save_grid
 
 TRAVERSAL_ROWS = 10
 
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> None:
 
     for step in range(1, args.steps + 1):
         real = data[torch.randint(len(data), (args.batch_size,), generator=rng, device=device)]
-        g_input, codes = spec.sample(
-            args.batch_size, generator=rng, device=device
-        )  # InfoGAN: was torch.randn(B, noise_dim)
+        # InfoGAN: replaces the noise draw; z is U(-1, 1) as in the paper (noise="normal" in
+        # LatentSpec gives N(0, 1), what torch.randn(B, noise_dim) drew)
+        g_input, codes = spec.sample(args.batch_size, generator=rng, device=device)
         fake = G(g_input)
 
         # Discriminator (and Q) step
@@ -161,12 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({key: round(value, 4) for key, value in record.items()}), flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    G.eval()
-    with torch.no_grad():
-        for index, slot in enumerate(spec.slots):  # InfoGAN: one traversal grid per code
-            fixed = torch.Generator(device=device).manual_seed(args.seed + 1)  # same rows in every grid
-            inputs = spec.traversal_inputs(index, n_rows=TRAVERSAL_ROWS, generator=fixed, device=device)
-            save_grid(G(inputs), args.out / f"traversal-{slot.name}.png", nrow=inputs.shape[0] // TRAVERSAL_ROWS)
+    # InfoGAN: one traversal grid per code (G in eval mode, no_grad, mode restored)
+    traversals(G, spec, rows=TRAVERSAL_ROWS, seed=args.seed + 1, out_dir=args.out)
     path = save_training_state(
         args.out / "checkpoint.safetensors",
         modules={"G": G, "D": D, "Q": q_head},  # InfoGAN: + Q
@@ -175,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
             "step": str(args.steps),
             "noise_dim": str(args.noise_dim),
             "latent_spec": json.dumps(spec.describe()),
-        },  # InfoGAN: the code layout G's input follows
+        },  # InfoGAN: the code layout G's input follows (LatentSpec.from_description rebuilds it)
     )
     print(f"wrote {path} and {len(spec.slots)} traversal grids in {args.out}", flush=True)
 

@@ -43,23 +43,42 @@ def classifies(trainer: Any) -> bool:
 def classification_accuracy(trainer: Any) -> dict[str, dict[str, Any]]:
     """For each categorical code: accuracy of argmax Q(c|x) on the labelled real data after
     the best one-to-one matching of code values to labels (Hungarian algorithm)."""
-    spec: LatentSpec = trainer.sampler
-    labels = trainer.dataset.labels
     if not classifies(trainer):
         return {}  # nothing to score: skip Q's pass over the whole dataset
-    q_out = q_outputs(trainer, trainer.data)
+    return categorical_accuracy(trainer.sampler, q_outputs(trainer, trainer.data), trainer.dataset.labels)
+
+
+def categorical_accuracy(spec: LatentSpec, q_out: torch.Tensor, labels: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Unsupervised accuracy of every categorical code of ``spec`` on labelled images.
+
+    ``q_out`` is Q's output ``(N, q_dim)`` for N images (read in eval mode), ``labels`` their
+    classes ``(N,)``. Q's most likely value of each categorical code is matched one-to-one to
+    the labels by the Hungarian algorithm (``cluster_accuracy``, which needs scipy: ``pip
+    install 'ganrun[eval]'``), as the paper scores its MNIST code. Returns, per categorical
+    slot, ``{"accuracy": fraction correct, "mapping": {code value: label} (as strings),
+    "labels": the sorted classes, "confusion": counts[code value][label index]}``, the entry
+    ``ganrun eval`` writes to ``eval.json``; codes of other types are left out.
+    """
+    if q_out.dim() != 2 or q_out.shape[1] != spec.q_dim:
+        raise ValueError(f"categorical_accuracy: q_out must have shape (N, {spec.q_dim}), got {tuple(q_out.shape)}")
+    labels = torch.as_tensor(labels).detach().cpu()
+    if labels.dim() != 1 or labels.shape[0] != q_out.shape[0] or labels.is_floating_point():
+        raise ValueError(
+            f"categorical_accuracy: labels must be integers of shape ({q_out.shape[0]},), one per row of q_out; "
+            f"got {str(labels.dtype).removeprefix('torch.')} of shape {tuple(labels.shape)}"
+        )
     results = {}
-    for slot, chunk in zip(spec.slots, spec.split_q(q_out)):
+    for slot, chunk in zip(spec.slots, spec.split_q(q_out.detach())):
         if not isinstance(slot.code, Categorical):  # a Bernoulli code is discrete but not a clustering
             continue
         predicted = slot.q_loss.predict(chunk).argmax(dim=1).cpu()
-        accuracy, mapping = cluster_accuracy(predicted, labels.cpu())
-        classes = sorted(int(c) for c in torch.unique(labels.cpu()))
+        accuracy, mapping = cluster_accuracy(predicted, labels)
+        classes = sorted(int(c) for c in torch.unique(labels))
         results[slot.name] = {
             "accuracy": accuracy,
             "mapping": {str(k): int(v) for k, v in mapping.items()},
             "labels": classes,
-            "confusion": confusion_counts(predicted, labels.cpu(), slot.code.k, classes),
+            "confusion": confusion_counts(predicted, labels, slot.code.k, classes),
         }
     return results
 

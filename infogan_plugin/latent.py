@@ -16,6 +16,8 @@ stall an accelerator.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -217,25 +219,91 @@ class LatentSpec:
         grid[:, :, start : start + width] = values  # broadcast over rows
         return rearrange(grid, "r v d -> (r v) d")
 
-    def describe(self) -> list[dict[str, Any]]:
-        """JSON-able code layout for checkpoints: one entry per slot, in G-input order.
+    def describe(self) -> dict[str, Any]:
+        """JSON-able record of the whole layout, for checkpoints and run records::
 
-        ``input_columns``/``q_columns`` are [start, stop) so a loader can check that
-        a checkpoint's G input and Q output line up with the spec it rebuilt.
+            {"noise_dim": 62, "noise": "uniform", "input_dim": 74, "q_dim": 12,
+             "slots": [{"name", "code", "q_loss", "lambda", "input_columns", "q_columns"}, ...]}
+
+        ``noise`` is the distribution of z (``uniform`` on (-1, 1) or ``normal``); each slot's
+        ``input_columns``/``q_columns`` are [start, stop) in G's input and Q's output.
+        ``LatentSpec.from_description`` rebuilds the spec from it, ``check_description``
+        compares a spec with it.
         """
-        return [
-            {
-                "name": slot.name,
-                "code": slot.code.describe(),
-                "q_loss": slot.q_loss.describe(),
-                "lambda": slot.lam,
-                "input_columns": [in_start, in_start + in_width],
-                "q_columns": [q_start, q_start + q_size],
-            }
-            for slot, in_start, in_width, q_start, q_size in zip(
-                self.slots, self._input_offsets, self._input_widths, self._q_offsets, self._q_sizes
+        return {
+            "noise_dim": self.noise_dim,
+            "noise": self.noise,
+            "input_dim": self.input_dim,
+            "q_dim": self.q_dim,
+            "slots": [
+                {
+                    "name": slot.name,
+                    "code": slot.code.describe(),
+                    "q_loss": slot.q_loss.describe(),
+                    "lambda": slot.lam,
+                    "input_columns": [in_start, in_start + in_width],
+                    "q_columns": [q_start, q_start + q_size],
+                }
+                for slot, in_start, in_width, q_start, q_size in zip(
+                    self.slots, self._input_offsets, self._input_widths, self._q_offsets, self._q_sizes
+                )
+            ],
+        }
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any] | str, *, registries: Any = None) -> LatentSpec:
+        """Rebuild the spec that ``describe()`` recorded (a dict, or its JSON text).
+
+        Code types and Q losses are looked up by the names the description records, in
+        ``registries`` (``registry.Host.create(["infogan", "my_plugin"]).registries`` for a
+        third-party code type; default: the InfoGAN plugin's built-ins). The rebuilt spec is
+        then checked against the description field by field (columns included), so a
+        description that a spec cannot reproduce is a ``ValueError`` naming the field.
+        """
+        description = _description_dict(description)
+        if registries is None:
+            registries = _builtin_registries()
+        slots = []
+        for i, entry in enumerate(_field(description, "slots", list)):
+            where = f"slots[{i}]"
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"LatentSpec description: {where} must be an object, got {type(entry).__name__}")
+            code_record = dict(_field(entry, "code", Mapping, where))
+            loss_record = dict(_field(entry, "q_loss", Mapping, where))
+            code_type = _lookup(registries.latent_codes, code_record.pop("type", None), f"{where}.code.type")
+            loss_type = _lookup(registries.q_losses, loss_record.pop("name", None), f"{where}.q_loss.name")
+            init = (
+                {f.name for f in dataclasses.fields(code_type) if f.init}
+                if dataclasses.is_dataclass(code_type)
+                else set()
             )
-        ]
+            try:
+                code = code_type(**{key: value for key, value in code_record.items() if key in init})
+                q_loss = loss_type(**loss_record)
+                slot = CodeSlot(
+                    _field(entry, "name", str, where), code, q_loss, float(_field(entry, "lambda", (int, float), where))
+                )
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"LatentSpec description: {where} cannot be rebuilt: {exc}") from None
+            slots.append(slot)
+        noise_dim = _field(description, "noise_dim", int)
+        spec = cls(noise_dim=noise_dim, slots=slots, noise=_field(description, "noise", str))
+        spec.check_description(description)
+        return spec
+
+    def check_description(self, description: Mapping[str, Any] | str) -> None:
+        """Raise ``ValueError`` naming the first field where ``description`` (what
+        ``describe()`` recorded, e.g. in a checkpoint's metadata) differs from this spec:
+        the check to make before loading G and Q weights into modules built for this spec."""
+        recorded = json.loads(json.dumps(_description_dict(description)))
+        current = json.loads(json.dumps(self.describe()))
+        difference = _first_difference(recorded, current, "")
+        if difference is not None:
+            where, theirs, ours = difference
+            raise ValueError(
+                f"LatentSpec description differs at {where or 'the top level'}: {theirs} in the description, "
+                f"{ours} in this spec"
+            )
 
     def input_layout(self) -> dict[str, Any]:
         """G's input columns for serving G without ganrun (``ganrun export`` stores it):
@@ -261,6 +329,84 @@ class LatentSpec:
     def _check_width(tensor: torch.Tensor, expected: int, what: str) -> None:
         if tensor.dim() != 2 or tensor.shape[1] != expected:
             raise ValueError(f"{what} must have shape (B, {expected}), got {tuple(tensor.shape)}")
+
+
+def _description_dict(description: Mapping[str, Any] | str) -> dict[str, Any]:
+    if isinstance(description, str):
+        try:
+            description = json.loads(description)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"LatentSpec description: not JSON ({exc})") from None
+    if isinstance(description, list):
+        raise ValueError(
+            "LatentSpec description: a list is the slot layout describe() returned before the noise was "
+            "recorded; wrap it as {'noise_dim': N, 'noise': 'uniform', 'slots': [...]} with the noise you trained with"
+        )
+    if not isinstance(description, Mapping):
+        raise ValueError(f"LatentSpec description: expected an object, got {type(description).__name__}")
+    return dict(description)
+
+
+def _field(record: Mapping[str, Any], key: str, kind: Any, where: str = "") -> Any:
+    name = f"{where}.{key}" if where else key
+    if key not in record:
+        raise ValueError(f"LatentSpec description: {name} is missing")
+    value = record[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"LatentSpec description: {name} has the wrong type ({type(value).__name__}: {value!r})")
+    return value
+
+
+def _lookup(registry: Any, name: Any, where: str) -> Any:
+    if not isinstance(name, str):
+        raise ValueError(f"LatentSpec description: {where} must be a name, got {name!r}")
+    try:
+        return registry.get(name)
+    except UnknownNameError as exc:
+        raise ValueError(
+            f"LatentSpec description: {where}: {exc}; pass registries=registry.Host.create([...]).registries "
+            f"with the plugin that registers it"
+        ) from None
+
+
+def _builtin_registries() -> Any:
+    """The registries of the InfoGAN plugin alone (its code types and Q losses)."""
+    import infogan_plugin.plugin
+    from registry.plugins import Registries, get_plugin_manager
+
+    pm = get_plugin_manager()
+    pm.register(infogan_plugin.plugin, name="infogan")
+    return Registries.collect(pm)
+
+
+def _first_difference(theirs: Any, ours: Any, where: str) -> tuple[str, str, str] | None:
+    """The first path where two JSON values differ, with both sides in words."""
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        for key in [*ours, *(k for k in theirs if k not in ours)]:
+            path = f"{where}.{key}" if where else key
+            if key not in theirs:
+                return path, "absent", json.dumps(ours[key])
+            if key not in ours:
+                return path, json.dumps(theirs[key]), "absent"
+            found = _first_difference(theirs[key], ours[key], path)
+            if found is not None:
+                return found
+        return None
+    if isinstance(theirs, list) and isinstance(ours, list):
+        if len(theirs) != len(ours):
+            return where, f"{len(theirs)} entries", f"{len(ours)} entries"
+        for i, (a, b) in enumerate(zip(theirs, ours)):
+            found = _first_difference(a, b, f"{where}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if (
+        theirs != ours
+        or type(theirs) is not type(ours)
+        and not (isinstance(theirs, (int, float)) and isinstance(ours, (int, float)))
+    ):
+        return where, json.dumps(theirs), json.dumps(ours)
+    return None
 
 
 _SPEC_FORM = "TYPE[:N][,key=value...]"

@@ -10,7 +10,7 @@
   option is one that command accepts with a value of the right type where the type is checked
   without touching files, and the positional arguments fit. Nothing runs or trains.
   ``docs/plugins.md`` is left out: ``test_guide_blocks.py`` runs each of its blocks for real.
-- The lines ``docs/embedding.md`` adds to a reader's loop run against a stand-in D.
+- ``docs/embedding.md`` runs top to bottom as a script in ``test_embedding_guide.py``.
 
 ``mkdocs build --strict`` in ``.ci/run`` checks the site's own links and anchors too; these tests
 also cover README.md and run without mkdocs installed.
@@ -227,37 +227,3 @@ def test_the_command_checker_finds_commands_and_catches_mistakes() -> None:
             parse_ganrun(wrong)
     with pytest.raises(AssertionError):
         _ganrun_args(["torchrun", "--nproc_per_node=2", "train.py"])
-
-
-# ------------------------------------------------------------------------------------ embedding
-
-
-def test_the_embedding_pages_lines_run_in_a_stand_in_loop() -> None:
-    """docs/embedding.md shows the lines InfoGAN adds to a reader's loop; they run against the
-    public names with a stand-in D (trunk features beside the logits) and give L_I per code."""
-    import torch
-    from torch import nn
-
-    import infogan_plugin
-
-    [code] = [m["body"] for m in FENCE.finditer((DOCS / "embedding.md").read_text()) if m["lang"] == "python"]
-
-    class StandInD(nn.Module):
-        feature_dim = 16
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 16), nn.LeakyReLU(0.2))
-            self.head = nn.Linear(16, 1)
-
-        def forward(self, x):
-            features = self.trunk(x)
-            return self.head(features), features
-
-    D = StandInD()
-    _, features = D(torch.zeros(8, 1, 28, 28))
-    namespace = {name: getattr(infogan_plugin, name) for name in infogan_plugin.__all__}
-    namespace.update(D=D, B=8, rng=torch.Generator().manual_seed(0), device="cpu", features=features)
-    exec(compile(code, "docs/embedding.md", "exec"), namespace)
-    assert namespace["g_input"].shape == (8, 62 + 10)
-    assert set(namespace["bounds"]) == {"digit"} and namespace["info"].requires_grad

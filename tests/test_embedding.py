@@ -72,10 +72,11 @@ def test_example_checkpoint_loads_into_fresh_modules(example_run):
     path = out / "checkpoint.safetensors"
     tensors, meta = read_checkpoint(path)
     assert meta["step"] == "3"
-    assert [slot["name"] for slot in json.loads(meta["latent_spec"])] == ["digit", "c2", "c3"]
+    assert [slot["name"] for slot in json.loads(meta["latent_spec"])["slots"]] == ["digit", "c2", "c3"]
 
     example = _load_example()
-    spec = example.latent_spec(int(meta["noise_dim"]))
+    spec = infogan_plugin.LatentSpec.from_description(meta["latent_spec"])  # the layout G and Q were built for
+    assert spec.describe() == example.latent_spec(int(meta["noise_dim"])).describe()
     torch.manual_seed(12345)  # fresh weights differ from the trained ones
     fresh = {"G": example.Generator(spec.input_dim), "D": example.Discriminator()}
     fresh["Q"] = infogan_plugin.QHead(in_features=fresh["D"].feature_dim, out_dim=spec.q_dim)
@@ -166,4 +167,74 @@ def test_training_state_round_trip_and_refusals(tmp_path):
         save_training_state(tmp_path / "t.safetensors", modules={"net": model}, metadata={"optim.x": "1"})
     with pytest.raises(ValueError, match="no dots"):
         save_training_state(tmp_path / "t.safetensors", modules={"a.b": model})
+    assert not (tmp_path / "t.safetensors").exists()
+
+
+def test_generators_and_tensors_round_trip(tmp_path):
+    """Generator states (uint8) and extra tensors come back in place: the generators then draw
+    what the saved ones would have drawn, the tensors hold the saved values on their own device."""
+    model, opt = _trained(0)
+    latent = torch.Generator().manual_seed(7)
+    torch.randn(5, generator=latent)  # a stream part-way through
+    step, ema = torch.tensor(41, dtype=torch.int64), torch.linspace(0, 1, 6).reshape(2, 3)
+    saved = dict(
+        modules={"net": model},
+        optimizers={"net": opt},
+        generators={"torch": torch.default_generator, "latent": latent},
+        tensors={"step": step, "ema": ema},
+    )
+    global_state = torch.get_rng_state()
+    path = save_training_state(tmp_path / "s.safetensors", **saved)
+    tensors, _ = read_checkpoint(path)
+    assert tensors["rng.latent"].dtype == torch.uint8 and torch.equal(tensors["rng.latent"], latent.get_state())
+    assert torch.equal(tensors["rng.torch"], global_state) and tensors["tensor.step"].item() == 41
+    expected_latent, expected_global = torch.randn(4, generator=latent), torch.randn(4)
+
+    torch.manual_seed(123)
+    other_gen = torch.Generator().manual_seed(99)
+    other_step, other_ema = torch.zeros((), dtype=torch.int64), torch.zeros(2, 3)
+    other, other_opt = _trained(1)
+    load_training_state(
+        path,
+        modules={"net": other},
+        optimizers={"net": other_opt},
+        generators={"torch": torch.default_generator, "latent": other_gen},
+        tensors={"step": other_step, "ema": other_ema},
+    )
+    assert torch.equal(torch.randn(4, generator=other_gen), expected_latent)
+    assert torch.equal(torch.randn(4), expected_global)
+    assert other_step.item() == 41 and torch.equal(other_ema, ema)
+
+
+def test_generators_and_tensors_refusals_leave_everything_as_it_was(tmp_path):
+    model, opt = _trained(0)
+    latent = torch.Generator().manual_seed(7)
+    path = save_training_state(
+        tmp_path / "s.safetensors",
+        modules={"net": model},
+        generators={"latent": latent},
+        tensors={"step": torch.tensor(3)},
+    )
+    fresh, _ = _trained(1)
+    before = {key: value.clone() for key, value in fresh.state_dict().items()}
+    gen, step = torch.Generator().manual_seed(1), torch.zeros((), dtype=torch.int64)
+    gen_state = gen.get_state()
+    cases = [
+        (dict(generators={"latent": gen}), "tensor.step"),  # a saved tensor not passed
+        (dict(tensors={"step": step}), "rng.latent"),  # a saved generator not passed
+        (dict(generators={"latent": gen}, tensors={"step": torch.zeros(2, dtype=torch.int64)}), "shape"),
+        (dict(generators={"latent": gen}, tensors={"step": torch.zeros(())}), "int64"),
+        (dict(generators={"other": gen}, tensors={"step": step}), "missing"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(CheckpointError, match=message):
+            load_training_state(path, modules={"net": fresh}, **kwargs)
+        assert all(torch.equal(value, before[key]) for key, value in fresh.state_dict().items())
+        assert torch.equal(gen.get_state(), gen_state) and step.item() == 0
+    with pytest.raises(TypeError, match="generators: 'latent' is a int"):
+        save_training_state(tmp_path / "t.safetensors", modules={"net": model}, generators={"latent": 7})
+    with pytest.raises(TypeError, match="tensors: 'step' is a int"):
+        save_training_state(tmp_path / "t.safetensors", modules={"net": model}, tensors={"step": 3})
+    with pytest.raises(ValueError, match="no dots"):
+        save_training_state(tmp_path / "t.safetensors", modules={"net": model}, tensors={"a.b": torch.ones(1)})
     assert not (tmp_path / "t.safetensors").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -223,14 +224,104 @@ def test_entropies_and_describe() -> None:
     spec = mnist_spec()
     entropies = spec.entropies()
     assert entropies == pytest.approx({"digit": math.log(10), "c2": math.log(2), "c3": math.log(2)})
-    layout = json.loads(json.dumps(spec.describe()))
+    described = json.loads(json.dumps(spec.describe()))
+    assert {key: described[key] for key in ("noise_dim", "noise", "input_dim", "q_dim")} == {
+        "noise_dim": 62,
+        "noise": "uniform",
+        "input_dim": 74,
+        "q_dim": 12,
+    }
+    layout = described["slots"]
     assert [entry["name"] for entry in layout] == ["digit", "c2", "c3"]
     assert layout[0]["code"] == {"type": "categorical", "dim": 1, "k": 10}
     assert layout[0]["q_loss"] == {"name": "categorical_ce"} and layout[1]["lambda"] == 0.1
     assert [e["input_columns"] for e in layout] == [[62, 72], [72, 73], [73, 74]]
     assert [e["q_columns"] for e in layout] == [[0, 10], [10, 11], [11, 12]]
+    assert mnist_spec("normal").describe()["noise"] == "normal"
     with pytest.raises(KeyError, match="nope"):
         spec.lower_bounds({"nope": torch.tensor(0.0)})
+
+
+def _options_spec() -> LatentSpec:
+    """Every built-in code type and Q loss, with options away from their defaults."""
+    return LatentSpec(
+        noise_dim=7,
+        noise="normal",
+        slots=[
+            CodeSlot("digit", Categorical(k=4), CategoricalCE(), 0.7),
+            CodeSlot("tilt", Uniform(low=-0.5, high=2.0), GaussianNLLFixed(std=0.5), 0.05),
+            CodeSlot("pose", Gaussian(dim=2, mean=1.0, std=3.0), GaussianNLL(min_log_std=-3.0, max_log_std=1.0), 0.2),
+        ],
+    )
+
+
+def test_from_description_rebuilds_the_same_spec() -> None:
+    """describe() -> JSON -> from_description gives a spec that samples, splits and weighs exactly
+    like the original: same layout, same draws from the same generator, same loss."""
+    spec = _options_spec()
+    text = json.dumps(spec.describe())
+    rebuilt = LatentSpec.from_description(text)
+    assert rebuilt.describe() == spec.describe()
+    assert rebuilt.noise == "normal" and rebuilt.slots[1].q_loss.std == 0.5 and rebuilt.slots[2].code.dim == 2
+    a_input, a_codes = spec.sample(16, generator=_gen(3), device="cpu")
+    b_input, b_codes = rebuilt.sample(16, generator=_gen(3), device="cpu")
+    assert torch.equal(a_input, b_input) and all(torch.equal(a, b) for a, b in zip(a_codes, b_codes))
+    q_out = torch.randn(16, spec.q_dim, generator=_gen(4))
+    assert torch.equal(spec.information_loss(q_out, a_codes)[0], rebuilt.information_loss(q_out, b_codes)[0])
+    assert LatentSpec.from_description(spec.describe()).describe() == spec.describe()  # a dict too
+    spec.check_description(text)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(noise="uniform"), 'noise: "uniform" in the description, "normal" in this spec'),
+        (lambda d: d.update(noise_dim=8), "noise_dim: 8 in the description, 7 in this spec"),
+        (lambda d: d["slots"][1]["q_loss"].update(std=1.0), "slots[1].q_loss.std: 1.0 in the description, 0.5"),
+        (lambda d: d["slots"][0].update(name="class"), "slots[0].name"),
+        (lambda d: d["slots"].pop(), "2 entries"),
+        (lambda d: d["slots"][2].update(q_columns=[6, 10]), "slots[2].q_columns"),
+    ],
+)
+def test_check_description_names_the_first_difference(change, message) -> None:
+    spec = _options_spec()
+    description = json.loads(json.dumps(spec.describe()))
+    change(description)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        spec.check_description(description)
+
+
+def test_from_description_refuses_what_it_cannot_rebuild() -> None:
+    good = _options_spec().describe()
+    cases = [
+        ({**good, "slots": [{**good["slots"][0], "code": {"type": "vonmises", "dim": 1}}]}, "unknown latent code"),
+        ({**good, "slots": [{**good["slots"][1], "q_loss": {"name": "gaussian_nll_fixed", "std": -1.0}}]}, "std"),
+        ({**good, "slots": [{**good["slots"][1], "q_loss": {"name": "gaussian_nll_fixed", "wide": 2}}]}, "wide"),
+        ({key: value for key, value in good.items() if key != "noise"}, "noise is missing"),
+        (
+            {**good, "slots": [{**good["slots"][0], "input_columns": [0, 4]}, *good["slots"][1:]]},
+            "slots[0].input_columns",
+        ),
+        (good["slots"], "wrap it"),  # the list describe() returned before it recorded the noise
+        ("{not json", "not JSON"),
+    ]
+    for description, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            LatentSpec.from_description(description)
+
+
+def test_from_description_with_a_third_party_code_type() -> None:
+    """A code type from another plugin is found in the registries passed in."""
+    from registry import Host
+
+    host = Host.create(["infogan", "tests.plugins.poisson_count"])
+    count = host.registries.latent_codes.get("poisson")
+    [code] = count.from_spec(None, {})
+    loss = host.registries.q_losses.get(count.default_q_loss)()
+    spec = LatentSpec(noise_dim=3, slots=[CodeSlot("n", code, loss, 0.1)])
+    assert LatentSpec.from_description(spec.describe(), registries=host.registries).describe() == spec.describe()
+    with pytest.raises(ValueError, match="poisson"):
+        LatentSpec.from_description(spec.describe())
 
 
 def test_spec_validation() -> None:

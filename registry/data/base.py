@@ -154,9 +154,12 @@ def resize_uint8(images: torch.Tensor, image_size: int) -> torch.Tensor:
 
 
 def load_digits(*, data_dir: str | os.PathLike[str] | None = None, image_size: int | None = None) -> ImageDataset:
-    """The bundled 10,000-image MNIST training subset, (N, 1, 28, 28).
+    """The bundled 10,000-image MNIST training subset as an ``ImageDataset``.
 
-    ``data_dir`` is accepted so all loaders share one call signature, and
+    ``images`` are uint8 ``(10000, 1, 28, 28)``, or ``(10000, 1, S, S)`` resized (bilinear,
+    antialiased) with ``image_size=S``; ``labels`` are the digits, int64 ``(10000,)``.
+    ``registry.to_training_tensor(dataset, device)`` gives the float32 images in [-1, 1] that
+    G and D see. ``data_dir`` is accepted so all loaders share one call signature, and
     ignored. The file is read through ``importlib.resources`` so it is found
     inside an installed wheel as well as in a source checkout.
     """
