@@ -197,5 +197,5 @@ def test_report_links_to_the_explorer(ganrun: Ganrun, trained_infogan_run: Path,
     page = tmp_path / "report.html"
     result = ganrun.invoke("report", trained_infogan_run, "--plots", "svg", "--out", page)
     assert result.exit_code == 0, ganrun.describe(result)
-    # with the flags of every plugin the run was trained with, as eval and traverse need them
-    assert f"ganrun --plugin infogan --plugin {tiny} explore {trained_infogan_run}" in page.read_text()
+    # with the flags of every plugin the run was trained with (config.json's order), as eval and traverse need them
+    assert f"ganrun --plugin {tiny} --plugin infogan explore {trained_infogan_run}" in page.read_text()
