@@ -153,7 +153,8 @@ def eval_command(
     metrics_seed: int,
     data_dir: Path | None,
 ) -> None:
-    """Measure a run: L_I per code against H(c) and, on labelled data, the unsupervised
+    """Measure a run: L_I per code against what its code and Q loss can reach (H(c) for a
+    categorical code, less for a continuous code under a fixed-std Gaussian Q) and, on labelled data, the unsupervised
     classification accuracy of each categorical code. On a dataset with ground-truth factors
     (shapes), also the
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json.
@@ -169,6 +170,7 @@ def eval_command(
     The accuracy and the disentanglement metrics need scikit-learn and scipy:
     pip install 'ganrun[eval]'."""
     from registry.eval.optional import MissingEvalDependency, check_eval_dependencies, require
+    from infogan_plugin.bounds import bound_text
     from infogan_plugin.codes import Categorical
     from infogan_plugin.evaluate import (
         classification_accuracy,
@@ -243,7 +245,7 @@ def eval_command(
     if non_finite:
         runfiles.warn(f"{path}: {', '.join(non_finite)} not finite (NaN or infinite); written as null")
     for name, info in result["information"].items():
-        click.echo(f"{name}: L_I {info['L_I']:.3f} nats of H {info['H']:.3f} ({info['ratio']:.1%})")
+        click.echo(f"{name}: {bound_text(info['L_I'], info['H'], info['L_I_max'])}")
     for name, acc in result["classification"].items():
         click.echo(f"{name}: unsupervised accuracy {acc['accuracy']:.2%}")
         for line in confusion_lines(acc):

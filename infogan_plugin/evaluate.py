@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from infogan_plugin.bounds import reachable_max
 from infogan_plugin.codes import Categorical
 from infogan_plugin.latent import LatentSpec
 from registry.eval.assignment import cluster_accuracy, confusion_counts
@@ -92,8 +93,9 @@ def information_bounds(
     batch_size: int = 500,
     progress: Callable[[int], Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats;
-    ``progress(k)`` is told of every ``k`` samples done."""
+    """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats, as
+    ``{code: {"L_I", "H", "ratio": L_I / H (NaN where H <= 0), "L_I_max": the reachable maximum
+    of its Q loss or None}}``; ``progress(k)`` is told of every ``k`` samples done."""
     spec: LatentSpec = trainer.sampler
     _eval_mode(trainer)
     gen = torch.Generator(device=trainer.device).manual_seed(seed)
@@ -111,11 +113,13 @@ def information_bounds(
         if progress is not None:
             progress(b)
     entropies = spec.entropies()
+    ceilings = {slot.name: reachable_max(slot) for slot in spec.slots}
     out = {}
     for name, total in totals.items():
         h = entropies[name]
         l_i = h - total / n
-        out[name] = {"L_I": l_i, "H": h, "ratio": l_i / h if h > 0 else float("nan")}
+        # "ratio" stays L_I / H (scripts read it); "L_I_max" is what L_I is read against
+        out[name] = {"L_I": l_i, "H": h, "ratio": l_i / h if h > 0 else float("nan"), "L_I_max": ceilings[name]}
     return out
 
 

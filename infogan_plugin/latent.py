@@ -175,6 +175,11 @@ class LatentSpec:
         """H(c_i) in nats per slot."""
         return {slot.name: slot.code.entropy() for slot in self.slots}
 
+    def reachable_maxima(self) -> dict[str, float | None]:
+        """Per slot, the largest L_I its code and Q loss can reach (``QLoss.reachable_max``), in
+        nats; ``None`` where the loss states none. ``L_I`` is read against it, not against H(c)."""
+        return {slot.name: slot.q_loss.reachable_max() for slot in self.slots}
+
     def lower_bounds(self, nll_means: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Variational bound L_I = H(c) - E[-log Q(c|x)] <= I(c; G(z, c)) per slot, in nats."""
         entropies = self.entropies()

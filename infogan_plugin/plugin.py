@@ -14,6 +14,7 @@ import math
 import click
 
 from infogan_plugin import commands, encode, explore, generate, sweep_select
+from infogan_plugin.bounds import progress_text, reachable_max
 from infogan_plugin.codes import Categorical, Gaussian, Uniform
 from infogan_plugin.head import NORMS, QHead
 from infogan_plugin.information import (
@@ -229,11 +230,15 @@ def ganrun_log(trainer, step, metrics):
         key = f"L_I/{slot.name}"
         if key in metrics:
             h = slot.code.entropy()
+            ceiling = reachable_max(slot)
             metrics[f"H/{slot.name}"] = h
-            if h > 0:
+            if h > 0:  # kept for every code with H > 0: scripts read it
                 metrics[f"L_I_over_H/{slot.name}"] = metrics[key] / h
-            if slot.code.show_progress and h > 0:
-                shown[f"I/H {slot.name}"] = f"{metrics[key] / h:.2f}"
+            if ceiling is not None:  # what L_I is read against (infogan_plugin.bounds)
+                metrics[f"L_I_max/{slot.name}"] = ceiling
+            if slot.code.show_progress:
+                label, text = progress_text(slot.name, metrics[key], h, ceiling)
+                shown[label] = text
     every, samples = eval_options(trainer.config.extra)
     if every and step % every == 0 and trainer.dist.is_main:
         metrics.update(score_disentanglement(trainer, samples))
@@ -251,3 +256,10 @@ def ganrun_report_sections(run_dir, metrics, baseline_metrics):
     from infogan_plugin.report import sections
 
     return sections(run_dir, metrics, baseline_metrics)
+
+
+@hookimpl
+def ganrun_run_summary(run_dir, config, metrics):
+    from infogan_plugin.report import run_summary
+
+    return run_summary(run_dir, config, metrics)

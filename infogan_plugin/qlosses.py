@@ -156,6 +156,14 @@ class QLoss(abc.ABC):
         loss models no such distribution. ``encode`` reports it next to the point estimate."""
         return None
 
+    def reachable_max(self) -> float | None:
+        """The largest value ``L_I = E[log Q(c|x)] + H(c)`` can take for the bound code with this
+        loss, in nats: what a perfect Q reaches (a supremum), the figure ``L_I`` is read against.
+        ``None`` (the default) when unknown or unbounded, e.g. for a density whose learned std can
+        shrink. It is ``H(c)`` when a perfect Q has ``log Q = 0`` (a probability mass, as with
+        ``CategoricalCE``); a loss with a fixed spread stays below it (``GaussianNLLFixed``)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """JSON-able record (registry name + options); the bound code is described with its slot."""
         return {"name": self.name, **{k: v for k, v in vars(self).items() if k != "code"}}
@@ -189,6 +197,10 @@ class CategoricalCE(QLoss):
 
     def probabilities(self, q_out: torch.Tensor) -> torch.Tensor:
         return q_out.float().softmax(dim=1)  # (B, k), class order of the one-hot code
+
+    def reachable_max(self) -> float | None:
+        # a softmax puts probability -> 1 on the right class: log Q -> 0, so L_I -> H(c)
+        return None if self.code is None else self.code.entropy()
 
 
 class GaussianNLL(QLoss):
@@ -225,6 +237,9 @@ class GaussianNLL(QLoss):
     def point_estimate(self, q_out: torch.Tensor) -> torch.Tensor:
         return self._split(q_out)[0].float()  # (B, d): the mean
 
+    # reachable_max stays None: a learned std can shrink to e^min_log_std, so log Q of a density
+    # has no useful ceiling (the clamp's bound, H + d (5 - 0.92) nats, says nothing of information)
+
     def __repr__(self) -> str:
         return f"GaussianNLL(min_log_std={self.min_log_std}, max_log_std={self.max_log_std})"
 
@@ -246,6 +261,13 @@ class GaussianNLLFixed(QLoss):
 
     def nll(self, q_out: torch.Tensor, code_value: torch.Tensor) -> torch.Tensor:
         return gaussian_nll_fixed(q_out, code_value, std=self.std)
+
+    def reachable_max(self) -> float | None:
+        # a perfect mean leaves only the constant of the NLL: per column ln(std) + (1/2) ln(2 pi),
+        # so L_I <= H(c) - d/2 ln(2 pi std^2): -0.226 nats for U(-1, 1) at std 1, below H = ln 2
+        if self.code is None:
+            return None
+        return self.code.entropy() - self.code.input_width * (math.log(self.std) + _HALF_LOG_2PI)
 
     def stats(self, q_out: torch.Tensor) -> dict[str, torch.Tensor]:
         # constant, reported so logs look the same whichever Gaussian loss is used

@@ -278,14 +278,41 @@ def ganrun_sample(trainer: Trainer, step: int, run_dir: Any) -> None:
 @hookspec
 def ganrun_report_sections(
     run_dir: Any, metrics: list[dict], baseline_metrics: list[dict] | None
-) -> list[tuple[str, str]] | None:
-    """Return sections for ``ganrun report RUN`` as ``[(title, html), ...]``.
+) -> list[tuple[str, ...]] | None:
+    """Return sections for ``ganrun report RUN`` as ``[(title, html, place), ...]``.
 
-    Called once when the report is built, after the host's own sections (configuration,
-    final metrics, losses, samples). ``metrics`` are the run's ``metrics.jsonl`` lines as
-    dicts; ``baseline_metrics`` those of ``--baseline RUN`` or ``None``. ``registry.report``
-    has helpers for charts (``line_chart``: inline SVG, or a PNG also written to
-    ``RUN/plots/`` under ``--plots png``) and embedded PNGs (``image_tag``).
+    Called once when the report is built. ``metrics`` are the run's ``metrics.jsonl`` lines
+    as dicts; ``baseline_metrics`` those of ``--baseline RUN`` or ``None``. ``place`` (one of
+    ``registry.report.PLACES``) says where the section goes; the page shows results first:
+    ``"headline"`` (a few figures that say how the run went, under the title), ``"pictures"``
+    (what the plugin is about, e.g. traversals), ``"samples"`` (the host's sample grid),
+    ``"charts"`` (curves; give each a one-line ``caption`` on how to read it), ``"more"``
+    (anything else; the place of a ``(title, html)`` pair) and ``"details"`` (folded at the
+    end, with the host's configuration). Within a place the host's sections come first.
+    ``registry.report`` has helpers for charts (``line_chart``: inline SVG, or a PNG also
+    written to ``RUN/plots/`` under ``--plots png``) and embedded PNGs (``image_tag``; pass
+    ``scale=upscale_for(image size)`` to draw generated images large and sharp).
+    """
+
+
+@hookspec
+def ganrun_run_summary(run_dir: Any, config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Describe a run in a few words for people: what it is, how it went, what to run next.
+
+    Called by ``ganrun report`` (for the page's title and its list of commands) and when
+    ``train`` finishes (for the summary it prints). ``config`` is the run's configuration as
+    ``config.json`` records it under ``"config"`` (plugin options under ``"extra"``; ``{}``
+    when unreadable), ``metrics`` the newest line of ``metrics.jsonl`` (with ``"step"``;
+    ``{}`` when there is none). Return ``None`` or a dict with any of these keys:
+
+    - ``"what"``: a short phrase naming the method and its settings, e.g.
+      ``"InfoGAN, categorical:10 + uniform:2"``; the title reads ``RUN: <what> on <dataset>,
+      <N> steps``.
+    - ``"results"``: one-line texts of the figures that say how the run went, from ``metrics``
+      (printed at the end of training).
+    - ``"commands"``: ``[(arguments, purpose), ...]``, commands to run next on this run: the
+      arguments as typed after ``ganrun`` and the run's ``--plugin`` flags, which the host
+      adds (e.g. ``("eval runs/x", "the accuracy and L_I on 10,000 samples")``).
     """
 
 

@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -350,3 +351,53 @@ def trained_plain_run(ganrun: Ganrun, tiny: str, tmp_path_factory: pytest.TempPa
     run = tmp_path_factory.mktemp("use-runs") / "plain"
     ganrun.train(run, "--model", "tiny", "--steps", 4, "--batch-size", 16, plugins=[tiny])
     return run
+
+
+# ------------------------------------------------------------------------------ headless Chromium
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+# The browser tests drive Debian's chromium through its chromedriver (nothing is downloaded at
+# test time); they skip, saying why, only where chromium is absent.
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them: "
+    "apt-get install -y chromium chromium-driver)",
+)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Callable[[int, int], Any]]:
+    """``chromium(width, height)``: a headless Chromium window of that size, driven by Selenium
+    through the system's chromedriver; every window started is closed when the test ends. Use
+    with ``@needs_chromium``."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def start(width: int, height: int) -> Any:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / f'profile-{len(drivers)}'}",
+            f"--window-size={width},{height}",
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        drivers.append(driver)
+        return driver
+
+    try:
+        yield start
+    finally:
+        for driver in drivers:
+            driver.quit()

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import infogan_plugin
+from conftest import needs_chromium
 from infogan_plugin.explore import Explorer, make_server
 
 
@@ -145,67 +146,40 @@ def test_explore_command_prints_the_url_and_stops_on_ctrl_c(ganrun, trained_info
 
 # ------------------------------------------------------------------------------ in a browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
-
-@pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them: "
-    "apt-get install -y chromium chromium-driver)",
-)
-def test_page_in_chromium_updates_the_grid_as_a_slider_moves(server, tmp_path):
+@needs_chromium
+def test_page_in_chromium_updates_the_grid_as_a_slider_moves(server, tmp_path, chromium):
     """Headless Chromium, driven by Selenium through the system's chromedriver (nothing is
     downloaded): load the page, move c2's slider and pick c1's class, and see the image change."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1100,800",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        driver.get(server + "/")
-        wait = WebDriverWait(driver, 30)
-        image = driver.find_element(By.ID, "grid")
+    driver = chromium(1100, 800)
+    driver.get(server + "/")
+    wait = WebDriverWait(driver, 30)
+    image = driver.find_element(By.ID, "grid")
 
-        def shown() -> str:
-            return image.get_attribute("data-query") or ""
+    def shown() -> str:
+        return image.get_attribute("data-query") or ""
 
-        def loaded(_driver) -> bool:
-            return driver.execute_script("const i = arguments[0]; return i.complete && i.naturalWidth > 0;", image)
+    def loaded(_driver) -> bool:
+        return driver.execute_script("const i = arguments[0]; return i.complete && i.naturalWidth > 0;", image)
 
-        wait.until(lambda _: "c2=0" in shown())
-        wait.until(loaded)
-        first, first_pixels = shown(), image.screenshot_as_png
-        slider = driver.find_element(By.ID, "code-c2")
-        for _ in range(20):  # 20 quick steps to the right
-            slider.send_keys(Keys.ARROW_RIGHT)
-        wait.until(lambda _: "c2=0.8" in shown())  # only the newest position is kept
-        wait.until(loaded)
-        assert shown() != first and image.screenshot_as_png != first_pixels
-        driver.find_element(By.ID, "code-c1-2").click()
-        wait.until(lambda _: "c1=2" in shown())
-        driver.find_element(By.ID, "reseed").click()
-        wait.until(lambda _: "seed=0&" not in shown())
-        assert driver.find_element(By.ID, "status").text == ""
-        driver.save_screenshot(str(tmp_path / "explorer.png"))
-        if os.environ.get("GANRUN_SCREENSHOT"):  # to look at the page yourself
-            shutil.copy(tmp_path / "explorer.png", os.environ["GANRUN_SCREENSHOT"])
-    finally:
-        driver.quit()
+    wait.until(lambda _: "c2=0" in shown())
+    wait.until(loaded)
+    first, first_pixels = shown(), image.screenshot_as_png
+    slider = driver.find_element(By.ID, "code-c2")
+    for _ in range(20):  # 20 quick steps to the right
+        slider.send_keys(Keys.ARROW_RIGHT)
+    wait.until(lambda _: "c2=0.8" in shown())  # only the newest position is kept
+    wait.until(loaded)
+    assert shown() != first and image.screenshot_as_png != first_pixels
+    driver.find_element(By.ID, "code-c1-2").click()
+    wait.until(lambda _: "c1=2" in shown())
+    driver.find_element(By.ID, "reseed").click()
+    wait.until(lambda _: "seed=0&" not in shown())
+    assert driver.find_element(By.ID, "status").text == ""
+    driver.save_screenshot(str(tmp_path / "explorer.png"))
+    if os.environ.get("GANRUN_SCREENSHOT"):  # to look at the page yourself
+        shutil.copy(tmp_path / "explorer.png", os.environ["GANRUN_SCREENSHOT"])

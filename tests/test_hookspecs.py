@@ -306,7 +306,15 @@ def ganrun_load_checkpoint_state(trainer, tensors):
 @hookimpl
 def ganrun_report_sections(run_dir, metrics, baseline_metrics):
     record("report_sections", steps=[row["step"] for row in metrics], baseline=baseline_metrics is not None)
-    return [("Probe section", f"<p>probe saw {len(metrics)} metric lines</p>")]
+    return [("Probe section", f"<p>probe saw {len(metrics)} metric lines</p>"),
+            ("Probe headline", "<p>probe figure 42</p>", "headline")]
+
+
+@hookimpl
+def ganrun_run_summary(run_dir, config, metrics):
+    record("run_summary", step=metrics.get("step"), weight=config.get("extra", {}).get("probe_weight"))
+    return {"what": "Probe GAN", "results": [f"probe figure at step {metrics.get('step')}"],
+            "commands": [(f"probe-hello --name {Path(run_dir).name}", "greet the run")]}
 '''
 
 
@@ -371,7 +379,11 @@ def test_report_sections_come_from_the_hook(ganrun: Ganrun, probe: str, tmp_path
     assert result.exit_code == 0, ganrun.describe(result)
     page = (run / "report.html").read_text()
     assert "<h2>Probe section</h2><p>probe saw 2 metric lines</p>" in page
-    assert page.index("Adversarial losses") < page.index("Probe section")  # host sections first
+    assert page.index("Adversarial losses") < page.index("Probe section")  # a (title, html) pair: after the charts
+    assert page.index("Probe headline") < page.index("Adversarial losses")  # placed: the headline comes first
+    # ganrun_run_summary: the title says what the run is (no config.json: no dataset or planned steps)
+    assert "<h1>run: Probe GAN, 4 steps</h1>" in page
+    assert module(probe).CALLS["run_summary"] == [{"step": 4, "weight": None}]
 
 
 def test_registered_command_runs(ganrun: Ganrun, probe: str) -> None:
@@ -622,3 +634,30 @@ def test_trainer_can_be_built_directly_with_the_probe(probe: str, tmp_path: Path
     assert last == tmp_path / "run" / "checkpoints" / "ckpt-000000002.safetensors"
     assert trainer.step == 2 and set(trainer.last_metrics) >= {"d/adv", "d/probe", "g/adv", "g/probe_g"}
     assert [c["step"] for c in module(probe).CALLS["log"]] == [1, 2]
+
+
+def test_run_summary_names_the_run_and_leads_to_the_next_commands(ganrun: Ganrun, probe: str, tmp_path: Path) -> None:
+    """``ganrun_run_summary`` at the end of training: the plugin's words, its figures and its
+    commands prefixed with the run's --plugin flags; and a result that breaks the contract is
+    named with the plugin."""
+    run = tmp_path / "run"
+    result = probe_train(ganrun, probe, run, "--steps", 2)
+    assert module(probe).CALLS["run_summary"] == [{"step": 2, "weight": 0.5}]
+    assert "Probe GAN" in result.stderr and "probe figure at step 2" in result.stderr
+    assert f"ganrun --plugin {probe} probe-hello --name run" in result.stderr and "greet the run" in result.stderr
+
+    from registry.plugins import Host, PluginError
+    from registry.report.summary import run_summary
+
+    host = Host.create([probe])
+    summary = run_summary(host, run, {}, {"step": 2})
+    assert summary.whats == ["Probe GAN"] and summary.commands == [("probe-hello --name run", "greet the run")]
+    bad = {"what": 3}
+    impl = next(i for i in host.pm.hook.ganrun_run_summary.get_hookimpls() if i.plugin_name == probe)
+    original = impl.function
+    impl.function = lambda run_dir, config, metrics: bad
+    try:
+        with pytest.raises(PluginError, match=rf"plugin '{probe}' broke the ganrun_run_summary contract: .*'what'"):
+            run_summary(host, run, {}, {})
+    finally:
+        impl.function = original

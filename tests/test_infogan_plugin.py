@@ -280,7 +280,9 @@ def test_report_is_one_self_contained_page_with_curves_pictures_and_eval(tmp_pat
     matched = json.loads((run / "eval.json").read_text())["classification"]["c1"]["mapping"]
     assert page.count("<tr><th>value &rarr; label</th>") == 1 and page.count("<td><b>") == len(matched) >= 1
     assert "&quot;categorical:3&quot;" in page  # the configuration table (HTML-escaped)
-    assert page.count("<th>model</th>") == 1 and "<th>model (resolved)</th><td>&quot;dcgan28&quot;" in page
+    # one row per setting: the model the run chose for its data, in the row of the option left unset
+    assert page.count("<th>model</th>") == 1 and "(resolved)" not in page
+    assert "<tr><th>model</th><td>&quot;dcgan28&quot; (chosen for the data; not set)</td></tr>" in page
     assert 'src="runs' not in page and "file:" not in page  # nothing points outside the page
 
     # without --plugin, the plugins the run was trained with (config.json) supply their sections

@@ -61,7 +61,12 @@ def test_real_run_exits_cleanly(digits_run: tuple[Path, Any]) -> None:
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert f"training in {run}" in done.stderr
-    assert "done: 6 steps; last checkpoint" in done.stderr
+    # the end of training is a short summary for people, not a line of JSON
+    assert re.search(r"^done: 6 steps in [0-9hmins ]+ \(run: GAN on digits\)$", done.stderr, re.M), done.stderr
+    assert f"checkpoint: {run / 'checkpoints' / 'ckpt-000000006.safetensors'}" in done.stderr
+    assert f"every metric: {run / 'metrics.jsonl'}" in done.stderr
+    assert re.search(rf"^  ganrun report {re.escape(str(run))} +# report\.html", done.stderr, re.M), done.stderr
+    assert not any(line.lstrip().startswith("{") for line in done.stderr.splitlines())
     assert sorted(p.name for p in run.parent.iterdir()) == ["run"]  # nothing outside the run folder
 
 

@@ -193,8 +193,9 @@ def test_export_needs_a_format_and_a_run(ganrun: Ganrun, tmp_path: Path):
     assert "no complete checkpoint in this run folder" in ganrun.error_line(empty)
 
 
-def test_report_links_to_the_explorer(ganrun: Ganrun, trained_infogan_run: Path, tmp_path: Path):
+def test_report_links_to_the_explorer(ganrun: Ganrun, trained_infogan_run: Path, tiny: str, tmp_path: Path):
     page = tmp_path / "report.html"
     result = ganrun.invoke("report", trained_infogan_run, "--plots", "svg", "--out", page)
     assert result.exit_code == 0, ganrun.describe(result)
-    assert f"ganrun --plugin infogan explore {trained_infogan_run}" in page.read_text()
+    # with the flags of every plugin the run was trained with (config.json's order), as eval and traverse need them
+    assert f"ganrun --plugin {tiny} --plugin infogan explore {trained_infogan_run}" in page.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -36,9 +37,12 @@ from registry.run_plugins import loadable, require_run_plugins
 )
 @click.pass_context
 def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Path | None, plots: str) -> None:
-    """Write a one-page HTML report of a run: configuration, final metrics, curves and the
-    newest pictures, plus sections from the run's plugins (for InfoGAN: L_I against H(c)
-    per code, traversal grids and eval.json). The page is a single self-contained file.
+    """Write a one-page HTML report of a run, results first: under a title that says what the
+    run is, the headline figures (for InfoGAN: eval.json's accuracy, L_I per code and
+    disentanglement scores, else the last L_I per code), the newest pictures drawn large
+    (traversals, samples), the curves with a line on how to read each, the commands to use the
+    run, and the configuration and every metric folded at the end. The page is a single
+    self-contained file.
 
     The plugins are those given with --plugin or, without any, those the run was trained with."""
     import contextlib
@@ -56,15 +60,29 @@ def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Pa
                 f"PNG plots need matplotlib, which is not installed: {report.PLOT_EXTRA_HINT}", param_hint="--plots"
             )
         plots = "png" if available else "svg"
+    from registry.report.summary import ganrun_prefix, run_summary
+    from registry.run_plugins import recorded_plugins
+
     host = _report_host(ctx.obj, run)
     rows = report.read_metrics(run)
     baseline_rows = report.read_metrics(baseline) if baseline is not None else None
+    described = report.read_described(run)
+    config = (described or {}).get("config") or {}
+    summary = run_summary(host, run, config, rows[-1] if rows else {})
     charts = report.png_charts(run / "plots") if plots == "png" else contextlib.nullcontext()
     with charts:
-        sections = report.core_sections(run, rows, baseline_rows)
+        sections: list = report.core_sections(run, rows, baseline_rows, described)
         for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
             sections.extend(extra or [])
-    path = report.write_report(out or run / "report.html", report.render(f"ganrun run {run.name}", sections))
+    if (run / "checkpoints").is_dir():  # what to do with the run, with the flags its plugins need
+        prefix = ganrun_prefix(recorded_plugins(run, warn=None) or host.plugins)
+        commands = [(f"{prefix} {args}", purpose) for args, purpose in summary.commands]
+        commands.append(
+            (f"ganrun export {shlex.quote(str(run))} --format torchscript --out G.pt", "G alone, for serving")
+        )
+        sections.append(("Use this run", report.use_commands(commands), "more"))
+    title = report.title_for(run, described, rows, summary.whats)
+    path = report.write_report(out or run / "report.html", report.render(title, sections))
     click.echo(str(path))
 
 

@@ -10,6 +10,7 @@ signal exactly once, forwarded: a second signal would make ``train`` stop withou
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -113,8 +114,32 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _information(metrics: dict[str, Any]) -> list[str]:
+    """A plugin's information figures on a seed's line (InfoGAN's ``L_I/cN`` metrics): the share
+    ``L_I / H`` where the code can reach ``H`` (``L_I_max/cN`` equals ``H/cN``), else ``L_I`` in
+    nats against its reachable maximum, or alone where none is stated."""
+    shares, others = [], []
+    for key in sorted(k for k in metrics if k.startswith("L_I/")):
+        code = key.split("/", 1)[1]
+        l_i, h, ceiling = metrics[key], metrics.get(f"H/{code}"), metrics.get(f"L_I_max/{code}")
+        if not _number(l_i):
+            continue
+        if _number(h) and h > 0 and _number(ceiling) and math.isclose(ceiling, h, rel_tol=1e-9, abs_tol=1e-12):
+            shares.append(f"{code} {l_i / h:.2f}")
+        elif _number(ceiling):
+            others.append(f"{code} {l_i:.2f} (max {ceiling:.2f})")
+        else:
+            others.append(f"{code} {l_i:.2f}")
+    return (["L_I/H " + " ".join(shares)] if shares else []) + (["L_I " + " ".join(others)] if others else [])
+
+
 def seed_line(run: SeedRun, steps: int, now: float) -> str:
-    """``seed 3  running  120/2000  41.2 steps/s  L_I/H c1 0.93 c2 0.41``: one seed's progress."""
+    """``seed 3  running  120/2000  41.2 steps/s  L_I/H c1 0.93  L_I c2 -0.27 (max -0.23)``: one
+    seed's progress."""
     metrics = run.metrics or {}
     step = (
         metrics.get("step") if run.state == "running" else (run.step if run.step is not None else metrics.get("step"))
@@ -126,13 +151,7 @@ def seed_line(run: SeedRun, steps: int, now: float) -> str:
     wall = run.wall_s + (now - run.started if run.state == "running" else 0.0)
     if wall > 0:
         parts.append(f"{_duration(wall):>7}")
-    ratios = [
-        f"{key.split('/', 1)[1]} {value:.2f}"
-        for key, value in sorted(metrics.items())
-        if key.startswith("L_I_over_H/") and isinstance(value, (int, float))
-    ]
-    if ratios:
-        parts.append("L_I/H " + " ".join(ratios))
+    parts += _information(metrics)
     if run.state == "failed" and run.error:
         parts.append(run.error.splitlines()[-1])
     return "  ".join(parts)

@@ -9,17 +9,17 @@ is already apart in ``rundir.py``.)"""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from registry import checkpoint as ckpt
-from registry import runfiles
 from registry.checkpoint.lock import RunFolderBusy, RunLock
 from registry.checkpoint.run import find_checkpoint, saved_config
 from registry.cli.rundir import check_run_dir, choose_run_dir, lock_run_dir, prepare_run_dir, run_entries
@@ -454,6 +454,50 @@ def build_trainer(
         raise
 
 
+def _duration(seconds: float) -> str:
+    """``42 s``, ``9 min 52 s``, ``2 h 05 min``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+
+
+def end_summary(
+    host: Host, run_dir: Path, metrics: dict[str, Any], trained: int, seconds: float, checkpoint: Path | None
+) -> list[str]:
+    """What training prints when it ends, for people: the steps and the time, what the run is,
+    the plugins' figures (``ganrun_run_summary``: for InfoGAN, L_I per code against what it can
+    reach), the checkpoint, where every metric is, and the commands to run next on the run.
+    A plugin whose summary fails is named in one line and left out: the run itself is done."""
+    from registry.report import read_described, title_for
+    from registry.report.summary import RunSummary, ganrun_prefix, run_summary
+
+    described = read_described(run_dir, quiet=True)
+    try:
+        summary = run_summary(host, run_dir, (described or {}).get("config") or {}, metrics)
+    except PluginError as exc:
+        click.echo(f"warning: {plugin_failure(exc)}; the summary below leaves it out", err=True)
+        summary = RunSummary()
+    step = metrics["step"]
+    title = title_for(run_dir, described, [metrics], summary.whats).split(": ", 1)[-1]
+    title = title.rsplit(", ", 1)[0] if title.endswith(" steps") else title  # the steps are said first
+    now = f", {trained:,} of them" if trained != step else ""
+    lines = [f"done: {step:,} steps{now} in {_duration(seconds)} ({run_dir.name}: {title})"]
+    lines += [f"  {text}" for text in summary.results]
+    lines.append(f"checkpoint: {checkpoint}")
+    lines.append(f"every metric: {run_dir / 'metrics.jsonl'}")
+    run = shlex.quote(str(run_dir))
+    prefix = ganrun_prefix(host.plugins)
+    commands = [(f"{prefix} {args}", purpose) for args, purpose in summary.commands]
+    commands.append((f"{prefix} report {run}", "report.html: the figures, pictures and curves on one page"))
+    width = max(len(command) for command, _ in commands)
+    lines.append("next:")
+    lines += [f"  {command.ljust(width)}  # {purpose}" for command, purpose in commands]
+    return lines
+
+
 def run_train(
     ctx: click.Context,
     session: Session,
@@ -505,7 +549,9 @@ def run_train(
                 "(emulated bf16 would be slower)",
                 err=True,
             )
+        started = time.perf_counter()
         last = trainer.fit()
+        seconds = time.perf_counter() - started
         clean = True
     except ckpt.CheckpointError as exc:
         raise click.ClickException(str(exc)) from None
@@ -540,6 +586,5 @@ def run_train(
             err=True,
         )
     elif info.is_main:
-        shown = {k: round(v, 4) for k, v in trainer.last_metrics.items()}
-        click.echo(f"done: {trainer.step} steps; last checkpoint {last}", err=True)
-        click.echo(json.dumps(runfiles.finite_json(shown)[0], allow_nan=False), err=True)
+        metrics = {"step": trainer.step, **trainer.last_metrics}
+        click.echo("\n".join(end_summary(host, run_dir, metrics, trainer.step - start, seconds, last)), err=True)

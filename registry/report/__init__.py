@@ -1,38 +1,54 @@
-"""What a run shows: sample grids as PNG files (``images``) and the one-page HTML report
-(``page``) that plugins add sections to."""
+"""What a run shows: sample grids as PNG files (``images``), the one-page HTML report
+(``page``) that plugins add sections to, and the plugins' words about a run (``summary``)."""
 
 from registry.report.page import (
+    MIN_TILE_CSS_PX,
+    PLACES,
     PLOT_EXTRA_HINT,
     chart_figure,
     core_sections,
     heat_map,
+    image_size,
     image_tag,
     line_chart,
     matplotlib_available,
     newest,
+    place_sections,
     png_charts,
+    read_described,
     recorded_plugins,
     render,
     series,
     slug,
+    title_for,
+    upscale_for,
+    use_commands,
     write_report,
 )
 from registry.runfiles import read_metrics
 
 __all__ = [
+    "MIN_TILE_CSS_PX",
+    "PLACES",
     "PLOT_EXTRA_HINT",
     "chart_figure",
     "core_sections",
     "heat_map",
+    "image_size",
     "image_tag",
     "line_chart",
     "matplotlib_available",
     "newest",
+    "place_sections",
     "png_charts",
+    "read_described",
     "read_metrics",
     "recorded_plugins",
     "render",
     "series",
     "slug",
+    "title_for",
+    "upscale_for",
+    "use_commands",
     "write_report",
 ]

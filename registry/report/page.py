@@ -205,12 +205,32 @@ def line_chart(
     dashed: Iterable[str] = (),
     width: int = 420,
     height: int = 220,
+    caption: str | None = None,
 ) -> str:
     """A line chart against the step: each of ``lines`` labelled, those named in ``dashed``
     (e.g. a baseline run) dashed, and ``references`` drawn as labelled horizontal lines
     (e.g. H(c)). Inline SVG, or an embedded PNG inside ``png_charts``; ``""`` when there
     is nothing to draw. Any finite value can be drawn: beyond +-``CHART_LIMIT`` it is
-    drawn at the limit and the title says so."""
+    drawn at the limit and the title says so. ``caption``, one line on how to read the chart,
+    goes under it (the chart and its caption are one ``<figure class="chart">``)."""
+    chart = _chart(lines, title=title, references=references, dashed=dashed, width=width, height=height)
+    if not chart or caption is None:
+        return chart
+    return (
+        f'<figure class="chart" style="max-width:{width}px">{chart}'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _chart(
+    lines: dict[str, Series],
+    *,
+    title: str,
+    references: dict[str, float] | None,
+    dashed: Iterable[str],
+    width: int,
+    height: int,
+) -> str:
     lines, references, title = clip_for_drawing(lines, references or {}, title)
     dashed = set(dashed)
     points = [p for pts in lines.values() for p in pts]
@@ -267,13 +287,49 @@ def line_chart(
     return "".join(parts)
 
 
-def image_tag(path: Path, *, alt: str, max_width: int = 420, pixelated: bool = True, caption: bool = True) -> str:
-    """A PNG file embedded as a data URI; ``pixelated`` keeps small sample grids sharp when
-    scaled up, ``caption`` repeats ``alt`` under the picture."""
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    style = f"max-width:{max_width}px" + (";image-rendering:pixelated" if pixelated else "")
-    under = f"<figcaption>{html.escape(alt)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="{style}">{under}</figure>'
+# A generated image is drawn at least this many CSS pixels wide: 4x for 28-px digits, 2x for
+# 64-px images, so a sample is seen, not a thumbnail.
+MIN_TILE_CSS_PX = 112
+
+
+def upscale_for(tile: int | None) -> int:
+    """The whole-number factor that draws an image of ``tile`` pixels at least
+    ``MIN_TILE_CSS_PX`` CSS pixels wide (4 for 28 px, 2 for 64 px, 1 from 112 px); 1 when the
+    size is unknown."""
+    if not isinstance(tile, int) or isinstance(tile, bool) or tile < 1:
+        return 1
+    return max(1, math.ceil(MIN_TILE_CSS_PX / tile))
+
+
+def image_tag(
+    path: Path,
+    *,
+    alt: str,
+    max_width: int = 420,
+    pixelated: bool = True,
+    caption: bool | str = True,
+    scale: int | None = None,
+) -> str:
+    """A PNG file embedded as a data URI. ``scale`` draws it that many times its own size
+    (narrowed to the page where the page is narrower), with nearest-neighbour upscaling
+    (``image-rendering: pixelated``) so generated pictures stay sharp; without it the picture
+    is at most ``max_width`` pixels wide (``pixelated`` still applies). ``caption``: ``True``
+    repeats ``alt`` under the picture, a string says something else there, ``False`` nothing."""
+    data = Path(path).read_bytes()
+    if scale is not None:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            width = image.size[0] * scale
+        style = f"width:{width}px;max-width:100%;height:auto;image-rendering:pixelated"
+    else:
+        style = f"max-width:{max_width}px" + (";image-rendering:pixelated" if pixelated else "")
+    text = alt if caption is True else caption or ""
+    under = f"<figcaption>{html.escape(text)}</figcaption>" if text else ""
+    encoded = base64.b64encode(data).decode()
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}" style="{style}">{under}</figure>'
+    )
 
 
 def newest(paths: Iterable[Path]) -> Path | None:
@@ -289,70 +345,188 @@ def recorded_plugins(run_dir: Path) -> list[str]:
     return list(recorded(run_dir, warn=None))
 
 
-def core_sections(run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None) -> list[tuple[str, str]]:
-    """Configuration, final metrics, the adversarial losses and the newest sample grid."""
-    sections = []
-    config_path = run_dir / "config.json"
-    described = config = None
+# Where a section goes on the page, in page order: the figures that say how the run went, the
+# pictures a plugin is about (traversals), the host's sample grid, the charts, anything else,
+# and last, folded, what one looks up (configuration, every metric).
+PLACES = ("headline", "pictures", "samples", "charts", "more", "details")
+
+
+def place_sections(sections: Iterable[Sequence[str]]) -> list[tuple[str, str, str]]:
+    """``(title, html, place)`` for every section with content, in page order (stable within a
+    place). A section is ``(title, html)``, placed under ``"more"``, or ``(title, html, place)``
+    with a place of ``PLACES``; an unknown place is named in a warning and taken as ``"more"``."""
+    placed = []
+    for section in sections:
+        title, content, *rest = section
+        place = rest[0] if rest else "more"
+        if place not in PLACES:
+            _warn(
+                f"report section {title!r}: unknown place {place!r} (places: {', '.join(PLACES)}); shown under 'more'"
+            )
+            place = "more"
+        if content:
+            placed.append((str(title), content, place))
+    return sorted(placed, key=lambda section: PLACES.index(section[2]))
+
+
+def read_described(run_dir: Path, *, quiet: bool = False) -> dict | None:
+    """The run's ``config.json`` (configuration, resolved model, plugins, versions), or ``None``
+    when it is missing or damaged (named in one warning unless ``quiet``)."""
+    config_path = Path(run_dir) / "config.json"
     try:
         described = read_json(config_path, required=False)
-        config = (described or {}).get("config", {})
+        if described is None:
+            return None
+        if not isinstance(described, dict):
+            raise RunFileError(config_path, "not an object")
+        config = described.get("config", {})
         if not isinstance(config, dict) or not isinstance(config.get("extra", {}), dict):
             raise RunFileError(config_path, "'config' is not an object")
     except RunFileError as exc:
-        _warn(f"{config_path}: damaged ({exc.reason}); the report has no configuration")
-        described = None
-    if described is not None:
-        cells = "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
-            for k, v in sorted({**config, **config.get("extra", {})}.items())
-            if k != "extra"
+        if not quiet:
+            _warn(f"{config_path}: damaged ({exc.reason}); the report has no configuration")
+        return None
+    return described
+
+
+def image_size(described: dict | None) -> int | None:
+    """The width in pixels of one generated image, as ``config.json`` records it."""
+    shape = (described or {}).get("image_shape")
+    if isinstance(shape, list) and shape and isinstance(shape[-1], int) and not isinstance(shape[-1], bool):
+        return shape[-1]
+    return None
+
+
+def title_for(run_dir: Path, described: dict | None, rows: list[dict], whats: Sequence[str]) -> str:
+    """``digits-0312: InfoGAN, categorical:10 + uniform:2 on digits, 4,000 steps``: the run's
+    name and what it is (the plugins' words, ``whats``; ``GAN`` without any), its dataset and
+    how far it trained (``2,000 of 4,000 steps`` for a run that stopped early)."""
+    config = (described or {}).get("config") or {}
+    what = "; ".join(w for w in whats if w) or "GAN"
+    dataset = config.get("dataset")
+    text = f"{Path(run_dir).name}: {what}" + (f" on {dataset}" if isinstance(dataset, str) else "")
+    planned = config.get("steps") if isinstance(config.get("steps"), int) else None
+    done = rows[-1]["step"] if rows else None
+    if done is not None and planned is not None and done < planned:
+        return f"{text}, {done:,} of {planned:,} steps"
+    steps = done if done is not None else planned
+    return f"{text}, {steps:,} steps" if steps is not None else text
+
+
+def _configuration(described: dict) -> str:
+    """One row per setting: the options as given (plugins' too), with what the run resolved from
+    them in the same row (``model: dcgan28 (chosen for the data; not set)``), then what the run
+    recorded besides (G's input width, image shape, plugins, versions)."""
+    config = described.get("config", {})
+    options = {k: v for k, v in {**config, **config.get("extra", {})}.items() if k != "extra"}
+    resolved = {
+        k: described[k]
+        for k in ("model", "generator_input", "image_shape", "plugins", "versions", "world_size")
+        if k in described
+    }
+
+    def row(key: str, text: str) -> str:
+        return f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(text)}</td></tr>"
+
+    cells = []
+    for key, value in sorted(options.items()):
+        if key in resolved and resolved[key] != value:
+            note = "chosen for the data; not set" if value is None else f"resolved from {json.dumps(value)}"
+            cells.append(row(key, f"{json.dumps(resolved[key])} ({note})"))
+        else:
+            cells.append(row(key, json.dumps(value)))
+    cells += [row(key, json.dumps(value)) for key, value in resolved.items() if key not in options]
+    return f"<table>{''.join(cells)}</table>"
+
+
+def core_sections(
+    run_dir: Path, rows: list[dict], baseline_rows: list[dict] | None, described: dict | None = None
+) -> list[tuple[str, str, str]]:
+    """The host's sections as ``(title, html, place)``: how far training went (headline), the
+    newest sample grid (upscaled), the adversarial losses (a chart with how to read it), and,
+    folded at the end, every metric of the last log line and the configuration. ``described``
+    is the run's ``config.json`` (``read_described``), read here when not given."""
+    run_dir = Path(run_dir)
+    if described is None:
+        described = read_described(run_dir)
+    sections = []
+    if rows:
+        last = rows[-1]
+        facts = [f"step {last['step']:,}"]
+        planned = ((described or {}).get("config") or {}).get("steps")
+        if isinstance(planned, int) and planned != last["step"]:
+            facts[0] += f" of {planned:,}"
+        for key, label in (("d/adv", "D loss"), ("g/adv", "G loss")):
+            if isinstance(last.get(key), (int, float)):
+                facts.append(f"{label} {last[key]:.3g}")
+        sections.append(("Training", f"<p>{html.escape(' · '.join(facts))} at the last log line</p>", "headline"))
+        lines = {key: series(rows, key) for key in ("d/adv", "g/adv")}
+        if baseline_rows:
+            lines.update({f"baseline {key}": series(baseline_rows, key) for key in ("d/adv", "g/adv")})
+        chart = line_chart(
+            lines,
+            title="D and G losses",
+            dashed=[k for k in lines if k.startswith("baseline")],
+            caption="The adversarial losses per step (dashed: the --baseline run). Both stay bounded and noisy in a "
+            "healthy run; D's loss falling towards 0 while G's climbs means D is winning and G learns little.",
         )
-        resolved = {
-            k: described[k]
-            for k in ("model", "generator_input", "image_shape", "plugins", "versions")
-            if k in described
-        }
-        # what the run resolved (e.g. model: null -> "dcgan28") is labelled apart from the option
-        cells += "".join(
-            f"<tr><th>{html.escape(k if k not in config else f'{k} (resolved)')}</th>"
-            f"<td>{html.escape(json.dumps(v))}</td></tr>"
-            for k, v in resolved.items()
+        sections.append(("Adversarial losses", chart, "charts"))
+    sample = newest((run_dir / "samples").glob("step-*.png"))
+    if sample is not None:
+        step = sample.stem.split("step-")[-1].lstrip("0") or "0"
+        picture = image_tag(
+            sample,
+            alt=f"fixed-latent samples, {sample.stem}",
+            caption=f"Samples at step {int(step):,}: the same latent inputs at every sample step",
+            scale=upscale_for(image_size(described)),
         )
-        sections.append(("Configuration", f"<table>{cells}</table>"))
+        sections.append(("Samples", picture, "samples"))
     if rows:
         last = rows[-1]
         cells = "".join(
             f"<tr><th>{html.escape(k)}</th><td>{v:.4g}</td></tr>"
             for k, v in sorted(last.items())
-            if isinstance(v, (int, float))
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
         )
-        sections.append((f"Metrics at step {last['step']}", f"<table>{cells}</table>"))
-        lines = {key: series(rows, key) for key in ("d/adv", "g/adv")}
-        if baseline_rows:
-            lines.update({f"baseline {key}": series(baseline_rows, key) for key in ("d/adv", "g/adv")})
-        sections.append(
-            (
-                "Adversarial losses",
-                line_chart(lines, title="D and G losses", dashed=[k for k in lines if k.startswith("baseline")]),
-            )
-        )
-    sample = newest((run_dir / "samples").glob("step-*.png"))
-    if sample is not None:
-        sections.append(("Samples", image_tag(sample, alt=f"fixed-latent samples, {sample.stem}")))
+        sections.append((f"Every metric at step {last['step']:,}", f"<table>{cells}</table>", "details"))
+    if described is not None:
+        sections.append(("Configuration", _configuration(described), "details"))
     return sections
 
 
-def render(title: str, sections: Sequence[tuple[str, str]]) -> str:
-    body = "".join(f"<section><h2>{html.escape(name)}</h2>{content}</section>" for name, content in sections if content)
+def use_commands(commands: Sequence[tuple[str, str]]) -> str:
+    """Commands to run on this run, each with what it does, as one ``<pre>`` block."""
+    if not commands:
+        return ""
+    width = max(len(command) for command, _ in commands)
+    return "<pre>" + html.escape("\n".join(f"{c.ljust(width)}  # {what}" for c, what in commands)) + "</pre>"
+
+
+def render(title: str, sections: Iterable[Sequence[str]]) -> str:
+    """The page: ``title``, then the sections in page order (``place_sections``): the headline
+    figures, the pictures, the charts, the rest, and the ``details`` sections folded
+    (``<details>``) at the end."""
+    body = []
+    for name, content, place in place_sections(sections):
+        if place == "details":
+            body.append(f'<details class="details"><summary>{html.escape(name)}</summary>{content}</details>')
+        else:
+            body.append(f'<section class="{place}"><h2>{html.escape(name)}</h2>{content}</section>')
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "body{font-family:system-ui,sans-serif;max-width:1240px;margin:1em auto;padding:0 12px;color:#222}"
+        "h1{font-size:22px;margin:0 0 .4em}h2{font-size:16px;margin:.2em 0 .4em}"
         "table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;padding:2px 8px;text-align:left}"
-        "section{margin-bottom:1.5em}figure{display:inline-block;margin:0 1em 1em 0}"
-        "figcaption{font-size:12px;color:#555}svg{margin:0 1em 1em 0}"
-        f"</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+        "section{margin-bottom:1.2em}section.headline{margin-bottom:.6em}"
+        "section.headline p,section.headline ul{margin:.2em 0;font-size:15px}"
+        "section.headline ul{padding-left:1.2em}"
+        "figure{display:inline-block;margin:0 1em 1em 0;max-width:100%;vertical-align:top}"
+        "figure img{display:block}"
+        "figcaption{font-size:12px;color:#555;max-width:100%}svg{max-width:100%;height:auto}"
+        "details{margin:.6em 0}summary{cursor:pointer;font-weight:bold}pre{overflow-x:auto;font-size:13px}"
+        f"</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>"
     )
 
 

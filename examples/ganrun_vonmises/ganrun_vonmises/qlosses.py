@@ -118,3 +118,7 @@ class BernoulliBCE(QLoss):
 
     def predict(self, q_out: torch.Tensor) -> torch.Tensor:
         return (q_out > 0).to(torch.float32)  # the more likely value per dimension
+
+    def reachable_max(self) -> float | None:
+        # a probability mass: a sure Q has log Q = 0, so L_I can reach H(c) and eval shows a share of it
+        return None if self.code is None else self.code.entropy()
