@@ -159,7 +159,9 @@ def eval_command(
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json.
 
     A number that is not finite is written to eval.json as null, with a warning naming it; eval
-    then fails (exit 1) if it is an L_I, an accuracy or a disentanglement score.
+    then fails (exit 1) if it is an L_I, an accuracy or a disentanglement score. A code whose
+    H(c) <= 0 (a differential entropy can be) has no L_I/H: its "ratio" is null by design, and
+    eval prints L_I and H alone.
 
     L_I needs only the run folder. The accuracy and the disentanglement scores read the run's
     dataset; when it cannot be read where the run recorded it (and no --data-dir is given), eval
@@ -174,6 +176,7 @@ def eval_command(
         classification_accuracy,
         classifies,
         confusion_lines,
+        bound_text,
         disentanglement_metrics,
         information_bounds,
     )
@@ -243,7 +246,7 @@ def eval_command(
     if non_finite:
         runfiles.warn(f"{path}: {', '.join(non_finite)} not finite (NaN or infinite); written as null")
     for name, info in result["information"].items():
-        click.echo(f"{name}: L_I {info['L_I']:.3f} nats of H {info['H']:.3f} ({info['ratio']:.1%})")
+        click.echo(f"{name}: {bound_text(info['L_I'], info['H'], info['ratio'])}")
     for name, acc in result["classification"].items():
         click.echo(f"{name}: unsupervised accuracy {acc['accuracy']:.2%}")
         for line in confusion_lines(acc):

@@ -17,6 +17,29 @@ from registry.eval.assignment import cluster_accuracy, confusion_counts
 from infogan_plugin.qlosses import CategoricalCE
 
 
+# Why a code has no L_I/H: the ratio is a share of H(c) only where H(c) > 0. A discrete code's
+# entropy always is; a continuous code's differential entropy can be zero or negative (Beta(2, 2):
+# -0.125 nats, a uniform code on a width below 1), and then L_I, still a lower bound of
+# I(c; G(z, c)) in nats, is shown beside H(c) alone (docs/plugins.md, "What L_I/H means").
+NO_RATIO = "no L_I/H: H <= 0, a differential entropy, so L_I is not a share of it"
+
+
+def bound_text(l_i: float | None, h: float | None, ratio: float | None = None) -> str:
+    """One code's bound as eval prints it: ``L_I 2.251 nats of H 2.303 (97.7%)``, or, where
+    ``H(c) <= 0``, ``L_I -0.270 nats; H -0.125 nats (no L_I/H: ...)``. ``None`` (a value eval
+    wrote as null) reads ``n/a``."""
+
+    def nats(value: float | None) -> str:
+        return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+    if isinstance(h, (int, float)) and h <= 0:
+        return f"L_I {nats(l_i)} nats; H {nats(h)} nats ({NO_RATIO})"
+    if ratio is None and isinstance(l_i, (int, float)) and isinstance(h, (int, float)):
+        ratio = l_i / h
+    share = f" ({ratio:.1%})" if isinstance(ratio, (int, float)) else ""
+    return f"L_I {nats(l_i)} nats of H {nats(h)}{share}"
+
+
 def _eval_mode(trainer: Any):
     for module in trainer.modules.values():
         module.eval()
@@ -73,8 +96,9 @@ def information_bounds(
     batch_size: int = 500,
     progress: Callable[[int], Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats;
-    ``progress(k)`` is told of every ``k`` samples done."""
+    """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats,
+    with H(c) and ``ratio`` L_I/H (``None`` where H(c) <= 0, see ``NO_RATIO``); ``progress(k)``
+    is told of every ``k`` samples done."""
     spec: LatentSpec = trainer.sampler
     _eval_mode(trainer)
     gen = torch.Generator(device=trainer.device).manual_seed(seed)
@@ -96,7 +120,9 @@ def information_bounds(
     for name, total in totals.items():
         h = entropies[name]
         l_i = h - total / n
-        out[name] = {"L_I": l_i, "H": h, "ratio": l_i / h if h > 0 else float("nan")}
+        # L_I/H is a share of H only where H > 0; a differential entropy can be zero or negative
+        # (Beta(2, 2): -0.125 nats), and then there is no ratio to report: null, not NaN
+        out[name] = {"L_I": l_i, "H": h, "ratio": l_i / h if h > 0 else None}
     return out
 
 

@@ -230,10 +230,12 @@ def ganrun_log(trainer, step, metrics):
         if key in metrics:
             h = slot.code.entropy()
             metrics[f"H/{slot.name}"] = h
-            if h > 0:
+            if h > 0:  # a share of H only where H > 0: a differential entropy can be <= 0
                 metrics[f"L_I_over_H/{slot.name}"] = metrics[key] / h
             if slot.code.show_progress and h > 0:
                 shown[f"I/H {slot.name}"] = f"{metrics[key] / h:.2f}"
+            elif slot.code.show_progress:  # no ratio to show: L_I itself, in nats
+                shown[f"L_I {slot.name}"] = f"{metrics[key]:.2f}"
     every, samples = eval_options(trainer.config.extra)
     if every and step % every == 0 and trainer.dist.is_main:
         metrics.update(score_disentanglement(trainer, samples))

@@ -78,6 +78,14 @@ def _number(value: object, spec: str) -> str:
     return "n/a"
 
 
+def _bound(info: dict) -> str:
+    """eval's line for one code (``L_I ... nats of H ... (share)``, or L_I and H alone where
+    H <= 0 and L_I/H means nothing); ``n/a`` for a value eval wrote as null."""
+    from infogan_plugin.evaluate import bound_text
+
+    return bound_text(info["L_I"], info["H"], info.get("ratio"))
+
+
 def _eval_section(path: Path) -> tuple[str, str] | None:
     """The section of ``eval.json``; a damaged file is named in one warning and left out."""
     try:
@@ -85,8 +93,7 @@ def _eval_section(path: Path) -> tuple[str, str] | None:
         if result is None:
             return None
         cells = "".join(
-            f"<tr><th>{html.escape(name)}</th><td>L_I {_number(info['L_I'], '.3f')} of H "
-            f"{_number(info['H'], '.3f')} nats</td></tr>"
+            f"<tr><th>{html.escape(name)}</th><td>{html.escape(_bound(info))}</td></tr>"
             for name, info in result.get("information", {}).items()
         )
         cells += "".join(

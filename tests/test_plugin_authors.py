@@ -1,0 +1,132 @@
+"""What a plugin author meets (issue 28, class 6): a code whose differential entropy is negative,
+a plugin that fails to load, a name clash with infogan, a code class without ``@dataclass``, a
+misspelt hook, the modules that moved, and the names ganrun shows for its built-ins.
+
+The plugins here are real modules (``make_plugin``) activated with ``--plugin`` as a user would,
+or fake entry points (``importlib.metadata.EntryPoint`` with a distribution) where what matters is
+what the entry-point metadata says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+# A continuous code with a negative differential entropy: Beta(2, 2) on [0, 1], drawn as the
+# median of three uniforms (which is Beta(2, 2)), so it needs only the generator.
+# H = ln B(2, 2) - 2 psi(2) + 2 psi(4) = -ln 6 + 5/3 = -0.1251 nats.
+BETA_SOURCE = """
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from infogan_plugin import ContinuousCode
+from registry import hookimpl
+
+
+@dataclass(frozen=True, kw_only=True)
+class Beta22(ContinuousCode):
+    type_name: ClassVar[str] = "beta22"
+    default_q_loss: ClassVar[str] = "gaussian_nll"
+
+    @property
+    def show_progress(self):
+        return True  # asks for the progress bar, where L_I/H has no meaning for this code
+
+    def sample(self, n, *, generator, device):
+        u = torch.rand((n, self.dim, 3), generator=generator, device=device)
+        return u.median(dim=2).values
+
+    def entropy(self):
+        return self.dim * (5.0 / 3.0 - math.log(6.0))
+
+    def traversal_range(self):
+        return 0.05, 0.95
+
+
+@hookimpl
+def ganrun_register_latent_codes(register):
+    register("beta22", Beta22)
+"""
+BETA_H = 5.0 / 3.0 - math.log(6.0)
+
+
+@pytest.fixture
+def beta_run(ganrun, tiny, make_plugin, tmp_path):
+    """A tiny InfoGAN run with a categorical code c1 and a Beta(2, 2) code c2, and its plugins."""
+    plugins = ["infogan", tiny, make_plugin(BETA_SOURCE)]
+    run = tmp_path / "beta"
+    ganrun.train(
+        run,
+        "--model",
+        "tiny",
+        "--steps",
+        4,
+        "--batch-size",
+        16,
+        "--log-every",
+        2,
+        "--code",
+        "categorical:3",
+        "--code",
+        "beta22:1",
+        plugins=plugins,
+    )
+    return run, plugins
+
+
+def test_a_negative_entropy_code_has_no_ratio_anywhere_and_no_warning(ganrun, beta_run):
+    run, plugins = beta_run
+    assert BETA_H == pytest.approx(-0.1251, abs=1e-4)
+    # metrics.jsonl: L_I and H for every code, the ratio only for the code whose H > 0
+    last = ganrun.metrics(run)[-1]
+    assert last["H/c2"] == pytest.approx(BETA_H, abs=1e-5) and math.isfinite(last["L_I/c2"])
+    assert "L_I_over_H/c2" not in last and last["L_I_over_H/c1"] == pytest.approx(
+        last["L_I/c1"] / math.log(3), abs=1e-5
+    )
+
+    # eval: exit 0, no "not finite" warning, the ratio null by design, L_I and H printed alone
+    done = ganrun.invoke("eval", run, "--samples", 64, plugins=plugins)
+    assert done.exit_code == 0, ganrun.describe(done)
+    assert "not finite" not in done.output and "warning" not in done.stderr.lower(), done.output
+    information = json.loads((run / "eval.json").read_text())["information"]
+    assert information["c2"]["ratio"] is None and information["c2"]["H"] == pytest.approx(BETA_H)
+    assert information["c1"]["ratio"] == pytest.approx(information["c1"]["L_I"] / math.log(3))
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("c2:")]
+    assert line == f"c2: L_I {information['c2']['L_I']:.3f} nats; H -0.125 nats (no L_I/H: H <= 0, a " + (
+        "differential entropy, so L_I is not a share of it)"
+    )
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("c1: L_I")]
+    assert line.endswith(f"nats of H 1.099 ({information['c1']['ratio']:.1%})"), line
+
+    # report: the same words, no n/a for a value that is absent on purpose
+    done = ganrun.invoke("report", run, plugins=plugins)
+    assert done.exit_code == 0, ganrun.describe(done)
+    page = (run / "report.html").read_text()
+    assert "H -0.125 nats (no L_I/H: H &lt;= 0" in page and "n/a" not in page
+
+
+def test_the_progress_bar_shows_l_i_for_a_code_without_a_ratio(make_plugin):
+    """``ganrun_log`` returns the progress-bar text: ``I/H`` where H > 0, ``L_I`` itself where not."""
+    import importlib
+
+    from infogan_plugin import CategoricalCE, CodeSlot, GaussianNLL, LatentSpec
+    from infogan_plugin.codes import Categorical
+    from infogan_plugin.plugin import ganrun_log
+
+    beta = importlib.import_module(make_plugin(BETA_SOURCE)).Beta22()
+    spec = LatentSpec(
+        noise_dim=2,
+        slots=[CodeSlot("c1", Categorical(k=4), CategoricalCE(), 1.0), CodeSlot("c2", beta, GaussianNLL(), 0.1)],
+    )
+    trainer = SimpleNamespace(sampler=spec, config=SimpleNamespace(extra={}), dist=SimpleNamespace(is_main=True))
+    metrics = {"L_I/c1": 0.7, "L_I/c2": -0.4}
+    shown = ganrun_log(trainer=trainer, step=1, metrics=metrics)
+    assert shown == {"I/H c1": f"{0.7 / math.log(4):.2f}", "L_I c2": "-0.40"}
+    assert metrics["H/c2"] == pytest.approx(BETA_H) and "L_I_over_H/c2" not in metrics
+    assert all(math.isfinite(value) for value in metrics.values())
