@@ -130,3 +130,71 @@ def test_the_progress_bar_shows_l_i_for_a_code_without_a_ratio(make_plugin):
     assert shown == {"I/H c1": f"{0.7 / math.log(4):.2f}", "L_I c2": "-0.40"}
     assert metrics["H/c2"] == pytest.approx(BETA_H) and "L_I_over_H/c2" not in metrics
     assert all(math.isfinite(value) for value in metrics.values())
+
+
+# ------------------------------------------------------------------------------ installed plugins
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch):
+    """``install(dist, version, {entry point: module source})``: a distribution installed the way
+    pip leaves it (``NAME-VERSION.dist-info`` with ``METADATA`` and ``entry_points.txt`` beside the
+    modules, on ``sys.path``), so ``importlib.metadata`` finds its entry points and their
+    distribution for real."""
+    import importlib
+    import sys
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    modules: list[str] = []
+
+    def make(dist: str, version: str, plugins: dict[str, str]) -> None:
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = ["[ganrun]"]
+        for entry_point, source in plugins.items():
+            module = f"ganrun_test_{dist.replace('-', '_')}_{entry_point}"
+            (site / f"{module}.py").write_text(source)
+            lines.append(f"{entry_point} = {module}")
+            modules.append(module)
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        importlib.invalidate_caches()
+
+    yield make
+    for module in modules:
+        sys.modules.pop(module, None)
+
+
+def test_a_plugin_that_fails_to_load_is_named_with_its_distribution_in_help(ganrun, install):
+    install("ganrun-exploding", "0.3.1", {"exploding": "raise RuntimeError('the plugin exploded on import')\n"})
+    cause = "plugin 'exploding' (entry point 'exploding' of ganrun-exploding 0.3.1) failed to load: "
+    cause += "RuntimeError: the plugin exploded on import"
+    helped = ganrun.invoke("train", "--help", plugins=["exploding"])
+    assert helped.exit_code == 0, ganrun.describe(helped)
+    assert f"Train a GAN: unavailable, because {cause}" in " ".join(helped.stdout.split())
+    listed = ganrun.invoke("--help", plugins=["exploding"])
+    assert listed.exit_code == 0, ganrun.describe(listed)
+    assert "Train a GAN (unavailable: plugin 'exploding' (entry point 'exploding' of" in " ".join(listed.stdout.split())
+    failed = ganrun.invoke("train", "--steps", 1, plugins=["exploding"])
+    assert failed.exit_code == 1 and ganrun.error_line(failed) == f"Error: {cause}"
+
+
+def test_a_missing_plugin_names_what_is_installed_and_what_to_install(ganrun, install):
+    install("ganrun-poisson", "0.2.0", {"poisson": "", "poisson_extra": ""})
+    for typed, expected in [
+        (
+            "poison",  # a typo: the nearest installed name
+            "plugin 'poison' is neither an installed plugin (installed: infogan, infogan_cr (from ganrun ",
+        ),
+        ("ganrun-poisson", "plugin 'ganrun-poisson' is the name of the distribution ganrun-poisson, not of a plugin; "),
+        ("ganrun_poisson", "plugin 'ganrun_poisson' is the name of the distribution ganrun-poisson, not of a plugin; "),
+    ]:
+        line = ganrun.error_line(ganrun.invoke("train", plugins=[typed]))
+        assert line.startswith(f"Error: {expected}"), line
+    line = ganrun.error_line(ganrun.invoke("train", plugins=["poison"]))
+    assert "poisson, poisson_extra (from ganrun-poisson 0.2.0)" in line and "did you mean 'poisson'?" in line
+    assert "pip install the distribution that declares entry point 'poison' in group 'ganrun'" in line
+    line = ganrun.error_line(ganrun.invoke("train", plugins=["ganrun-poisson"]))
+    assert line.endswith("it installs 'poisson', 'poisson_extra': use --plugin poisson"), line
