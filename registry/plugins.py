@@ -44,6 +44,7 @@ DEFAULT_PLUGINS = ("registry.default_plugins.builtins", "registry.default_plugin
 BUILTIN_LABELS = {
     "registry.default_plugins.builtins": "ganrun (built-in)",
     "registry.default_plugins.tensorboard": "ganrun tensorboard (built-in)",
+    "ganrun": "ganrun (built-in)",  # the owner of the built-in command names
 }
 
 REGISTRY_KINDS = {
@@ -267,16 +268,7 @@ class Registry:
                 + " (docs/plugins.md lists what each registration needs)"
             )
         if name in self.entries:
-            other = self.entries[name].plugin
-            if other in BUILTIN_OWNERS:
-                raise DuplicateNameError(
-                    f"{self.kind} {name!r} is built in (plugin {other!r}) and plugin {plugin!r} registers it too; "
-                    f"a built-in cannot be deactivated, so rename the plugin's, e.g. {_renamed(plugin, name)!r}"
-                )
-            raise DuplicateNameError(
-                f"{self.kind} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}; "
-                f"deactivate one of them"
-            )
+            raise DuplicateNameError(_clash(self.kind, name, self.entries[name].plugin, plugin))
         self.entries[name] = Entry(value, plugin)
 
     def get(self, name: str) -> Any:
@@ -302,6 +294,27 @@ BUILTIN_OWNERS = frozenset((*DEFAULT_PLUGINS, "ganrun"))  # owners of names no -
 
 def _renamed(plugin: str, name: str) -> str:
     return f"{plugin.rsplit('.', 1)[-1]}-{name}"
+
+
+def _clash(kind: str, name: str, first: str, second: str) -> str:
+    """Two plugins register ``name``: both named with where they come from, and the fix a plugin
+    author can make. Deactivating one is no fix when the other extends it (a code type for the
+    infogan plugin needs infogan active), so the advice is a rename in the registration hook, of
+    the plugin that is not ganrun's own where one is."""
+    hook = {kind_: hook_ for hook_, kind_ in REGISTRY_KINDS.values()}.get(kind, "ganrun_register_commands")
+    if first in BUILTIN_OWNERS:
+        return (
+            f"{kind} {name!r} is built in ({label(first)}) and plugin {second!r} ({origin(second)}) registers it "
+            f"too; a built-in cannot be deactivated, so rename the plugin's in its {hook}, e.g. "
+            f"{_renamed(second, name)!r}"
+        )
+    ours = {ep.name for ep in installed_plugins().values() if ep.distribution == "ganrun"}
+    rename = first if second in ours and first not in ours else second
+    return (
+        f"{kind} {name!r} is registered by both plugin {first!r} ({origin(first)}) and plugin {second!r} "
+        f"({origin(second)}); each name is registered once: rename the one plugin {rename!r} registers in its "
+        f"{hook}, e.g. {_renamed(rename, name)!r}, and use that name"
+    )
 
 
 def _call_each(

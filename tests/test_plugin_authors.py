@@ -198,3 +198,47 @@ def test_a_missing_plugin_names_what_is_installed_and_what_to_install(ganrun, in
     assert "pip install the distribution that declares entry point 'poison' in group 'ganrun'" in line
     line = ganrun.error_line(ganrun.invoke("train", plugins=["ganrun-poisson"]))
     assert line.endswith("it installs 'poisson', 'poisson_extra': use --plugin poisson"), line
+
+
+# ------------------------------------------------------------------------------ name clashes
+
+CLASHING_SOURCE = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from infogan_plugin import Uniform
+from registry import hookimpl
+
+
+@dataclass(frozen=True, kw_only=True)
+class WideUniform(Uniform):
+    type_name: ClassVar[str] = "uniform"
+    low: float = -2.0
+    high: float = 2.0
+
+
+@hookimpl
+def ganrun_register_latent_codes(register):
+    register("uniform", WideUniform)
+"""
+
+
+@pytest.mark.parametrize("order", [["infogan", "wide"], ["wide", "infogan"]], ids=["infogan-first", "infogan-last"])
+def test_a_clash_with_infogan_advises_renaming_the_third_party_name(ganrun, install, order):
+    """A code type for InfoGAN needs infogan active, so "deactivate one of them" is no advice:
+    whichever order they load in, the third-party plugin is told to rename its name."""
+    install("ganrun-wide", "1.2.0", {"wide": CLASHING_SOURCE})
+    line = ganrun.error_line(ganrun.invoke("train", "--steps", 1, plugins=order))
+    first, second = [
+        "plugin 'infogan' (entry point 'infogan' of ganrun "
+        if name == "infogan"
+        else "plugin 'wide' (entry point 'wide' of ganrun-wide 1.2.0)"
+        for name in order
+    ]
+    assert line.startswith(f"Error: latent code type 'uniform' is registered by both {first}"), line
+    assert f" and {second}" in line
+    assert line.endswith(
+        "each name is registered once: rename the one plugin 'wide' registers in its "
+        "ganrun_register_latent_codes, e.g. 'wide-uniform', and use that name"
+    ), line
+    assert "deactivate" not in line
