@@ -15,10 +15,11 @@ ones without the ``@hookimpl`` marker, and names that match no hookspec.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, get_origin
 
 from registry import hookspecs
 
@@ -47,10 +48,40 @@ def _missing_members(cls: type, members: tuple[str, ...]) -> list[str]:
     return missing
 
 
+def _is_class_variable(annotation: Any) -> bool:
+    if isinstance(annotation, str):  # ``from __future__ import annotations``
+        return annotation.replace("typing.", "").startswith("ClassVar")
+    return annotation is ClassVar or get_origin(annotation) is ClassVar
+
+
+def _not_a_dataclass(cls: type) -> str | None:
+    """Why ``cls`` lacks its own ``@dataclass`` decorator, or ``None``. Without it the fields the
+    class declares are plain class attributes: ``--code TYPE,field=...`` cannot set them, the run
+    does not record them, and the error comes later and elsewhere (a Q loss, an option)."""
+    fix = f"the @dataclass(frozen=True, kw_only=True) decorator on class {cls.__name__}"
+    if not dataclasses.is_dataclass(cls):
+        return f"{fix} (a code type is a frozen keyword-only dataclass; its fields are the --code options)"
+    fields = {f.name for f in dataclasses.fields(cls)}
+    plain = [
+        name
+        for name, annotation in inspect.get_annotations(cls).items()
+        if name not in fields and not _is_class_variable(annotation)
+    ]
+    if plain:
+        return (
+            f"{fix}: without it the annotated {', '.join(plain)} stay plain class attributes, not fields, "
+            f"so --code options cannot set them and runs do not record them (annotate constants ClassVar)"
+        )
+    return None
+
+
 def _check_latent_code(value: Any) -> list[str]:
     if not inspect.isclass(value):
         return [f"a class (got {_what(value)}); register the code class itself, it is instantiated per --code"]
     problems = [f"member {m}" for m in _missing_members(value, LATENT_CODE_MEMBERS)]
+    undecorated = _not_a_dataclass(value)
+    if undecorated:
+        problems.append(undecorated)
     discrete = getattr(value, "discrete", None)
     if hasattr(value, "discrete") and not isinstance(discrete, bool):
         problems.append(f"discrete as True or False (got {discrete!r})")

@@ -242,3 +242,55 @@ def test_a_clash_with_infogan_advises_renaming_the_third_party_name(ganrun, inst
         "ganrun_register_latent_codes, e.g. 'wide-uniform', and use that name"
     ), line
     assert "deactivate" not in line
+
+
+# ------------------------------------------------------------------------------ a code class without @dataclass
+
+
+@pytest.mark.parametrize(
+    "future", ["", "from __future__ import annotations\n"], ids=["annotations", "string-annotations"]
+)
+def test_a_code_class_without_dataclass_is_refused_when_it_registers(ganrun, make_plugin, tmp_path, future):
+    """The class subclasses a dataclass, so it looks like one; without its own decorator its
+    fields are class attributes that --code cannot set. Refused at once, saying what to add."""
+    source = future + BETA_SOURCE.replace("@dataclass(frozen=True, kw_only=True)\n", "").replace(
+        '    default_q_loss: ClassVar[str] = "gaussian_nll"\n',
+        '    default_q_loss: ClassVar[str] = "gaussian_nll"\n    a: float = 2.0\n    b: float = 2.0\n',
+    )
+    name = make_plugin(source)
+    result = ganrun.invoke("train", "--out", tmp_path / "run", "--code", "beta22:1,a=3", plugins=["infogan", name])
+    assert ganrun.error_line(result) == (
+        f"Error: plugin {name!r} registered latent code type 'beta22' without the "
+        "@dataclass(frozen=True, kw_only=True) decorator on class Beta22: without it the annotated a, b stay "
+        "plain class attributes, not fields, so --code options cannot set them and runs do not record them "
+        "(annotate constants ClassVar) (docs/plugins.md lists what each registration needs)"
+    )
+    assert not (tmp_path / "run").exists()
+    # decorated, the same class registers, and its fields are --code options
+    from registry.plugins import Host
+
+    fixed = make_plugin(future + BETA_SOURCE.replace("    def sample", "    a: float = 2.0\n\n    def sample"))
+    code_type = Host.create(["infogan", fixed]).registries.latent_codes.get("beta22")
+    assert code_type.from_spec(1, {"a": "3"})[0].a == 3.0
+
+
+def test_a_code_type_that_is_no_dataclass_at_all_is_refused():
+    from registry.contracts import check_registration
+
+    class Plain:
+        type_name = "plain"
+        default_q_loss = "gaussian_nll"
+        default_lambda = 0.1
+        discrete = False
+
+        def sample(self, n, *, generator, device): ...
+        def entropy(self): ...
+        def traversal_values(self, *, steps=5): ...
+        def from_spec(cls, size, options): ...
+
+        input_width = 1
+
+    assert check_registration("latent code type", Plain) == [
+        "the @dataclass(frozen=True, kw_only=True) decorator on class Plain (a code type is a frozen keyword-only "
+        "dataclass; its fields are the --code options)"
+    ]
