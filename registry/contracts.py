@@ -23,7 +23,15 @@ from typing import Any, ClassVar, get_origin
 
 from registry import hookspecs
 
-__all__ = ["LATENT_CODE_MEMBERS", "Q_LOSS_MEMBERS", "check_hook_result", "check_registration", "unmarked_hooks"]
+__all__ = [
+    "LATENT_CODE_MEMBERS",
+    "Q_LOSS_MEMBERS",
+    "check_hook_result",
+    "check_registration",
+    "nearest_hook",
+    "unknown_hooks",
+    "unmarked_hooks",
+]
 
 # Members the InfoGAN consumer reads from every code type (infogan_plugin.LatentCode documents
 # each): class variables a subclass must set, and methods the base class declares abstract.
@@ -155,6 +163,25 @@ def hook_names() -> list[str]:
     return sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("ganrun_"))
 
 
+def nearest_hook(name: str) -> str:
+    """``; did you mean ganrun_x?`` for a misspelt hook name, else where the hooks are listed."""
+    close = difflib.get_close_matches(name, hook_names(), n=1)
+    return f"; did you mean {close[0]}?" if close else "; hooks: docs/plugins.md"
+
+
+def unknown_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
+    """One line per ``@hookimpl``-marked function of ``plugin`` whose name matches no hookspec
+    (pluggy refuses those), with the nearest hook name."""
+    known = hook_names()
+    return [
+        f"{name} is marked @hookimpl but matches no ganrun hook{nearest_hook(name)}"
+        for name in sorted(dir(plugin))
+        if name.startswith(f"{project}_")
+        and name not in known
+        and hasattr(getattr(plugin, name, None), f"{project}_impl")
+    ]
+
+
 def unmarked_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
     """One line per ``ganrun_*`` function of ``plugin`` that pluggy will never call: without
     the ``@hookimpl`` marker, or (marked or not) named like no hookspec, with the nearest name."""
@@ -168,10 +195,8 @@ def unmarked_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
             continue
         marked = hasattr(member, f"{project}_impl")
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else "; hooks: docs/plugins.md"
-            if not marked:  # a marked one is refused by activate() already
-                lines.append(f"{name} matches no ganrun hook and is never called{hint}")
+            if not marked:  # a marked one is refused by activate() already (``unknown_hooks``)
+                lines.append(f"{name} matches no ganrun hook and is never called{nearest_hook(name)}")
         elif not marked:
             lines.append(f"{name} has no @hookimpl marker and is never called; decorate it with @registry.hookimpl")
     return lines

@@ -231,7 +231,8 @@ def activate(pm: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str | 
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
             pm.unregister(name=name)
-            raise PluginError(f"plugin {name!r} is invalid: {_one_line(exc)}") from exc
+            why = "; ".join(contracts.unknown_hooks(plugin)) or _one_line(exc)  # with the nearest hook name
+            raise PluginError(f"plugin {name!r} is invalid: {why}") from exc
         for line in contracts.unmarked_hooks(plugin):
             warnings.warn(f"plugin {name!r}: {line}", PluginWarning, stacklevel=2)
         versions[name] = version

@@ -294,3 +294,24 @@ def test_a_code_type_that_is_no_dataclass_at_all_is_refused():
         "the @dataclass(frozen=True, kw_only=True) decorator on class Plain (a code type is a frozen keyword-only "
         "dataclass; its fields are the --code options)"
     ]
+
+
+# ------------------------------------------------------------------------------ a misspelt hook
+
+
+def test_a_marked_hook_with_a_misspelt_name_gets_the_nearest_hook(ganrun, install):
+    install(
+        "ganrun-typo",
+        "0.1.0",
+        {"typo": "from registry import hookimpl\n\n@hookimpl\ndef ganrun_register_latent_code(register):\n    pass\n"},
+    )
+    line = ganrun.error_line(ganrun.invoke("train", "--steps", 1, plugins=["typo"]))
+    assert line == (
+        "Error: plugin 'typo' is invalid: ganrun_register_latent_code is marked @hookimpl but matches no ganrun "
+        "hook; did you mean ganrun_register_latent_codes?"
+    )
+    # the same words in ganrun plugins, which keeps listing the others
+    listed = ganrun.invoke("plugins")
+    assert listed.exit_code == 0, ganrun.describe(listed)
+    assert "  BROKEN: " + line.removeprefix("Error: ") in listed.stdout.splitlines()
+    assert "infogan (" in listed.stdout
