@@ -315,3 +315,77 @@ def test_a_marked_hook_with_a_misspelt_name_gets_the_nearest_hook(ganrun, instal
     assert listed.exit_code == 0, ganrun.describe(listed)
     assert "  BROKEN: " + line.removeprefix("Error: ") in listed.stdout.splitlines()
     assert "infogan (" in listed.stdout
+
+
+# ------------------------------------------------------------------------------ modules that moved
+
+# What the modules exported before registry/ became subpackages, and where each name lives now.
+MOVED = {
+    "registry.datasets": {
+        "DatasetError": "registry.data",
+        "EpochSampler": "registry.train",
+        "ImageDataset": "registry.data",
+        "load_digits": "registry.data",
+        "load_image_folder": "registry.data",
+        "load_mnist_idx": "registry.data",
+        "to_training_tensor": "registry.data",
+    },
+    "registry.trainer": {
+        name: "registry.train"
+        for name in ("DivergenceError", "Interrupted", "NoiseSampler", "Pass", "StepContext", "Trainer")
+        + ("resolve_device", "seed_for")
+    },
+    "registry.images": {"make_grid": "registry", "save_grid": "registry"},
+}
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_a_moved_module_still_imports_and_warns_with_the_new_path(old):
+    import importlib
+    import warnings
+
+    module = importlib.import_module(old)
+    assert sorted(module.__all__) == sorted(MOVED[old]) == dir(module)
+    for name, new in MOVED[old].items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = getattr(module, name)
+        assert value is getattr(importlib.import_module(new), name)
+        [warning] = caught
+        assert warning.category is DeprecationWarning and warning.filename == __file__
+        assert str(warning.message) == (
+            f"{old}.{name} moved to {new}.{name}: write 'from {new} import {name}' ({old} is removed in ganrun 0.3.0)"
+        )
+    with pytest.raises(AttributeError, match=f"module '{old}' has no attribute 'nothing_here'; {old} moved in"):
+        module.nothing_here
+
+
+def test_a_third_party_script_with_the_old_imports_runs_and_sees_the_warnings(tmp_path):
+    """As a user's script (``__main__``) sees them: Python shows its DeprecationWarnings by default."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "old_plugin_script.py"
+    script.write_text(
+        "from registry.datasets import load_digits, to_training_tensor\n"
+        "from registry.trainer import Trainer\n"
+        "from registry.images import save_grid\n"
+        "import registry, registry.data, registry.train\n"
+        "assert (load_digits, Trainer, save_grid) == (registry.data.load_digits, registry.train.Trainer, "
+        "registry.save_grid)\n"
+        "print('ran')\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "ran\n", done.stderr
+    warned = [line for line in done.stderr.splitlines() if "DeprecationWarning" in line]
+    assert len(warned) == 4, done.stderr
+    assert "DeprecationWarning: registry.trainer.Trainer moved to registry.train.Trainer: " in done.stderr
+    assert "write 'from registry import save_grid'" in done.stderr
+
+
+def test_the_version_is_the_minor_after_the_move():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"] == "0.2.0"
