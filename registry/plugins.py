@@ -83,7 +83,7 @@ class HookError(PluginError):
 
     def __init__(self, plugin: str, hook: str, exc: BaseException):
         self.plugin, self.hook = plugin, hook
-        super().__init__(f"plugin {plugin!r} failed in {hook}: {type(exc).__name__}: {exc}")
+        super().__init__(f"plugin {label(plugin)} failed in {hook}: {type(exc).__name__}: {exc}")
 
 
 class PluginWarning(UserWarning):
@@ -432,6 +432,7 @@ def name_clashes(rows: Iterable[dict[str, Any]], plugin: str) -> list[str]:
                 if row["name"] != plugin and name in (row.get("registers") or {}).get(kind, ())
             ]
             if others:
+                others = [BUILTIN_LABELS.get(other, other) for other in others]
                 lines.append(f"{kind.replace('_', ' ')} {name!r} is also registered by {', '.join(others)}")
     return lines
 
@@ -468,7 +469,7 @@ class Host:
         for plugin, result in results_by_plugin(self.pm, hook_name, **kwargs):
             problem = contracts.check_hook_result(hook_name, result)
             if problem:
-                raise PluginError(f"plugin {plugin!r} broke the {hook_name} contract: it {problem}")
+                raise PluginError(f"plugin {label(plugin)} broke the {hook_name} contract: it {problem}")
             results.append(result)
         return results
 

@@ -389,3 +389,28 @@ def test_the_version_is_the_minor_after_the_move():
 
     root = Path(__file__).resolve().parents[1]
     assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"] == "0.2.0"
+
+
+# ------------------------------------------------------------------------------ the product's name
+
+
+def test_ganrun_plugins_names_the_built_ins_by_the_product_not_the_package(ganrun):
+    listed = ganrun.invoke("plugins", plugins=["infogan"])
+    assert listed.exit_code == 0, ganrun.describe(listed)
+    lines = listed.stdout.splitlines()
+    assert lines[:1] == ["ganrun (built-in, active)"]
+    assert "ganrun tensorboard (built-in, active)" in lines and "infogan (" in listed.stdout
+    assert "registry" not in listed.stdout  # the package layout stays out of what a user reads
+    rows = json.loads(ganrun.invoke("plugins", "--json").stdout)  # machines keep the module paths
+    assert [row["name"] for row in rows if row["builtin"]] == [
+        "registry.default_plugins.builtins",
+        "registry.default_plugins.tensorboard",
+    ]
+
+
+def test_a_built_in_plugins_failure_is_named_by_the_product():
+    from registry.plugins import HookError
+
+    error = HookError("registry.default_plugins.tensorboard", "ganrun_log", OSError("disk full"))
+    assert str(error) == "plugin ganrun tensorboard (built-in) failed in ganrun_log: OSError: disk full"
+    assert str(HookError("mine", "ganrun_log", OSError("x"))) == "plugin 'mine' failed in ganrun_log: OSError: x"
