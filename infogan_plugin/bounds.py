@@ -19,9 +19,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["NO_MAX", "bound_text", "progress_text", "reachable_max", "shows_share"]
+__all__ = ["NO_MAX", "NO_RATIO", "bound_text", "progress_text", "reachable_max", "shows_share"]
 
 NO_MAX = "its Q loss states no reachable maximum, so no share of H"
+# Why a code has no L_I/H: the ratio is a share of H(c) only where H(c) > 0. A discrete code's
+# entropy always is; a continuous code's differential entropy can be zero or negative (Beta(2, 2):
+# -0.125 nats, a uniform code on a width below 1), and then L_I, still a lower bound of
+# I(c; G(z, c)) in nats, is shown beside H(c) alone (docs/plugins.md, "What L_I/H means").
+NO_RATIO = "no L_I/H: H <= 0, a differential entropy, so L_I is not a share of it"
 
 
 def _finite(value: Any) -> bool:
@@ -46,12 +51,17 @@ def bound_text(l_i: Any, h: Any, ceiling: Any, *, recorded: bool = True) -> str:
     - ``L_I 2.270 nats of H 2.303 (98.6%)`` where the code can reach ``H`` (a categorical code);
     - ``L_I -0.270 nats (reachable max -0.226; H 0.693)`` where its Q loss states another maximum;
     - ``L_I 0.512 nats (H 1.419; its Q loss states no reachable maximum, so no share of H)`` else;
+    - ``L_I -0.270 nats; H -0.125 nats (no L_I/H: ...)`` where ``H(c) <= 0`` (no share of it
+      exists), with the reachable maximum when the loss states one;
     - ``L_I 0.512 nats (H 1.419)`` where the run did not record maxima (``recorded=False``: files
       written before ``L_I_max`` existed).
 
     A value that is missing or not finite (eval writes null for it) reads ``n/a``."""
     shown = f"{l_i:.3f}" if _finite(l_i) else "n/a"
     entropy = f"{h:.3f}" if _finite(h) else "n/a"
+    if _finite(h) and h <= 0:
+        reach = f"reachable max {ceiling:.3f}; " if recorded and _finite(ceiling) else ""
+        return f"L_I {shown} nats; H {entropy} nats ({reach}{NO_RATIO})"
     if not recorded:
         return f"L_I {shown} nats (H {entropy})"
     if shows_share(h, ceiling):

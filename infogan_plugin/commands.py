@@ -160,7 +160,9 @@ def eval_command(
     disentanglement metrics of Q's code estimates (with seconds per metric). Writes RUN/eval.json.
 
     A number that is not finite is written to eval.json as null, with a warning naming it; eval
-    then fails (exit 1) if it is an L_I, an accuracy or a disentanglement score.
+    then fails (exit 1) if it is an L_I, an accuracy or a disentanglement score. A code whose
+    H(c) <= 0 (a differential entropy can be) has no L_I/H: its "ratio" is null by design, and
+    eval prints L_I and H alone.
 
     L_I needs only the run folder. The accuracy and the disentanglement scores read the run's
     dataset; when it cannot be read where the run recorded it (and no --data-dir is given), eval

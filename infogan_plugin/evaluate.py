@@ -94,7 +94,8 @@ def information_bounds(
     progress: Callable[[int], Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """L_I = H(c) - E[-log Q(c|x)] per code on ``n`` fresh samples of G (eval mode), in nats, as
-    ``{code: {"L_I", "H", "ratio": L_I / H (NaN where H <= 0), "L_I_max": the reachable maximum
+    ``{code: {"L_I", "H", "ratio": L_I / H (None where H <= 0: no share of it, see
+    ``bounds.NO_RATIO``), "L_I_max": the reachable maximum
     of its Q loss or None}}``; ``progress(k)`` is told of every ``k`` samples done."""
     spec: LatentSpec = trainer.sampler
     _eval_mode(trainer)
@@ -118,8 +119,10 @@ def information_bounds(
     for name, total in totals.items():
         h = entropies[name]
         l_i = h - total / n
-        # "ratio" stays L_I / H (scripts read it); "L_I_max" is what L_I is read against
-        out[name] = {"L_I": l_i, "H": h, "ratio": l_i / h if h > 0 else float("nan"), "L_I_max": ceilings[name]}
+        # "ratio" stays L_I / H (scripts read it), null where H <= 0 (a differential entropy can
+        # be zero or negative: Beta(2, 2) has -0.125 nats); "L_I_max" is what L_I is read against
+        ratio = l_i / h if h > 0 else None
+        out[name] = {"L_I": l_i, "H": h, "ratio": ratio, "L_I_max": ceilings[name]}
     return out
 
 

@@ -15,14 +15,23 @@ ones without the ``@hookimpl`` marker, and names that match no hookspec.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, get_origin
 
 from registry import hookspecs
 
-__all__ = ["LATENT_CODE_MEMBERS", "Q_LOSS_MEMBERS", "check_hook_result", "check_registration", "unmarked_hooks"]
+__all__ = [
+    "LATENT_CODE_MEMBERS",
+    "Q_LOSS_MEMBERS",
+    "check_hook_result",
+    "check_registration",
+    "nearest_hook",
+    "unknown_hooks",
+    "unmarked_hooks",
+]
 
 # Members the InfoGAN consumer reads from every code type (infogan_plugin.LatentCode documents
 # each): class variables a subclass must set, and methods the base class declares abstract.
@@ -47,10 +56,40 @@ def _missing_members(cls: type, members: tuple[str, ...]) -> list[str]:
     return missing
 
 
+def _is_class_variable(annotation: Any) -> bool:
+    if isinstance(annotation, str):  # ``from __future__ import annotations``
+        return annotation.replace("typing.", "").startswith("ClassVar")
+    return annotation is ClassVar or get_origin(annotation) is ClassVar
+
+
+def _not_a_dataclass(cls: type) -> str | None:
+    """Why ``cls`` lacks its own ``@dataclass`` decorator, or ``None``. Without it the fields the
+    class declares are plain class attributes: ``--code TYPE,field=...`` cannot set them, the run
+    does not record them, and the error comes later and elsewhere (a Q loss, an option)."""
+    fix = f"the @dataclass(frozen=True, kw_only=True) decorator on class {cls.__name__}"
+    if not dataclasses.is_dataclass(cls):
+        return f"{fix} (a code type is a frozen keyword-only dataclass; its fields are the --code options)"
+    fields = {f.name for f in dataclasses.fields(cls)}
+    plain = [
+        name
+        for name, annotation in inspect.get_annotations(cls).items()
+        if name not in fields and not _is_class_variable(annotation)
+    ]
+    if plain:
+        return (
+            f"{fix}: without it the annotated {', '.join(plain)} stay plain class attributes, not fields, "
+            f"so --code options cannot set them and runs do not record them (annotate constants ClassVar)"
+        )
+    return None
+
+
 def _check_latent_code(value: Any) -> list[str]:
     if not inspect.isclass(value):
         return [f"a class (got {_what(value)}); register the code class itself, it is instantiated per --code"]
     problems = [f"member {m}" for m in _missing_members(value, LATENT_CODE_MEMBERS)]
+    undecorated = _not_a_dataclass(value)
+    if undecorated:
+        problems.append(undecorated)
     discrete = getattr(value, "discrete", None)
     if hasattr(value, "discrete") and not isinstance(discrete, bool):
         problems.append(f"discrete as True or False (got {discrete!r})")
@@ -124,6 +163,25 @@ def hook_names() -> list[str]:
     return sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("ganrun_"))
 
 
+def nearest_hook(name: str) -> str:
+    """``; did you mean ganrun_x?`` for a misspelt hook name, else where the hooks are listed."""
+    close = difflib.get_close_matches(name, hook_names(), n=1)
+    return f"; did you mean {close[0]}?" if close else "; hooks: docs/plugins.md"
+
+
+def unknown_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
+    """One line per ``@hookimpl``-marked function of ``plugin`` whose name matches no hookspec
+    (pluggy refuses those), with the nearest hook name."""
+    known = hook_names()
+    return [
+        f"{name} is marked @hookimpl but matches no ganrun hook{nearest_hook(name)}"
+        for name in sorted(dir(plugin))
+        if name.startswith(f"{project}_")
+        and name not in known
+        and hasattr(getattr(plugin, name, None), f"{project}_impl")
+    ]
+
+
 def unmarked_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
     """One line per ``ganrun_*`` function of ``plugin`` that pluggy will never call: without
     the ``@hookimpl`` marker, or (marked or not) named like no hookspec, with the nearest name."""
@@ -137,10 +195,8 @@ def unmarked_hooks(plugin: Any, project: str = "ganrun") -> list[str]:
             continue
         marked = hasattr(member, f"{project}_impl")
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else "; hooks: docs/plugins.md"
-            if not marked:  # a marked one is refused by activate() already
-                lines.append(f"{name} matches no ganrun hook and is never called{hint}")
+            if not marked:  # a marked one is refused by activate() already (``unknown_hooks``)
+                lines.append(f"{name} matches no ganrun hook and is never called{nearest_hook(name)}")
         elif not marked:
             lines.append(f"{name} has no @hookimpl marker and is never called; decorate it with @registry.hookimpl")
     return lines

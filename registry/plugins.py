@@ -40,6 +40,12 @@ RESERVED_COMMANDS = ("train", "sweep", "plugins", "report", "export")  # built-i
 # hooks as third-party plugins; nothing else in the host knows their contents.
 # registry.default_plugins.tensorboard adds --tensorboard (off by default).
 DEFAULT_PLUGINS = ("registry.default_plugins.builtins", "registry.default_plugins.tensorboard")
+# How messages and ``ganrun plugins`` name the default plugins: the product, not the package layout.
+BUILTIN_LABELS = {
+    "registry.default_plugins.builtins": "ganrun (built-in)",
+    "registry.default_plugins.tensorboard": "ganrun tensorboard (built-in)",
+    "ganrun": "ganrun (built-in)",  # the owner of the built-in command names
+}
 
 REGISTRY_KINDS = {
     "latent_codes": ("ganrun_register_latent_codes", "latent code type"),
@@ -77,7 +83,7 @@ class HookError(PluginError):
 
     def __init__(self, plugin: str, hook: str, exc: BaseException):
         self.plugin, self.hook = plugin, hook
-        super().__init__(f"plugin {plugin!r} failed in {hook}: {type(exc).__name__}: {exc}")
+        super().__init__(f"plugin {label(plugin)} failed in {hook}: {type(exc).__name__}: {exc}")
 
 
 class PluginWarning(UserWarning):
@@ -121,14 +127,67 @@ def installed_plugins() -> dict[str, InstalledPlugin]:
     return found
 
 
+def _dist_of(ep: md.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    return (dist.metadata["Name"], dist.version) if dist is not None else (None, None)
+
+
+def origin(name: str) -> str:
+    """Where plugin ``name`` comes from, for messages: ``ganrun (built-in)``, ``entry point
+    'vonmises' of ganrun-vonmises 0.1.0``, or ``module my_plugin`` (a dotted path)."""
+    if name in BUILTIN_LABELS:
+        return BUILTIN_LABELS[name]
+    found = installed_plugins().get(name)
+    if found is not None:
+        of = f" of {found.distribution} {found.version or ''}".rstrip() if found.distribution else ""
+        return f"entry point {name!r}{of}"
+    return f"module {name}"
+
+
+def label(name: str) -> str:
+    """Plugin ``name`` as a user reads it: the built-ins by product name, others as ``'name'``."""
+    return BUILTIN_LABELS.get(name, repr(name))
+
+
+def _not_found(name: str, installed: dict[str, md.EntryPoint]) -> PluginError:
+    """A name that is no installed entry point and no importable module: what is installed (with
+    each distribution), the nearest name, and which distribution to install where one fits."""
+    import difflib
+
+    by_dist: dict[str, list[str]] = {}
+    for ep_name, ep in sorted(installed.items()):
+        dist, version = _dist_of(ep)
+        by_dist.setdefault(f"{dist} {version or ''}".rstrip() if dist else "no distribution", []).append(ep_name)
+    listed = "; ".join(f"{', '.join(names)} (from {dist})" for dist, names in by_dist.items()) or "none"
+    norm = lambda text: text.lower().replace("-", "_").replace(".", "_")  # PEP 503 without the dashes
+    provides = [ep_name for ep_name, ep in installed.items() if norm(_dist_of(ep)[0] or "") == norm(name)]
+    if provides:  # a distribution's name, not its entry point's
+        provides.sort()
+        return PluginError(
+            f"plugin {name!r} is the name of the distribution {_dist_of(installed[provides[0]])[0]}, not of a "
+            f"plugin; it installs {', '.join(repr(n) for n in provides)}: use --plugin {provides[0]}"
+        )
+    close = difflib.get_close_matches(name, list(installed), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    if not ("." in name or name.isidentifier()):
+        return PluginError(
+            f"plugin name {name!r} is not an entry-point name or a module path (installed: {listed}); {hint}"
+            f"ganrun plugins lists what is installed"
+        )
+    return PluginError(
+        f"plugin {name!r} is neither an installed plugin (installed: {listed}) nor an importable module; "
+        f"{hint}pip install the distribution that declares entry point {name!r} in group {ENTRY_POINT_GROUP!r} "
+        f"(ganrun plugins lists what is installed)"
+    )
+
+
 def _import_plugin(name: str) -> tuple[Any, str | None]:
     """Load plugin ``name``: an entry point of group ``ganrun``, else a dotted module path."""
     installed = {ep.name: ep for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
     try:
         if name in installed:
             ep = installed[name]
-            dist = getattr(ep, "dist", None)
-            return ep.load(), (dist.version if dist is not None else None)
+            return ep.load(), _dist_of(ep)[1]
         if "." in name or name.isidentifier():
             try:
                 module = importlib.import_module(name)
@@ -136,16 +195,13 @@ def _import_plugin(name: str) -> tuple[Any, str | None]:
             except ModuleNotFoundError as exc:
                 if exc.name != name:  # the plugin exists but one of its imports is missing
                     raise
-                known = ", ".join(sorted(installed)) or "none installed"
-                raise PluginError(
-                    f"plugin {name!r} is neither an installed plugin (installed: {known}) "
-                    f"nor an importable module; pip install the package that provides it"
-                ) from None
-        raise PluginError(f"plugin name {name!r} is not an entry-point name or a module path")
+                raise _not_found(name, installed) from None
+        raise _not_found(name, installed)
     except PluginError:
         raise
     except Exception as exc:  # anything a broken plugin raises while importing
-        raise PluginError(f"plugin {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
+        where = f" ({origin(name)})" if name in installed else ""
+        raise PluginError(f"plugin {name!r}{where} failed to load: {type(exc).__name__}: {exc}") from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -175,7 +231,8 @@ def activate(pm: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str | 
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
             pm.unregister(name=name)
-            raise PluginError(f"plugin {name!r} is invalid: {_one_line(exc)}") from exc
+            why = "; ".join(contracts.unknown_hooks(plugin)) or _one_line(exc)  # with the nearest hook name
+            raise PluginError(f"plugin {name!r} is invalid: {why}") from exc
         for line in contracts.unmarked_hooks(plugin):
             warnings.warn(f"plugin {name!r}: {line}", PluginWarning, stacklevel=2)
         versions[name] = version
@@ -212,16 +269,7 @@ class Registry:
                 + " (docs/plugins.md lists what each registration needs)"
             )
         if name in self.entries:
-            other = self.entries[name].plugin
-            if other in BUILTIN_OWNERS:
-                raise DuplicateNameError(
-                    f"{self.kind} {name!r} is built in (plugin {other!r}) and plugin {plugin!r} registers it too; "
-                    f"a built-in cannot be deactivated, so rename the plugin's, e.g. {_renamed(plugin, name)!r}"
-                )
-            raise DuplicateNameError(
-                f"{self.kind} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}; "
-                f"deactivate one of them"
-            )
+            raise DuplicateNameError(_clash(self.kind, name, self.entries[name].plugin, plugin))
         self.entries[name] = Entry(value, plugin)
 
     def get(self, name: str) -> Any:
@@ -247,6 +295,27 @@ BUILTIN_OWNERS = frozenset((*DEFAULT_PLUGINS, "ganrun"))  # owners of names no -
 
 def _renamed(plugin: str, name: str) -> str:
     return f"{plugin.rsplit('.', 1)[-1]}-{name}"
+
+
+def _clash(kind: str, name: str, first: str, second: str) -> str:
+    """Two plugins register ``name``: both named with where they come from, and the fix a plugin
+    author can make. Deactivating one is no fix when the other extends it (a code type for the
+    infogan plugin needs infogan active), so the advice is a rename in the registration hook, of
+    the plugin that is not ganrun's own where one is."""
+    hook = {kind_: hook_ for hook_, kind_ in REGISTRY_KINDS.values()}.get(kind, "ganrun_register_commands")
+    if first in BUILTIN_OWNERS:
+        return (
+            f"{kind} {name!r} is built in ({label(first)}) and plugin {second!r} ({origin(second)}) registers it "
+            f"too; a built-in cannot be deactivated, so rename the plugin's in its {hook}, e.g. "
+            f"{_renamed(second, name)!r}"
+        )
+    ours = {ep.name for ep in installed_plugins().values() if ep.distribution == "ganrun"}
+    rename = first if second in ours and first not in ours else second
+    return (
+        f"{kind} {name!r} is registered by both plugin {first!r} ({origin(first)}) and plugin {second!r} "
+        f"({origin(second)}); each name is registered once: rename the one plugin {rename!r} registers in its "
+        f"{hook}, e.g. {_renamed(rename, name)!r}, and use that name"
+    )
 
 
 def _call_each(
@@ -363,6 +432,7 @@ def name_clashes(rows: Iterable[dict[str, Any]], plugin: str) -> list[str]:
                 if row["name"] != plugin and name in (row.get("registers") or {}).get(kind, ())
             ]
             if others:
+                others = [BUILTIN_LABELS.get(other, other) for other in others]
                 lines.append(f"{kind.replace('_', ' ')} {name!r} is also registered by {', '.join(others)}")
     return lines
 
@@ -399,7 +469,7 @@ class Host:
         for plugin, result in results_by_plugin(self.pm, hook_name, **kwargs):
             problem = contracts.check_hook_result(hook_name, result)
             if problem:
-                raise PluginError(f"plugin {plugin!r} broke the {hook_name} contract: it {problem}")
+                raise PluginError(f"plugin {label(plugin)} broke the {hook_name} contract: it {problem}")
             results.append(result)
         return results
 

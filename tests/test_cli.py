@@ -63,7 +63,7 @@ def test_help_and_plugins_in_real_processes(ganrun: Ganrun, tmp_path: Path) -> N
     assert re.search(r"^\s+train\s", done["help"], re.M) and re.search(r"^\s+plugins\s", done["help"], re.M)
 
     lines = done["plugins"].splitlines()
-    first = lines.index("registry.default_plugins.builtins (built-in, active)")
+    first = lines.index("ganrun (built-in, active)")
     listed = {}
     for line in lines[first + 1 :]:
         if not line.startswith("  "):
@@ -121,7 +121,7 @@ def test_plugins_command_reports_the_broken_plugin(ganrun: Ganrun, broken: str) 
     header = lines.index(f"{broken} (-, active)")
     assert lines[header + 1].startswith("  BROKEN: ")
     assert broken in lines[header + 1] and "RuntimeError: the plugin exploded on import" in lines[header + 1]
-    assert "registry.default_plugins.builtins (built-in, active)" in lines
+    assert "ganrun (built-in, active)" in lines
 
     result = ganrun.invoke("plugins", "--json", plugins=[broken])
     rows = {row["name"]: row for row in json.loads(result.stdout)}

@@ -97,7 +97,8 @@ def run_install_block(code: str, tmp_path: Path) -> None:
 
 
 def run_pytest_fixture_block(code: str, tmp_path: Path) -> None:
-    """The test template passes against the worked example saved as ``my_plugin``."""
+    """The test template passes against the worked example saved as ``my_plugin``: every test
+    in it (the code, and its Q loss bound to it as a code slot binds it)."""
     (tmp_path / "my_plugin.py").write_text(_worked_example())
     (tmp_path / "test_guide_template.py").write_text(code)
     done = subprocess.run(
@@ -108,7 +109,9 @@ def run_pytest_fixture_block(code: str, tmp_path: Path) -> None:
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+    tests = code.count("\ndef test_")
+    assert tests >= 2 and "bind(" in code, "the template tests a code type and its bound Q loss"
+    assert done.returncode == 0 and f"{tests} passed" in done.stdout, done.stdout + done.stderr
 
 
 def run_module_path_command(code: str, tmp_path: Path) -> None:

@@ -178,7 +178,8 @@ def test_registering_a_builtin_name_again_is_a_duplicate() -> None:
     with pytest.raises(DuplicateNameError) as info:
         Registries.collect(pm)
     assert "dataset 'digits'" in str(info.value)
-    assert "'registry.default_plugins.builtins'" in str(info.value) and "'shadow'" in str(info.value)
+    assert "is built in (ganrun (built-in))" in str(info.value) and "'shadow'" in str(info.value)
+    assert "registry" not in str(info.value)  # the product's name, not the package layout
 
 
 def test_unknown_name_lists_the_known_names() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from registry.plugins import (
+    BUILTIN_LABELS,
     DEFAULT_PLUGINS,
     PluginError,
     PluginWarning,
@@ -65,7 +66,9 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         status = "active" if row["active"] else "installed"
         version = row["version"] or ("built-in" if row["builtin"] else "-")
-        click.echo(f"{row['name']} ({version}, {status})")
+        # the built-ins by the product's name (their module paths stay in --json's "name")
+        shown = BUILTIN_LABELS[row["name"]].removesuffix(" (built-in)") if row["builtin"] else row["name"]
+        click.echo(f"{shown} ({version}, {status})")
         for line in row.get("warnings", []):
             click.echo(f"  warning: {line}")
         if row["error"]:

@@ -171,11 +171,13 @@ def train_options(session: Session) -> TrainOptions:
 
 def unavailable_command(name: str, what: str, broken: click.ClickException) -> click.Command:
     """A stand-in for a command whose plugins failed to load: it accepts any options, so the
-    plugin's error, not "no such option", is what the user sees."""
+    plugin's error, not "no such option", is what the user sees; its help says which plugin
+    failed and why (the error's first clause in the command list, all of it in ``--help``)."""
 
     @click.command(
         name,
-        help=f"{what} (unavailable: a plugin failed to load).",
+        help=f"{what}: unavailable, because {broken.message}",
+        short_help=f"{what} (unavailable: {broken.message.split(': ')[0]})",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     )
     def unavailable() -> None:
