@@ -31,6 +31,14 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from registry import contracts, hookspecs
+from registry.errors import (
+    CheckpointError,
+    DuplicateNameError,
+    HookError,
+    PluginError,
+    UnknownNameError,
+    is_out_of_memory,
+)
 
 hookimpl = pluggy.HookimplMarker("ganrun")
 
@@ -48,36 +56,6 @@ REGISTRY_KINDS = {
     "models": ("ganrun_register_models", "model"),
     "gan_losses": ("ganrun_register_gan_losses", "GAN loss"),
 }
-
-
-class PluginError(Exception):
-    """A plugin that cannot be used: the message names it and says why."""
-
-
-class UnknownNameError(KeyError):
-    """A name that no active plugin registered; the message lists the known ones."""
-
-    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = ""):
-        self.kind, self.name = kind, name
-        known = sorted(known)
-        listed = ", ".join(known) if known else "none registered"
-        message = f"unknown {kind} {name!r}; known: {listed}"
-        super().__init__(message + (f" ({hint})" if hint else ""))
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
-
-
-class DuplicateNameError(PluginError):
-    """Two plugins registered the same name."""
-
-
-class HookError(PluginError):
-    """A plugin's hook raised: ``plugin 'x' failed in ganrun_...: ValueError: ...``."""
-
-    def __init__(self, plugin: str, hook: str, exc: BaseException):
-        self.plugin, self.hook = plugin, hook
-        super().__init__(f"plugin {plugin!r} failed in {hook}: {type(exc).__name__}: {exc}")
 
 
 class PluginWarning(UserWarning):
@@ -413,16 +391,12 @@ _REFUSALS = {"ganrun_configure": (ValueError,)}
 def _user_facing() -> tuple[type[BaseException], ...]:
     import click
 
-    from registry.checkpoint.file import CheckpointError
-
     return (*_USER_FACING, click.ClickException, CheckpointError)
 
 
 def _passes_through(exc: BaseException, hook_name: str) -> bool:
     """Exceptions a hook does not own: refusals meant for the user, and running out of memory
     (a size to lower, reported as such by the command, not a bug of the plugin that allocated)."""
-    from registry.train.memory import is_out_of_memory
-
     return isinstance(exc, _user_facing() + _REFUSALS.get(hook_name, ())) or is_out_of_memory(exc)
 
 

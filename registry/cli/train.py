@@ -35,6 +35,7 @@ from registry.config import (
     type_errors,
 )
 from registry.data import DatasetError
+from registry.errors import is_out_of_memory
 from registry.plugins import Host, PluginError, UnknownNameError
 from registry.run_plugins import require_run_plugins
 from registry.train import distributed, memory
@@ -449,7 +450,7 @@ def build_trainer(
     except PluginError as exc:  # a plugin's hook failed while the run was being built
         raise click.ClickException(plugin_failure(exc)) from None
     except Exception as exc:
-        if memory.is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise click.ClickException(out_of_memory_text("building the run (data, networks)", SIZE_OPTIONS)) from None
         raise
 
@@ -522,7 +523,7 @@ def run_train(
         click.echo(f"{exc}{where}; continue with: ganrun ... train --resume {run_dir}", err=True)
         sys.exit(128 + exc.signum)
     except Exception as exc:
-        if not memory.is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         phase = f"training step {trainer.current_step}" if trainer.step < config.steps else "the final save"
         raise click.ClickException(

@@ -17,14 +17,10 @@ import torch
 
 from registry.config import TrainConfig
 from registry.data import uint8_to_float
+from registry.errors import DivergenceError  # noqa: F401 - re-exported by registry.train
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from registry.train.trainer import Trainer
-
-
-class DivergenceError(RuntimeError):
-    """A loss or weight became NaN/Inf or exploded past ``--max-loss``; the last good
-    checkpoint is kept."""
 
 
 @dataclass
