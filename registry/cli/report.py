@@ -62,7 +62,7 @@ def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Pa
     charts = report.png_charts(run / "plots") if plots == "png" else contextlib.nullcontext()
     with charts:
         sections = report.core_sections(run, rows, baseline_rows)
-        for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
+        for extra in host.run("ganrun_report_sections", run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
             sections.extend(extra or [])
     path = report.write_report(out or run / "report.html", report.render(f"ganrun run {run.name}", sections))
     click.echo(str(path))

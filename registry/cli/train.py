@@ -108,7 +108,7 @@ def _require_run_plugins(run: Path, active: Any, command: str) -> None:
 
 def _plugin_defaults(host: Host) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for defaults in reversed(host.call("ganrun_config_defaults")):  # registered last wins
+    for defaults in reversed(host.run("ganrun_config_defaults")):  # registered last wins
         merged.update(defaults or {})
     return merged
 
@@ -130,7 +130,7 @@ def train_options(session: Session) -> TrainOptions:
     ``click.ClickException`` naming it."""
     try:
         host = session.host()
-        plugin_options = [opt for opts in host.call("ganrun_train_options") for opt in (opts or [])]
+        plugin_options = [opt for opts in host.run("ganrun_train_options") for opt in (opts or [])]
         defaults = _plugin_defaults(host)
     except (click.ClickException, PluginError) as exc:
         raise exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc)) from None
@@ -403,7 +403,7 @@ def reads_data_dir(factory: Any) -> bool:
 
 def resume_mutable(host: Host) -> frozenset[str]:
     """The options a resume may change: the core ones and those the active plugins name."""
-    return frozenset(MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options())))
+    return frozenset(MUTABLE_ON_RESUME.union(*(names or () for names in host.run("ganrun_resume_mutable_options"))))
 
 
 def configure(config: TrainConfig, host: Host) -> None:
@@ -411,7 +411,7 @@ def configure(config: TrainConfig, host: Host) -> None:
     a bad value is one line naming its option."""
     _validate(config, host)  # first: a bad core value is named under its own option, never a plugin's
     try:
-        host.hook.ganrun_configure(config=config, registries=host.registries)
+        host.run("ganrun_configure", config=config, registries=host.registries)
     except click.ClickException:
         raise
     except ValueError as exc:
