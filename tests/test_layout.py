@@ -1,6 +1,7 @@
 """The layout contract: plugins, examples and benchmarks use the host's public names only
 (what ``__all__`` exports and the docs describe), so ``registry/`` can change its insides
-without breaking them."""
+without breaking them; inside ``registry/`` the imports form no circle, no module imports
+another's private name, and ``checkpoint/`` (files, tensors, locks) imports nothing above it."""
 
 from __future__ import annotations
 
