@@ -44,7 +44,7 @@ def build(extra: dict, batch_size: int) -> Trainer:
         progress=False,
         extra={"code": ["categorical:10", "uniform:2"], "info_lambda": None, **extra},
     )
-    host.hook.ganrun_configure(config=cfg, registries=host.registries)
+    host.run("ganrun_configure", config=cfg, registries=host.registries)
     return Trainer(cfg, host, Path(tempfile.gettempdir()) / "ganrun-recipe-cost-unused")  # train_step writes nothing
 
 

@@ -48,7 +48,7 @@ def build(variant: dict, amp: bool) -> Trainer:
     extra.update(q_norm=variant["q_norm"], q_slope=variant["q_slope"])
     host = Host.create(["infogan"])
     cfg = TrainConfig(**core, extra=extra)
-    host.hook.ganrun_configure(config=cfg, registries=host.registries)
+    host.run("ganrun_configure", config=cfg, registries=host.registries)
     return Trainer(cfg, host, Path(tempfile.gettempdir()) / "ganrun-shapes-step-unused")
 
 

@@ -254,7 +254,7 @@ def build_trainer(batch_size: int, device: str, *, amp: bool, compile: bool) -> 
         progress=False,
         extra={"code": list(CODES), "info_lambda": None},
     )
-    host.hook.ganrun_configure(config=cfg, registries=host.registries)
+    host.run("ganrun_configure", config=cfg, registries=host.registries)
     run_dir = Path(tempfile.gettempdir()) / "ganrun-throughput-unused"  # never written by train_step
     return Trainer(cfg, host, run_dir)
 
@@ -429,7 +429,7 @@ def conv_ceiling(
             m.weight.grad = None
             if m.bias is not None:
                 m.bias.grad = None
-            with trainer._autocast():
+            with trainer.stepper.autocast():
                 y = m(x)
             y.backward(grad.to(y.dtype))
 

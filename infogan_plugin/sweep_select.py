@@ -411,7 +411,7 @@ def select_command(
             f"(run folders SWEEP/seed-N with config.json and checkpoints/)"
         )
     host = ctx.obj.host() if ctx.obj is not None else None
-    extra_mutable = host.hook.ganrun_resume_mutable_options() if host is not None else []
+    extra_mutable = host.run("ganrun_resume_mutable_options") if host is not None else []
     check_sweep(sweep, candidates, SWEEP_MUTABLE.union(*(names or () for names in extra_mutable)))
     json_path, html_path = sweep / "select.json", sweep / "select.html"
     try:

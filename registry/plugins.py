@@ -5,14 +5,11 @@ embedded users can hold several); ``activate()`` loads plugins named on the comm
 by entry-point name or dotted module path; ``Registries.collect()`` runs the
 registration hooks and remembers which plugin registered each name.
 
-Every call into a plugin is isolated. The hooks called to list, describe or build (the
-registration hooks, ``ganrun_train_options``, ``ganrun_config_defaults``) go through
-``call_hook`` or ``Registries.collect``; the hooks called while training, checkpointing and
-reporting go through ``Host.hook`` (``IsolatedHooks``: pluggy's call, with the failing plugin
-found from the traceback) or ``Host.checked`` (one plugin at a time, each result checked
-against the hook's contract). Either way an exception becomes one ``HookError`` line naming
-the plugin, the hook and the exception. What a plugin registers is checked when it registers it
-(``registry.contracts``), and ``ganrun_*`` functions that pluggy would never call (no
+Every hook the host calls goes through one path, ``Host.run`` (``run_hook`` for a bare plugin
+manager): pluggy's semantics (order, ``firstresult``, wrappers), each plugin isolated (an
+exception becomes one ``HookError`` line naming the plugin, the hook and the exception) and each
+result checked against the hook's contract (``registry.contracts``). What a plugin registers is
+checked when it registers it, and ``ganrun_*`` functions that pluggy would never call (no
 ``@hookimpl`` marker, or no such hook) are reported with a ``PluginWarning``.
 
 Set ``GANRUN_TRACE=1`` to print every hook call to stderr while debugging a plugin.
@@ -20,17 +17,29 @@ Set ``GANRUN_TRACE=1`` to print every hook call to stderr while debugging a plug
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as md
 import os
 import sys
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pluggy
 
 from registry import contracts, hookspecs
+from registry.errors import (
+    BUILTIN_LABELS,
+    CheckpointError,
+    DuplicateNameError,
+    HookError,
+    PluginError,
+    UnknownNameError,
+    is_out_of_memory,
+    label,
+)
 
 hookimpl = pluggy.HookimplMarker("ganrun")
 
@@ -40,13 +49,6 @@ RESERVED_COMMANDS = ("train", "sweep", "plugins", "report", "export")  # built-i
 # hooks as third-party plugins; nothing else in the host knows their contents.
 # registry.default_plugins.tensorboard adds --tensorboard (off by default).
 DEFAULT_PLUGINS = ("registry.default_plugins.builtins", "registry.default_plugins.tensorboard")
-# How messages and ``ganrun plugins`` name the default plugins: the product, not the package layout.
-BUILTIN_LABELS = {
-    "registry.default_plugins.builtins": "ganrun (built-in)",
-    "registry.default_plugins.tensorboard": "ganrun tensorboard (built-in)",
-    "ganrun": "ganrun (built-in)",  # the owner of the built-in command names
-}
-
 REGISTRY_KINDS = {
     "latent_codes": ("ganrun_register_latent_codes", "latent code type"),
     "q_losses": ("ganrun_register_q_losses", "Q loss"),
@@ -54,36 +56,6 @@ REGISTRY_KINDS = {
     "models": ("ganrun_register_models", "model"),
     "gan_losses": ("ganrun_register_gan_losses", "GAN loss"),
 }
-
-
-class PluginError(Exception):
-    """A plugin that cannot be used: the message names it and says why."""
-
-
-class UnknownNameError(KeyError):
-    """A name that no active plugin registered; the message lists the known ones."""
-
-    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = ""):
-        self.kind, self.name = kind, name
-        known = sorted(known)
-        listed = ", ".join(known) if known else "none registered"
-        message = f"unknown {kind} {name!r}; known: {listed}"
-        super().__init__(message + (f" ({hint})" if hint else ""))
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
-
-
-class DuplicateNameError(PluginError):
-    """Two plugins registered the same name."""
-
-
-class HookError(PluginError):
-    """A plugin's hook raised: ``plugin 'x' failed in ganrun_...: ValueError: ...``."""
-
-    def __init__(self, plugin: str, hook: str, exc: BaseException):
-        self.plugin, self.hook = plugin, hook
-        super().__init__(f"plugin {label(plugin)} failed in {hook}: {type(exc).__name__}: {exc}")
 
 
 class PluginWarning(UserWarning):
@@ -142,11 +114,6 @@ def origin(name: str) -> str:
         of = f" of {found.distribution} {found.version or ''}".rstrip() if found.distribution else ""
         return f"entry point {name!r}{of}"
     return f"module {name}"
-
-
-def label(name: str) -> str:
-    """Plugin ``name`` as a user reads it: the built-ins by product name, others as ``'name'``."""
-    return BUILTIN_LABELS.get(name, repr(name))
 
 
 def _not_found(name: str, installed: dict[str, md.EntryPoint]) -> PluginError:
@@ -324,50 +291,138 @@ def _call_each(
     make_register: Callable[[str], Callable],
     broken: dict[str, str] | None = None,
 ) -> None:
-    """Call each implementation of a registration hook with a ``register`` bound to its plugin.
-
-    Calling implementations one by one (rather than through ``pm.hook``) is what lets the
-    host record which plugin registered each name, and isolates each plugin: an exception
-    raised inside its hook becomes a ``HookError`` naming it. With ``broken``, the error is
-    recorded there (plugin name -> message) and the other plugins still register.
-    """
-    caller = getattr(pm.hook, hook_name)
-    for impl in caller.get_hookimpls():  # registration order, so a duplicate blames the later plugin
+    """Call each plugin's implementation of a registration hook (``run_hook`` with ``only``) with
+    a ``register`` bound to that plugin, so the host records which plugin registered each name.
+    With ``broken``, a plugin's error is recorded there (plugin name -> message) and the other
+    plugins still register."""
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order: a duplicate blames the later
         if broken is not None and impl.plugin_name in broken:
             continue
         try:
-            try:
-                impl.function(make_register(impl.plugin_name))
-            except PluginError:
-                raise
-            except Exception as exc:  # anything a plugin's hook raises
-                raise HookError(impl.plugin_name, hook_name, exc) from exc
+            run_hook(pm, hook_name, only=impl.plugin_name, register=make_register(impl.plugin_name))
         except PluginError as exc:
             if broken is None:
                 raise
             broken[impl.plugin_name] = str(exc)
+        except Exception as exc:  # a refusal that passes run_hook unchanged is still this plugin's fault here
+            error = HookError(impl.plugin_name, hook_name, exc)
+            if broken is None:
+                raise error from exc
+            broken[impl.plugin_name] = str(error)
 
 
-def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
-    """``pm.hook.<hook_name>(**kwargs)``, one plugin at a time, in pluggy's order (the plugin
-    registered last first), non-None results only; a hook that raises is a ``HookError``."""
-    return [result for _, result in results_by_plugin(pm, hook_name, **kwargs)]
+# Exceptions a hook may raise to refuse something, with a message meant for the user; they pass
+# through unchanged. ``ganrun_configure`` may also refuse a configuration with ``ValueError``.
+_USER_FACING = (PluginError,)
+_REFUSALS = {"ganrun_configure": (ValueError,)}
 
 
-def results_by_plugin(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Like ``call_hook``, with each non-None result paired with the plugin that returned it,
-    so the host can name the plugin when a result breaks the hook's contract."""
+def _user_facing() -> tuple[type[BaseException], ...]:
+    import click
+
+    return (*_USER_FACING, click.ClickException, CheckpointError)
+
+
+def _passes_through(exc: BaseException, hook_name: str) -> bool:
+    """Exceptions a hook does not own: refusals meant for the user, and running out of memory
+    (a size to lower, reported as such by the command, not a bug of the plugin that allocated)."""
+    return isinstance(exc, _user_facing() + _REFUSALS.get(hook_name, ())) or is_out_of_memory(exc)
+
+
+# pm -> {(hook, implementations): [(implementation, a caller of it alone)]}, built on first use
+_SINGLE_CALLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _one_by_one(pm: pluggy.PluginManager, hook_name: str, impls: list) -> list[tuple[Any, Any]]:
+    """Each implementation in pluggy's call order (the plugin registered last first, ``tryfirst``
+    and ``trylast`` honoured) with a pluggy caller of it alone (``subset_hook_caller``), so every
+    call still goes through pluggy (its argument handling and ``GANRUN_TRACE``'s tracing)."""
+    cache = _SINGLE_CALLERS.setdefault(pm, {})
+    key = (hook_name, tuple(map(id, impls)))
+    callers = cache.get(key)
+    if callers is None:
+        everyone = [impl.plugin for impl in getattr(pm.hook, hook_name).get_hookimpls()]
+        callers = [
+            (impl, pm.subset_hook_caller(hook_name, remove_plugins=[p for p in everyone if p is not impl.plugin]))
+            for impl in reversed(impls)
+        ]
+        cache[key] = callers
+    return callers
+
+
+def run_hook(pm: pluggy.PluginManager, hook_name: str, /, *, only: str | None = None, **kwargs: Any) -> Any:
+    """``pm.hook.<hook_name>(**kwargs)`` with the host's guarantees; ``Host.run`` documents them."""
+    caller = getattr(pm.hook, hook_name)
+    impls = caller.get_hookimpls()
+    if only is not None:
+        impls = [impl for impl in impls if impl.plugin_name == only]
+    firstresult = bool(caller.spec is not None and caller.spec.opts.get("firstresult"))
+    contract = hook_name in contracts.HOOK_RESULTS
+    if any(impl.hookwrapper or impl.wrapper for impl in impls):
+        return _run_wrapped(pm, caller, hook_name, impls, firstresult, contract, kwargs)
     results = []
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+    for impl, single in _one_by_one(pm, hook_name, impls):
         try:
-            result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+            result = single(**kwargs)
         except Exception as exc:  # anything a plugin's hook raises
             if _passes_through(exc, hook_name):
                 raise
             raise HookError(impl.plugin_name, hook_name, exc) from exc
-        if result is not None:
-            results.append((impl.plugin_name, result))
-    return results
+        if not firstresult:  # a caller of one implementation returns [] or [result]
+            result = result[0] if result else None
+        if result is None:
+            continue
+        if contract:
+            _check_result(hook_name, result, impl.plugin_name)
+        if firstresult:
+            return result
+        results.append(result)
+    return None if firstresult else results
+
+
+def _check_result(hook_name: str, result: Any, plugin: str) -> None:
+    problem = contracts.check_hook_result(hook_name, result)
+    if problem:
+        raise PluginError(f"plugin {label(plugin)} broke the {hook_name} contract: it {problem}")
+
+
+def _run_wrapped(
+    pm: pluggy.PluginManager,
+    caller: Any,
+    hook_name: str,
+    impls: list,
+    firstresult: bool,
+    contract: bool,
+    kwargs: dict[str, Any],
+) -> Any:
+    """A hook some plugin wraps (``hookwrapper``/``wrapper``): one pluggy call of all of them, so
+    the wrappers see the whole call; the failing plugin is found from the traceback, and a result
+    that breaks the contract names the plugins that could have returned it."""
+    if len(impls) != len(caller.get_hookimpls()):
+        wanted = {id(impl.plugin) for impl in impls}
+        others = [impl.plugin for impl in caller.get_hookimpls() if id(impl.plugin) not in wanted]
+        caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+    try:
+        outcome = caller(**kwargs)
+    except Exception as exc:
+        if _passes_through(exc, hook_name):
+            raise
+        plugin = _blame(exc, impls)
+        if plugin is None:
+            raise
+        raise HookError(plugin, hook_name, exc) from exc
+    if contract:
+        plain = [impl.plugin_name for impl in reversed(impls) if not (impl.hookwrapper or impl.wrapper)]
+        for result in [outcome] if firstresult else outcome:
+            if result is not None:
+                _check_result(hook_name, result, plain[0] if len(plain) == 1 else " or ".join(plain))
+    return outcome
+
+
+def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
+    """``run_hook`` as a list of results (kept for code written against it)."""
+    result = run_hook(pm, hook_name, **kwargs)
+    return result if isinstance(result, list) else ([] if result is None else [result])
 
 
 @dataclass
@@ -451,98 +506,61 @@ class Host:
         versions = activate(pm, names)
         return cls(pm=pm, registries=Registries.collect(pm), plugins=versions)
 
+    def run(self, hook_name: str, /, *, only: str | None = None, **kwargs: Any) -> Any:
+        """Call hook ``hook_name`` with ``kwargs``: the one way the host calls a plugin.
+
+        What every call guarantees:
+
+        - pluggy's semantics: the implementations run in pluggy's order (the plugin registered
+          last first, ``tryfirst``/``trylast`` honoured, wrappers around the others), each gets
+          the arguments it names, ``None`` results are dropped; a ``firstresult`` hook returns the
+          first non-None result (or None) and calls no further plugin, any other hook returns the
+          list of non-None results. ``only`` calls one plugin's implementation alone.
+        - isolation: an exception a plugin's implementation raises becomes one ``HookError``
+          naming that plugin, the hook and the exception, so a plugin's bug is one line that says
+          whose it is (and a training run's last checkpoint stays as it was). Refusals meant for
+          the user pass through unchanged: ``PluginError``, click's exceptions,
+          ``CheckpointError``, ``ValueError`` from ``ganrun_configure``, and running out of memory.
+        - result checks: a hook with a result contract (``ganrun_d_loss_terms``,
+          ``ganrun_g_loss_terms``, ``ganrun_log``, ``ganrun_checkpoint_state``; see
+          ``registry.contracts``) has each plugin's result checked as it arrives; one that breaks
+          it is a ``PluginError`` naming the plugin.
+        - tracing: ``GANRUN_TRACE=1`` prints every call to stderr (each plugin's call is pluggy's).
+        """
+        return run_hook(self.pm, hook_name, only=only, **kwargs)
+
     @property
-    def hook(self) -> "IsolatedHooks":
-        """``pm.hook`` with every call isolated: an exception a plugin's implementation raises
-        becomes a ``HookError`` naming that plugin and the hook (see ``IsolatedHooks``)."""
-        return IsolatedHooks(self.pm)
+    def hook(self) -> "_HookNames":
+        """``host.hook.<name>(**kwargs)`` is ``host.run("<name>", **kwargs)`` (the spelling of
+        ``pm.hook``, kept for code written against it)."""
+        return _HookNames(self)
 
     def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """A hook's non-None results, each plugin isolated (see ``call_hook``)."""
+        """``run`` as a list of results (kept for code written against it)."""
         return call_hook(self.pm, hook_name, **kwargs)
 
-    def checked(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """A hook's non-None results, each plugin isolated and each result checked against the
-        hook's contract (``contracts.check_hook_result``); a result that breaks it is a
-        ``PluginError`` naming the plugin."""
-        results = []
-        for plugin, result in results_by_plugin(self.pm, hook_name, **kwargs):
-            problem = contracts.check_hook_result(hook_name, result)
-            if problem:
-                raise PluginError(f"plugin {label(plugin)} broke the {hook_name} contract: it {problem}")
-            results.append(result)
-        return results
+    checked = call  # every call is checked now; kept for code written against it
 
 
-# Exceptions a hook may raise to refuse something, with a message meant for the user; they pass
-# through unchanged. ``ganrun_configure`` may also refuse a configuration with ``ValueError``.
-_USER_FACING = (PluginError,)
-_REFUSALS = {"ganrun_configure": (ValueError,)}
+class _HookNames:
+    """``host.hook``: an attribute per hook, each calling ``Host.run``."""
+
+    __slots__ = ("_host",)
+
+    def __init__(self, host: Host):
+        self._host = host
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if not name.startswith("ganrun_"):
+            raise AttributeError(name)
+        return functools.partial(self._host.run, name)
 
 
-def _user_facing() -> tuple[type[BaseException], ...]:
-    import click
-
-    from registry.checkpoint.file import CheckpointError
-
-    return (*_USER_FACING, click.ClickException, CheckpointError)
-
-
-def _passes_through(exc: BaseException, hook_name: str) -> bool:
-    """Exceptions a hook does not own: refusals meant for the user, and running out of memory
-    (a size to lower, reported as such by the command, not a bug of the plugin that allocated)."""
-    from registry.train.memory import is_out_of_memory
-
-    return isinstance(exc, _user_facing() + _REFUSALS.get(hook_name, ())) or is_out_of_memory(exc)
-
-
-class IsolatedHooks:
-    """``pm.hook`` whose calls keep pluggy's semantics (order, ``firstresult``, wrappers) but
-    turn an exception raised inside a plugin's implementation into a ``HookError`` that names
-    the plugin (found from the traceback) and the hook. Used for every hook the host calls
-    while training, sampling, checkpointing and reporting, so a plugin's bug is one line that
-    says whose it is, and the run's last checkpoint stays as it was."""
-
-    __slots__ = ("_pm",)
-
-    def __init__(self, pm: pluggy.PluginManager):
-        self._pm = pm
-
-    def __getattr__(self, name: str) -> "_IsolatedCaller":
-        return _IsolatedCaller(getattr(self._pm.hook, name), name)
-
-    @staticmethod
-    def wrap(caller: Any, name: str) -> "_IsolatedCaller":
-        """Isolate one hook caller (e.g. a ``pm.subset_hook_caller``) the same way."""
-        return _IsolatedCaller(caller, name)
-
-
-class _IsolatedCaller:
-    __slots__ = ("_caller", "_name")
-
-    def __init__(self, caller: Any, name: str):
-        self._caller, self._name = caller, name
-
-    def __call__(self, **kwargs: Any) -> Any:
-        try:
-            return self._caller(**kwargs)
-        except Exception as exc:
-            if _passes_through(exc, self._name):
-                raise
-            plugin = _blame(exc, self._caller)
-            if plugin is None:
-                raise
-            raise HookError(plugin, self._name, exc) from exc
-
-    def __getattr__(self, name: str) -> Any:  # get_hookimpls, spec, ...
-        return getattr(self._caller, name)
-
-
-def _blame(exc: BaseException, caller: Any) -> str | None:
-    """The plugin whose implementation of ``caller``'s hook the traceback passed through (the
-    outermost such frame), or ``None`` when the exception did not come from a plugin."""
+def _blame(exc: BaseException, impls: list) -> str | None:
+    """The plugin whose implementation (of ``impls``) the traceback passed through (the outermost
+    such frame), or ``None`` when the exception did not come from a plugin."""
     codes = {}
-    for impl in caller.get_hookimpls():
+    for impl in impls:
         code = getattr(getattr(impl.function, "__func__", impl.function), "__code__", None)
         if code is not None:
             codes[code] = impl.plugin_name

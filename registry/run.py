@@ -243,10 +243,10 @@ class Run:
         """Images ``(n, C, H, W)`` in [0, 1] tiled ``nrow`` to a row, as PNG bytes (for serving)."""
         import io
 
-        from registry.report.images import _to_pil, make_grid
+        from registry.report.images import make_grid, to_pil
 
         buffer = io.BytesIO()
-        _to_pil(make_grid(images.detach().cpu() * 2.0 - 1.0, nrow)).save(buffer, format="PNG")
+        to_pil(make_grid(images.detach().cpu() * 2.0 - 1.0, nrow)).save(buffer, format="PNG")
         return buffer.getvalue()
 
     # ------------------------------------------------------------------ reading images
@@ -260,7 +260,7 @@ class Run:
         type or dtype and ``ValueError`` for a wrong layout, channel count or value range,
         each naming what was expected.
         """
-        from registry.data import resize_uint8 as _resize_uint8
+        from registry.data import resize_uint8
 
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(np.ascontiguousarray(images))
@@ -290,7 +290,7 @@ class Run:
             if images.shape[2] != size:
                 images = images.mul(255.0).round_().to(torch.uint8)
         if images.dtype == torch.uint8:
-            images = _resize_uint8(images.cpu(), size).to(self.device, torch.float32).div_(127.5).sub_(1.0)
+            images = resize_uint8(images.cpu(), size).to(self.device, torch.float32).div_(127.5).sub_(1.0)
             return images
         return images.to(self.device, torch.float32).mul(2.0).sub_(1.0)
 
@@ -300,14 +300,14 @@ class Run:
         ``DatasetError`` naming an unreadable file."""
         from PIL import Image
 
-        from registry.data.base import DatasetError, _load_one
+        from registry.data import DatasetError, load_image
 
         c, size, _ = self.image_shape
         mode = "L" if c == 1 else "RGB"
         arrays = []
         for path in paths:
             try:
-                arrays.append(_load_one(Path(path), mode, size))
+                arrays.append(load_image(Path(path), mode, size))
             except (OSError, ValueError, Image.DecompressionBombError) as err:
                 raise DatasetError(
                     f"{path}: cannot read image ({type(err).__name__}: {err}); fix or remove the file"
@@ -324,21 +324,21 @@ class Run:
         index) and ``read(start, stop)`` -> uint8 ``(stop - start, C, H, W)``, so a caller can
         go through a large folder in batches. Raises ``DatasetError`` or ``ValueError`` (one line).
         """
-        from registry.data.base import _IDX_IMAGE_NAMES, _find_images, _first_existing, _read_idx
+        from registry.data import find_idx_images, find_images, read_idx
 
         c, size, _ = self.image_shape
         path = Path(source)
         if path.is_dir():
-            idx = _first_existing(path, _IDX_IMAGE_NAMES)
+            idx = find_idx_images(path)
             if idx is None:
-                files = _find_images(path)
+                files = find_images(path)
                 if not files:
                     raise ValueError(f"{path}: no PNG/JPEG images and no IDX images file in this folder")
                 names = [f.relative_to(path).as_posix() for f in files]
                 return names, lambda start, stop: self.read_image_files(files[start:stop])
             path = idx
         if path.is_file():
-            array = _read_idx(path, expected_ndim=3)  # (N, H, W) uint8
+            array = read_idx(path, expected_ndim=3)  # (N, H, W) uint8
             if c != 1:
                 raise ValueError(f"{path}: IDX images have one channel, the run has {c}")
             images = torch.from_numpy(array)

@@ -114,13 +114,13 @@ def test_train_step_matches_plain_step(host, tmp_path, info_lambda):
 
     # Record what the trainer computes: losses, gradients before each update, D after its update.
     metrics: dict[str, torch.Tensor] = {}
-    original_log = trainer.log_metric
+    original_log = trainer.metrics.log
 
     def log_metric(name, value):
         metrics.setdefault(name, value.detach().clone())
         original_log(name, value)
 
-    trainer.log_metric = log_metric
+    trainer.metrics.log = log_metric
     grads: dict[str, dict[int, torch.Tensor]] = {}
     d_after_update: dict[str, dict[str, torch.Tensor]] = {}
     for group, opt in trainer.optimizers.items():
@@ -243,9 +243,9 @@ def test_train_step_under_bf16_autocast(host, tmp_path):
     the Q head runs inside the autocast region and the losses come out finite fp32."""
     trainer = _trainer(host, tmp_path, None)
     trainer.amp = True
-    trainer._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    trainer.stepper.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     trainer.train_step()
     trainer.step += 1
-    losses = {name: value.item() for name, value in trainer._sums.items() if name.endswith(("adv", "info"))}
+    losses = {name: value.item() for name, value in trainer.metrics.sums.items() if name.endswith(("adv", "info"))}
     assert set(losses) == {"d/adv", "d/info", "g/adv", "g/info"}
     assert all(math.isfinite(v) for v in losses.values()), losses

@@ -370,7 +370,7 @@ def test_each_plugins_modules_start_from_its_own_seed_stream(make_plugin, tmp_pa
             seed=4,
             extra={"code": ["categorical:3"], "info_lambda": None},
         )
-        host.hook.ganrun_configure(config=config, registries=host.registries)
+        host.run("ganrun_configure", config=config, registries=host.registries)
         return Trainer(config, host, tmp_path / "unused")
 
     alone, both = build(["infogan"]), build(["infogan", greedy])

@@ -257,7 +257,7 @@ def test_the_optimizer_settings_checked_are_those_of_the_adams_training_builds(t
 
     host = Host.create(["infogan", tiny])
     config = TrainConfig(model="tiny", lr_g=0.003, lr_d=0.0001, beta1=0.25)
-    host.hook.ganrun_configure(config=config, registries=host.registries)
+    host.run("ganrun_configure", config=config, registries=host.registries)
     networks = build_networks(config, host, make_sampler(config, host), channels=1, image_size=8, device="cpu")
     built, described = make_optimizers(config, networks), optimizer_settings(config, networks)
     for group in ("G", "D"):

@@ -19,9 +19,9 @@ from torch import nn
 from registry.checkpoint.file import (
     MAX_JSON_DEPTH,
     PathLike,
-    _error,
-    _is_int,
-    _listing,
+    checkpoint_error,
+    is_int,
+    listing,
     json_depth,
     require_keys,
 )
@@ -88,7 +88,7 @@ def load_module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], pr
     try:
         target.load_state_dict(incoming, strict=True)
     except RuntimeError as exc:
-        raise _error(path, f"cannot load {prefix!r}: {' '.join(str(exc).split())}") from None
+        raise checkpoint_error(path, f"cannot load {prefix!r}: {' '.join(str(exc).split())}") from None
 
 
 # --------------------------------------------------------------------------
@@ -117,28 +117,28 @@ def check_entries(
     for missing or unexpected ones."""
     missing = [f"{prefix}.{key}" for key in expected if f"{prefix}.{key}" not in tensors]
     if missing:
-        raise _error(path, f"missing tensors {_listing(missing)} ({cause})")
+        raise checkpoint_error(path, f"missing tensors {listing(missing)} ({cause})")
     wanted = {f"{prefix}.{key}" for key in expected}
     extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in wanted)
     if extra:
-        raise _error(path, f"unexpected tensors {_listing(extra)} ({cause})")
+        raise checkpoint_error(path, f"unexpected tensors {listing(extra)} ({cause})")
     incoming: dict[str, torch.Tensor] = {}
     for key, current in expected.items():
         value = tensors[f"{prefix}.{key}"]
         if value.shape != current.shape:
-            raise _error(
+            raise checkpoint_error(
                 path,
                 f"tensor '{prefix}.{key}' has shape {list(value.shape)} in the file "
                 f"but {holder} expects {list(current.shape)}",
             )
         if value.dtype != current.dtype:  # load_state_dict would cast it silently
-            raise _error(
+            raise checkpoint_error(
                 path,
                 f"tensor '{prefix}.{key}' is {str(value.dtype).removeprefix('torch.')} in the file "
                 f"but {holder} holds {str(current.dtype).removeprefix('torch.')}",
             )
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise _error(path, f"tensor '{prefix}.{key}' holds NaN or Inf")
+            raise checkpoint_error(path, f"tensor '{prefix}.{key}' holds NaN or Inf")
         incoming[key] = value
     return incoming
 
@@ -164,7 +164,7 @@ def _decode(value: Any, tensors: Mapping[str, torch.Tensor], path: PathLike) -> 
     if not isinstance(value, dict):
         return value
     if len(value) != 1:
-        raise _error(path, "optimizer state JSON has an unrecognised entry")
+        raise checkpoint_error(path, "optimizer state JSON has an unrecognised entry")
     [(tag, inner)] = value.items()
     if tag == "tensor" and isinstance(inner, str):
         require_keys(tensors, [inner], path=path, what="optimizer")
@@ -175,7 +175,7 @@ def _decode(value: Any, tensors: Mapping[str, torch.Tensor], path: PathLike) -> 
         return tuple(_decode(v, tensors, path) for v in inner)
     if tag == "dict" and isinstance(inner, dict):
         return {k: _decode(v, tensors, path) for k, v in inner.items()}
-    raise _error(path, f"optimizer state JSON has an unrecognised entry {tag!r}")
+    raise checkpoint_error(path, f"optimizer state JSON has an unrecognised entry {tag!r}")
 
 
 def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -225,7 +225,7 @@ def load_optimizer_state(
     try:
         opt.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise _error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
+        raise checkpoint_error(path, f"cannot load optimizer {prefix!r}: {' '.join(str(exc).split())}") from None
 
 
 class OptimizerSettings:
@@ -258,24 +258,24 @@ def check_optimizer_state(
             raise ValueError("nested too deeply")
         meta = json.loads(meta_json)
     except (TypeError, ValueError, RecursionError):
-        raise _error(path, f"optimizer state for {prefix!r} is not valid JSON") from None
+        raise checkpoint_error(path, f"optimizer state for {prefix!r} is not valid JSON") from None
     if (
         not isinstance(meta, dict)
         or not isinstance(meta.get("state"), list)
         or not isinstance(meta.get("param_groups"), list)
         or not all(isinstance(g, dict) for g in meta["param_groups"])
     ):
-        raise _error(path, f"optimizer state for {prefix!r} has an unexpected structure")
+        raise checkpoint_error(path, f"optimizer state for {prefix!r} has an unexpected structure")
 
     groups = [{k: _decode(v, tensors, path) for k, v in g.items()} for g in meta["param_groups"]]
     for group in groups:
         params = group.get("params")
-        if not isinstance(params, list) or not all(_is_int(i) for i in params):
-            raise _error(path, f"optimizer state for {prefix!r} has an unexpected structure")
+        if not isinstance(params, list) or not all(is_int(i) for i in params):
+            raise checkpoint_error(path, f"optimizer state for {prefix!r} has an unexpected structure")
     saved_sizes = [len(g["params"]) for g in groups]
     current_sizes = [len(g["params"]) for g in opt.param_groups]
     if saved_sizes != current_sizes:
-        raise _error(
+        raise checkpoint_error(
             path,
             f"optimizer layout differs: file has parameter groups of sizes {saved_sizes}, "
             f"optimizer has {current_sizes}",
@@ -283,18 +283,18 @@ def check_optimizer_state(
     known_indices = {i for g in groups for i in g["params"]}
     state: dict[int, dict[str, Any]] = {}
     for item in meta["state"]:
-        if not (isinstance(item, list) and len(item) == 2 and _is_int(item[0]) and isinstance(item[1], dict)):
-            raise _error(path, f"optimizer state for {prefix!r} has an unexpected structure")
+        if not (isinstance(item, list) and len(item) == 2 and is_int(item[0]) and isinstance(item[1], dict)):
+            raise checkpoint_error(path, f"optimizer state for {prefix!r} has an unexpected structure")
         index, entry = item
         if index not in known_indices:
-            raise _error(path, f"optimizer layout differs: state for unknown parameter index {index}")
+            raise checkpoint_error(path, f"optimizer layout differs: state for unknown parameter index {index}")
         state[index] = {k: _decode(v, tensors, path) for k, v in entry.items()}
 
     referenced: set[str] = set()
     _collect_refs(meta, referenced)
     extra = sorted(k for k in tensors if k.startswith(f"{prefix}.") and k not in referenced)
     if extra:
-        raise _error(path, f"unexpected optimizer tensors {_listing(extra)}")
+        raise checkpoint_error(path, f"unexpected optimizer tensors {listing(extra)}")
     _check_optimizer_values(opt, groups, state, prefix, path, strict)
     return groups, state
 
@@ -322,10 +322,10 @@ def _check_optimizer_values(
                 continue
             where = f"{prefix}.param_groups.{g}.{key}"
             if key not in current:
-                raise _error(path, f"optimizer entry {where!r} is not a setting of this optimizer")
+                raise checkpoint_error(path, f"optimizer entry {where!r} is not a setting of this optimizer")
             cause = _value_mismatch(value, current[key], key, strict)
             if cause:
-                raise _error(path, f"optimizer entry {where!r} {cause}")
+                raise checkpoint_error(path, f"optimizer entry {where!r} {cause}")
     adam = (
         issubclass(opt.kind, torch.optim.Adam)
         if isinstance(opt, OptimizerSettings)
@@ -335,37 +335,39 @@ def _check_optimizer_values(
         if adam and saved.get("amsgrad") is True:
             lacking = [i for i in saved["params"] if i in state and "max_exp_avg_sq" not in state[i]]
             if lacking:
-                raise _error(
+                raise checkpoint_error(
                     path,
                     f"optimizer entry '{prefix}.param_groups.{g}.amsgrad' is true but parameter "
                     f"{lacking[0]} has no max_exp_avg_sq state",
                 )
     for index, entry in state.items():
         if index >= len(params):
-            raise _error(path, f"optimizer layout differs: state for unknown parameter index {index}")
+            raise checkpoint_error(path, f"optimizer layout differs: state for unknown parameter index {index}")
         param = params[index]
         for key, value in entry.items():
             where = f"{prefix}.state.{index}.{key}"
             if adam and key not in _ADAM_STATE:
-                raise _error(path, f"optimizer entry {where!r} is not state Adam keeps")
+                raise checkpoint_error(path, f"optimizer entry {where!r} is not state Adam keeps")
             if value is None:
                 continue
             if not isinstance(value, torch.Tensor):
-                raise _error(path, f"optimizer entry {where!r} is a {type(value).__name__}, not a tensor")
+                raise checkpoint_error(path, f"optimizer entry {where!r} is a {type(value).__name__}, not a tensor")
             if key == "step":
                 if value.shape != () or value.dtype != torch.float32:
-                    raise _error(path, f"optimizer entry {where!r} is {_describe(value)}; expected a scalar float32")
+                    raise checkpoint_error(
+                        path, f"optimizer entry {where!r} is {_describe(value)}; expected a scalar float32"
+                    )
                 if not (math.isfinite(value.item()) and value.item() >= 0 and value.item() == int(value.item())):
-                    raise _error(path, f"optimizer entry {where!r} is {value.item()!r}, not a step count")
+                    raise checkpoint_error(path, f"optimizer entry {where!r} is {value.item()!r}, not a step count")
                 continue
             if value.shape != param.shape or value.dtype != param.dtype:
-                raise _error(
+                raise checkpoint_error(
                     path, f"optimizer entry {where!r} is {_describe(value)}; the parameter is {_describe(param)}"
                 )
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                raise _error(path, f"optimizer entry {where!r} holds NaN or Inf")
+                raise checkpoint_error(path, f"optimizer entry {where!r} holds NaN or Inf")
             if key in _NON_NEGATIVE and bool((value < 0).any()):
-                raise _error(path, f"optimizer entry {where!r} holds negative values")
+                raise checkpoint_error(path, f"optimizer entry {where!r} holds negative values")
 
 
 def _describe(t: torch.Tensor) -> str:

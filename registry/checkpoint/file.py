@@ -36,6 +36,7 @@ from safetensors.torch import load as _load_safetensors_bytes  # tensors only, n
 import torch
 
 from registry.checkpoint.atomic import atomic_write
+from registry.errors import CheckpointError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -92,22 +93,16 @@ _NAME_RE = re.compile(r"ckpt-(\d+)\.safetensors")
 _MAX_LISTED = 5  # how many offending keys an error message names
 
 
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used.
-
-    ``str(err)`` is ONE line: ``'<path>: <cause>'`` plus, where useful, what
-    to do, so it reads well in logs and in a CLI's final error line.
-    """
-
-
-def _error(path: PathLike, cause: str) -> CheckpointError:
-    """Build a CheckpointError whose message is guaranteed to be one line."""
+def checkpoint_error(path: PathLike, cause: str) -> CheckpointError:
+    """A ``CheckpointError`` reading ``<path>: <cause>``, guaranteed to be one line (line breaks
+    in ``cause`` are escaped)."""
     message = f"{os.fspath(path)}: {cause}"
     return CheckpointError(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
-def _listing(keys: list[str]) -> str:
-    """Name the first few keys; long lists would drown the actual cause."""
+def listing(keys: list[str]) -> str:
+    """The first few of ``keys`` and how many more, for an error message (long lists would drown
+    the actual cause)."""
     shown = ", ".join(keys[:_MAX_LISTED])
     more = len(keys) - _MAX_LISTED
     return f"{shown} (and {more} more)" if more > 0 else shown
@@ -178,7 +173,8 @@ def _looks_like_pickle(prefix: bytes) -> bool:
     return len(prefix) < 9 or prefix[8:9] != b"{"
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an int and not a bool (a size or index in a header or state layout)."""
     # bool is an int subclass in Python but not a valid size in a header.
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -197,29 +193,29 @@ def _parse_header(path: PathLike, raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _error(path, "header is not valid JSON (not UTF-8)") from None
+        raise checkpoint_error(path, "header is not valid JSON (not UTF-8)") from None
     try:
         header = json.loads(text, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         cause = str(exc) if "duplicate" in str(exc) else "not parsable"
-        raise _error(path, f"header is not valid JSON ({cause})") from None
+        raise checkpoint_error(path, f"header is not valid JSON ({cause})") from None
     if not isinstance(header, dict):
-        raise _error(path, "header is not valid JSON (not an object)")
+        raise checkpoint_error(path, "header is not valid JSON (not an object)")
     return header
 
 
 def _check_metadata(path: PathLike, header: dict[str, Any]) -> dict[str, str]:
     metadata = header.get("__metadata__", {})
     if not isinstance(metadata, dict):
-        raise _error(path, "metadata is not a JSON object")
+        raise checkpoint_error(path, "metadata is not a JSON object")
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise _error(path, f"metadata value for {key!r} is not a string")
+            raise checkpoint_error(path, f"metadata value for {key!r} is not a string")
     version = metadata.get("format_version")
     if version is None:
-        raise _error(path, "not a ganrun checkpoint (no format_version)")
+        raise checkpoint_error(path, "not a ganrun checkpoint (no format_version)")
     if version != FORMAT_VERSION:
-        raise _error(
+        raise checkpoint_error(
             path,
             f"written by an incompatible version (format_version {version!r}, this code reads {FORMAT_VERSION!r})",
         )
@@ -233,24 +229,24 @@ def _check_entries(path: PathLike, header: dict[str, Any]) -> int:
         if name == "__metadata__":
             continue
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise _error(path, f"tensor {name!r} entry must have exactly dtype, shape and data_offsets")
+            raise checkpoint_error(path, f"tensor {name!r} entry must have exactly dtype, shape and data_offsets")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
-            raise _error(path, f"tensor {name!r} has unsupported dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            raise _error(path, f"tensor {name!r} shape is not a list of non-negative integers")
+            raise checkpoint_error(path, f"tensor {name!r} has unsupported dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
+            raise checkpoint_error(path, f"tensor {name!r} shape is not a list of non-negative integers")
         if (
             not isinstance(offsets, list)
             or len(offsets) != 2
-            or not all(_is_int(o) and o >= 0 for o in offsets)
+            or not all(is_int(o) and o >= 0 for o in offsets)
             or offsets[0] > offsets[1]
         ):
-            raise _error(path, f"tensor {name!r} data_offsets must be [begin, end] with 0 <= begin <= end")
+            raise checkpoint_error(path, f"tensor {name!r} data_offsets must be [begin, end] with 0 <= begin <= end")
         begin, end = offsets
         # Python ints do not overflow, so a hostile shape cannot wrap around.
         expected = math.prod(shape) * _ITEMSIZE[dtype]
         if end - begin != expected:
-            raise _error(
+            raise checkpoint_error(
                 path,
                 f"tensor {name!r} spans {end - begin} bytes but dtype {dtype} and shape {shape} need {expected}",
             )
@@ -261,9 +257,11 @@ def _check_entries(path: PathLike, header: dict[str, Any]) -> int:
     position = 0
     for begin, end, name in sorted(spans):
         if begin < position:
-            raise _error(path, f"tensor {name!r} overlaps the data of another tensor (offsets {begin}..{end})")
+            raise checkpoint_error(
+                path, f"tensor {name!r} overlaps the data of another tensor (offsets {begin}..{end})"
+            )
         if begin > position:
-            raise _error(path, f"gap of {begin - position} bytes before tensor {name!r}")
+            raise checkpoint_error(path, f"gap of {begin - position} bytes before tensor {name!r}")
         position = end
     return position
 
@@ -277,31 +275,33 @@ def _validate(path: PathLike, handle: BinaryIO) -> tuple[dict[str, Any], dict[st
     size = os.fstat(handle.fileno()).st_size
     prefix = handle.read(9)
     if _looks_like_pickle(prefix):
-        raise _error(
+        raise checkpoint_error(
             path,
             "looks like a pickle/torch.save file; refused because unpickling can run code "
             "(convert it to safetensors only if you trust where it came from)",
         )
     if size < 8:
-        raise _error(path, f"truncated ({size} bytes, a checkpoint has at least 8)")
+        raise checkpoint_error(path, f"truncated ({size} bytes, a checkpoint has at least 8)")
     (header_len,) = struct.unpack("<Q", prefix[:8])
     if header_len > MAX_HEADER_BYTES:
-        raise _error(path, f"header length {header_len} exceeds the 100 MB limit")
+        raise checkpoint_error(path, f"header length {header_len} exceeds the 100 MB limit")
     if 8 + header_len > size:
-        raise _error(path, f"truncated (header claims {header_len} bytes, file has {size - 8} after the length)")
+        raise checkpoint_error(
+            path, f"truncated (header claims {header_len} bytes, file has {size - 8} after the length)"
+        )
     handle.seek(8)
     raw = handle.read(header_len)
     if len(raw) != header_len:
-        raise _error(path, "truncated (file shrank while being read)")
+        raise checkpoint_error(path, "truncated (file shrank while being read)")
 
     header = _parse_header(path, raw)
     metadata = _check_metadata(path, header)
     data_len = _check_entries(path, header)
     available = size - 8 - header_len
     if available > data_len:
-        raise _error(path, f"{available - data_len} trailing bytes after the tensor data")
+        raise checkpoint_error(path, f"{available - data_len} trailing bytes after the tensor data")
     if available < data_len:
-        raise _error(path, f"truncated (tensor data needs {data_len} bytes, file has {available})")
+        raise checkpoint_error(path, f"truncated (tensor data needs {data_len} bytes, file has {available})")
     return header, metadata
 
 
@@ -311,17 +311,17 @@ def _open(path: PathLike) -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise _error(path, "file not found") from None
+        raise checkpoint_error(path, "file not found") from None
     except IsADirectoryError:
-        raise _error(path, "is a directory, not a checkpoint file") from None
+        raise checkpoint_error(path, "is a directory, not a checkpoint file") from None
     except OSError as exc:
-        raise _error(path, f"cannot open ({exc.strerror or exc})") from None
+        raise checkpoint_error(path, f"cannot open ({exc.strerror or exc})") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise _error(path, "is a directory, not a checkpoint file")
+            raise checkpoint_error(path, "is a directory, not a checkpoint file")
         if not stat.S_ISREG(mode):
-            raise _error(path, "is not a regular file (a FIFO, device or socket), not a checkpoint file")
+            raise checkpoint_error(path, "is not a regular file (a FIFO, device or socket), not a checkpoint file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -369,12 +369,12 @@ def json_entry(path: PathLike, metadata: Mapping[str, str], key: str, *, require
     text = metadata.get(key)
     if text is None:
         if required:
-            raise _error(path, f"metadata entry {key!r} is missing")
+            raise checkpoint_error(path, f"metadata entry {key!r} is missing")
         return None
     if not isinstance(text, str):
-        raise _error(path, f"metadata entry {key!r} is not a string")
+        raise checkpoint_error(path, f"metadata entry {key!r} is not a string")
     if json_depth(text) > MAX_JSON_DEPTH:
-        raise _error(path, f"metadata entry {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
+        raise checkpoint_error(path, f"metadata entry {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
 
     def refuse_constant(name: str) -> None:
         raise ValueError(f"{name} is not a value this build writes")
@@ -384,10 +384,12 @@ def json_entry(path: PathLike, metadata: Mapping[str, str], key: str, *, require
             text, object_pairs_hook=_no_duplicates, parse_constant=None if key.startswith("optim.") else refuse_constant
         )
     except (ValueError, RecursionError) as exc:
-        raise _error(path, f"metadata entry {key!r} is not valid JSON ({exc})") from None
+        raise checkpoint_error(path, f"metadata entry {key!r} is not valid JSON ({exc})") from None
     kind = JSON_ENTRY_TYPES.get(key)
     if kind is not None and not isinstance(value, kind):
-        raise _error(path, f"metadata entry {key!r} is a JSON {json_type(value)}; this build writes a JSON object")
+        raise checkpoint_error(
+            path, f"metadata entry {key!r} is a JSON {json_type(value)}; this build writes a JSON object"
+        )
     return value
 
 
@@ -413,11 +415,11 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, 
         handle.seek(0)
         data = handle.read(size + 1)
     if len(data) != size:
-        raise _error(path, "file changed while being read; retry")
+        raise checkpoint_error(path, "file changed while being read; retry")
     try:
         tensors = _load_safetensors_bytes(data)
     except Exception as exc:  # the library's own error types vary by version
-        raise _error(path, f"safetensors could not load the file ({exc})") from None
+        raise checkpoint_error(path, f"safetensors could not load the file ({exc})") from None
     return tensors, dict(metadata)
 
 
@@ -462,4 +464,4 @@ def require_keys(tensors: Mapping[str, torch.Tensor], keys: Iterable[str], *, pa
     """Fail with a clear message when an expected tensor is absent."""
     for key in keys:
         if key not in tensors:
-            raise _error(path, f"missing {what} entry {key!r}")
+            raise checkpoint_error(path, f"missing {what} entry {key!r}")

@@ -63,7 +63,7 @@ class GanrunGroup(click.Group):
         except PluginError as exc:  # a plugin's hook failed in any command: one line naming it
             raise click.ClickException(plugin_failure(exc)) from None
         except Exception as exc:
-            from registry.train.memory import is_out_of_memory
+            from registry.errors import is_out_of_memory
 
             if not is_out_of_memory(exc):
                 raise

@@ -72,7 +72,7 @@ def report_command(ctx: click.Context, run: Path, baseline: Path | None, out: Pa
     charts = report.png_charts(run / "plots") if plots == "png" else contextlib.nullcontext()
     with charts:
         sections: list = report.core_sections(run, rows, baseline_rows, described)
-        for extra in host.hook.ganrun_report_sections(run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
+        for extra in host.run("ganrun_report_sections", run_dir=run, metrics=rows, baseline_metrics=baseline_rows):
             sections.extend(extra or [])
     if (run / "checkpoints").is_dir():  # what to do with the run, with the flags its plugins need
         prefix = ganrun_prefix(recorded_plugins(run, warn=None) or host.plugins)

@@ -35,6 +35,7 @@ from registry.config import (
     type_errors,
 )
 from registry.data import DatasetError
+from registry.errors import is_out_of_memory
 from registry.plugins import Host, PluginError, UnknownNameError
 from registry.run_plugins import require_run_plugins
 from registry.train import distributed, memory
@@ -107,7 +108,7 @@ def _require_run_plugins(run: Path, active: Any, command: str) -> None:
 
 def _plugin_defaults(host: Host) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for defaults in reversed(host.call("ganrun_config_defaults")):  # registered last wins
+    for defaults in reversed(host.run("ganrun_config_defaults")):  # registered last wins
         merged.update(defaults or {})
     return merged
 
@@ -129,7 +130,7 @@ def train_options(session: Session) -> TrainOptions:
     ``click.ClickException`` naming it."""
     try:
         host = session.host()
-        plugin_options = [opt for opts in host.call("ganrun_train_options") for opt in (opts or [])]
+        plugin_options = [opt for opts in host.run("ganrun_train_options") for opt in (opts or [])]
         defaults = _plugin_defaults(host)
     except (click.ClickException, PluginError) as exc:
         raise exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc)) from None
@@ -404,7 +405,7 @@ def reads_data_dir(factory: Any) -> bool:
 
 def resume_mutable(host: Host) -> frozenset[str]:
     """The options a resume may change: the core ones and those the active plugins name."""
-    return frozenset(MUTABLE_ON_RESUME.union(*(names or () for names in host.hook.ganrun_resume_mutable_options())))
+    return frozenset(MUTABLE_ON_RESUME.union(*(names or () for names in host.run("ganrun_resume_mutable_options"))))
 
 
 def configure(config: TrainConfig, host: Host) -> None:
@@ -412,7 +413,7 @@ def configure(config: TrainConfig, host: Host) -> None:
     a bad value is one line naming its option."""
     _validate(config, host)  # first: a bad core value is named under its own option, never a plugin's
     try:
-        host.hook.ganrun_configure(config=config, registries=host.registries)
+        host.run("ganrun_configure", config=config, registries=host.registries)
     except click.ClickException:
         raise
     except ValueError as exc:
@@ -451,7 +452,7 @@ def build_trainer(
     except PluginError as exc:  # a plugin's hook failed while the run was being built
         raise click.ClickException(plugin_failure(exc)) from None
     except Exception as exc:
-        if memory.is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise click.ClickException(out_of_memory_text("building the run (data, networks)", SIZE_OPTIONS)) from None
         raise
 
@@ -570,7 +571,7 @@ def run_train(
         click.echo(f"{exc}{where}; continue with: ganrun ... train --resume {run_dir}", err=True)
         sys.exit(128 + exc.signum)
     except Exception as exc:
-        if not memory.is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         phase = f"training step {trainer.current_step}" if trainer.step < config.steps else "the final save"
         raise click.ClickException(

@@ -33,20 +33,23 @@ import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image, ImageOps
 
+from registry.errors import DatasetError
+
 __all__ = [
     "DatasetError",
     "ImageDataset",
+    "check_image_size",
+    "find_idx_images",
+    "find_images",
     "load_digits",
+    "load_image",
     "load_image_folder",
     "load_mnist_idx",
+    "read_idx",
     "resize_uint8",
     "to_training_tensor",
     "uint8_to_float",
 ]
-
-
-class DatasetError(Exception):
-    """Bad dataset input. str(err) is one line naming the file/folder, what is wrong and what to do."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ _DIGITS_FOLDER = "_data"
 _DIGITS_FILE = "mnist-train-10k.npz"
 
 
-def _check_image_size(image_size: int | None) -> None:
+def check_image_size(image_size: int | None) -> None:
+    """Refuse an ``image_size`` that is neither None (the source's own size) nor a positive int."""
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
 
@@ -164,7 +168,7 @@ def load_digits(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
     inside an installed wheel as well as in a source checkout.
     """
     del data_dir  # Same signature as the other loaders; the data ships with the package.
-    _check_image_size(image_size)
+    check_image_size(image_size)
     resource = importlib.resources.files("registry.data") / _DIGITS_FOLDER / _DIGITS_FILE
     with resource.open("rb") as fh, np.load(fh) as npz:
         # NpzFile reads members lazily, so both arrays must be read inside the block.
@@ -228,8 +232,9 @@ def _is_gzip(raw: BinaryIO) -> bool:
     return head == _GZIP_MAGIC
 
 
-def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
-    """Parse one IDX file into a uint8 array with ``expected_ndim`` dimensions.
+def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
+    """Parse one IDX file (plain or gzipped) into a uint8 array with ``expected_ndim`` dimensions
+    (3 for images ``(N, H, W)``, 1 for labels); a bad file is a one-line ``DatasetError``.
 
     Layout: two zero bytes, a dtype code, the number of dimensions, then that
     many big-endian uint32 sizes, then the data. Only 0x08 (unsigned byte)
@@ -287,6 +292,12 @@ def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
 
 
+def find_idx_images(folder: Path) -> Path | None:
+    """The MNIST-style IDX images file in ``folder`` (``train-images-idx3-ubyte``, gzipped or not,
+    in either spelling), or None when there is none."""
+    return _first_existing(folder, _IDX_IMAGE_NAMES)
+
+
 def _first_existing(folder: Path, names: Sequence[str]) -> Path | None:
     for name in names:
         candidate = folder / name
@@ -312,7 +323,7 @@ def load_mnist_idx(*, data_dir: str | os.PathLike[str], image_size: int | None =
     The labels file is optional, because unlabelled IDX sets are legitimate;
     when present, its count must match the images.
     """
-    _check_image_size(image_size)
+    check_image_size(image_size)
     folder = _require_folder(data_dir, "load_mnist_idx")
     images_path = _first_existing(folder, _IDX_IMAGE_NAMES)
     if images_path is None:
@@ -320,7 +331,7 @@ def load_mnist_idx(*, data_dir: str | os.PathLike[str], image_size: int | None =
             f"{folder}: no IDX images file found (looked for {', '.join(_IDX_IMAGE_NAMES)}); "
             "put the MNIST training images there"
         )
-    images_np = _read_idx(images_path, expected_ndim=3)
+    images_np = read_idx(images_path, expected_ndim=3)
     n, h, w = images_np.shape
     if h != w and image_size is None:
         raise DatasetError(f"{images_path}: images are {h}x{w}, not square; pass image_size to resize them")
@@ -328,7 +339,7 @@ def load_mnist_idx(*, data_dir: str | os.PathLike[str], image_size: int | None =
     labels: torch.Tensor | None = None
     labels_path = _first_existing(folder, _IDX_LABEL_NAMES)
     if labels_path is not None:
-        labels_np = _read_idx(labels_path, expected_ndim=1)
+        labels_np = read_idx(labels_path, expected_ndim=1)
         if labels_np.shape[0] != n:
             raise DatasetError(
                 f"{labels_path}: has {labels_np.shape[0]} labels but {images_path.name} has {n} images; "
@@ -351,8 +362,9 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
-def _find_images(folder: Path) -> list[Path]:
-    """All PNG/JPEG files below ``folder``, in a stable order independent of the filesystem."""
+def find_images(folder: Path) -> list[Path]:
+    """All PNG/JPEG files below ``folder`` (any depth), in a stable order independent of the
+    filesystem: sorted by their path under ``folder``."""
     found = [p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
@@ -370,8 +382,12 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(scaled, "L")
 
 
-def _load_one(path: Path, mode: str, image_size: int) -> np.ndarray:
-    """Decode, orient, center-crop and resize one image to (H, W) or (H, W, 3) uint8."""
+def load_image(path: Path, mode: str, image_size: int) -> np.ndarray:
+    """One image file as the ``image-folder`` dataset reads it: decoded, turned upright by its EXIF
+    orientation, 16-bit grey scaled to 8 bits, converted to ``mode`` ("L" or "RGB"), centre-cropped
+    to a square and resized (bicubic) to ``image_size``. Returns uint8 ``(H, W)`` for "L",
+    ``(H, W, 3)`` for "RGB"; Pillow's ``OSError``/``ValueError`` pass through for the caller to
+    name the file."""
     with Image.open(path) as img:
         # draft() lets the JPEG decoder downscale by 2/4/8 while decoding, which is
         # much faster for large photos; it never goes below the requested size.
@@ -407,7 +423,7 @@ def load_image_folder(
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     folder = _require_folder(data_dir, "load_image_folder")
-    paths = _find_images(folder)
+    paths = find_images(folder)
     if not paths:
         raise DatasetError(
             f"{folder}: no images found (searched recursively for "
@@ -434,7 +450,7 @@ def load_image_folder(
     arrays: list[np.ndarray] = []
     for path in paths:
         try:
-            arrays.append(_load_one(path, mode, image_size))
+            arrays.append(load_image(path, mode, image_size))
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise unreadable(path, err) from err
 

@@ -63,7 +63,7 @@ import os
 
 import torch
 
-from registry.data.base import GroundTruth, ImageDataset, _check_image_size, resize_uint8
+from registry.data.base import GroundTruth, ImageDataset, check_image_size, resize_uint8
 
 __all__ = [
     "FACTOR_NAMES",
@@ -268,7 +268,7 @@ def load_shapes(*, data_dir: str | os.PathLike[str] | None = None, image_size: i
     read from disk); ``image_size`` resizes from 64 px.
     """
     del data_dir  # drawn, not read
-    _check_image_size(image_size)
+    check_image_size(image_size)
     count = min(SUBSET_SIZE, NUM_COMBINATIONS)
     gen = torch.Generator().manual_seed(SUBSET_SEED)
     index = torch.randperm(NUM_COMBINATIONS, generator=gen)[:count].sort().values

@@ -15,7 +15,7 @@ from PIL import Image
 
 from registry.checkpoint.atomic import atomic_write
 
-__all__ = ["make_grid", "save_grid"]
+__all__ = ["make_grid", "save_grid", "to_pil"]
 
 
 def make_grid(images: torch.Tensor, nrow: int, *, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
@@ -47,8 +47,9 @@ def make_grid(images: torch.Tensor, nrow: int, *, padding: int = 2, pad_value: f
     return F.pad(grid, (0, padding, 0, padding), value=pad_value)
 
 
-def _to_pil(grid: torch.Tensor) -> Image.Image:
-    """A (C, H, W) float grid in [0, 1] as an 8-bit Pillow image ("L" or "RGB")."""
+def to_pil(grid: torch.Tensor) -> Image.Image:
+    """A ``(C, H, W)`` float picture in [0, 1] (say a ``make_grid`` result mapped from [-1, 1]) as an
+    8-bit Pillow image: "L" for one channel, "RGB" for three (rounded, so 0.5 is 128)."""
     channels = grid.shape[0]
     if channels not in (1, 3):
         raise ValueError(f"can only save 1- or 3-channel images, got {channels} channels")
@@ -69,6 +70,6 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: int, **k
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    picture = _to_pil(make_grid(images, nrow, **kw))
+    picture = to_pil(make_grid(images, nrow, **kw))
 
     return atomic_write(target, lambda fh: picture.save(fh, format="PNG"))

@@ -1,32 +1,28 @@
-"""Training: the trainer that builds a run and loops (``trainer``), one D+G update
-(``step``), every seeded random stream (``rng``), torch.distributed setup
-(``distributed``), the networks both build (``networks``) and a run's networks restored for
-use without its training state (``inference``)."""
+"""Training: the trainer that builds a run and loops (``trainer``) and its collaborators: one
+D+G update (``step``), the metric sums (``metrics``), the divergence check (``divergence``), the
+run's checkpoints (``persistence``); every seeded random stream (``rng``), torch.distributed
+setup (``distributed``), the networks both training and inference build (``networks``) and a
+run's networks restored for use without its training state (``inference``)."""
 
-import importlib
+from registry.errors import DivergenceError
+from registry.train.inference import InferenceState, restore_for_inference
+from registry.train.noise import NoiseSampler, sample_noise
+from registry.train.rng import EpochSampler, seed_for, step_seed
+from registry.train.step import Pass, StepContext
+from registry.train.trainer import Interrupted, Trainer, resolve_device
 
-# Where each public name lives; imported on first use (PEP 562), so importing one
-# submodule (say registry.checkpoint.run, which needs registry.train.step) never drags in
-# the trainer and its imports in a cycle.
-_EXPORTS = {
-    "DivergenceError": "registry.train.step",
-    "EpochSampler": "registry.train.rng",
-    "InferenceState": "registry.train.inference",
-    "Interrupted": "registry.train.trainer",
-    "NoiseSampler": "registry.train.noise",
-    "Pass": "registry.train.step",
-    "StepContext": "registry.train.step",
-    "Trainer": "registry.train.trainer",
-    "resolve_device": "registry.train.trainer",
-    "restore_for_inference": "registry.train.inference",
-    "sample_noise": "registry.train.noise",
-    "seed_for": "registry.train.rng",
-    "step_seed": "registry.train.rng",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'registry.train' has no attribute {name!r}")
+__all__ = [
+    "DivergenceError",
+    "EpochSampler",
+    "InferenceState",
+    "Interrupted",
+    "NoiseSampler",
+    "Pass",
+    "StepContext",
+    "Trainer",
+    "resolve_device",
+    "restore_for_inference",
+    "sample_noise",
+    "seed_for",
+    "step_seed",
+]

@@ -21,7 +21,6 @@ from torch import nn
 
 from registry import checkpoint as ckpt
 from registry.checkpoint.run import (
-    check_plugin_state,
     check_recorded_plugins,
     check_rng_entries,
     checked_step,
@@ -32,6 +31,7 @@ from registry.checkpoint.run import (
 from registry.config import TrainConfig
 from registry.plugins import Host
 from registry.train.networks import build_networks, make_sampler, optimizer_settings
+from registry.train.persistence import check_plugin_state
 
 __all__ = ["InferenceState", "recorded_image_shape", "restore_for_inference"]
 
@@ -173,7 +173,7 @@ def restore_for_inference(path: Path, host: Host, *, device: str | None = None) 
         image_shape=shape,
     )
     plugin_state = check_plugin_state(path, tensors, host, state)
-    host.hook.ganrun_load_checkpoint_state(trainer=state, tensors=plugin_state)
+    host.run("ganrun_load_checkpoint_state", trainer=state, tensors=plugin_state)
     for module in state.modules.values():
         module.eval()
         module.requires_grad_(False)

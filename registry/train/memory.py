@@ -5,7 +5,7 @@ tensor, a batch's activations, the weights with their gradients and Adam's momen
 with the options that set its size. ``Needs.check`` refuses when their sum exceeds the memory
 the device has available, naming the largest and its options, before anything of that size is
 allocated. The figures are lower bounds, so a run that fits is never refused; what they miss
-is caught when it happens (``is_out_of_memory``) and reported by the command as one line.
+is caught when it happens (``registry.errors.is_out_of_memory``) and reported by the command as one line.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import torch
 FLOAT = 4  # bytes of a float32
 TRAINED = 4  # a trained float32 weight lives four times: itself, its gradient, Adam's two moments
 
-_OOM_TEXTS = ("can't allocate memory", "defaultcpuallocator", "out of memory", "cannot allocate memory")
-
 
 class TooBig(ValueError):
     """A command would need more memory than the device has; ``options`` names what sets it."""
@@ -28,17 +26,6 @@ class TooBig(ValueError):
     def __init__(self, message: str, options: tuple[str, ...]):
         self.options = options
         super().__init__(message)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocator's failure: ``MemoryError``, ``torch.OutOfMemoryError``
-    (CUDA), or a ``RuntimeError`` whose message says an allocation failed (CPU allocator)."""
-    if isinstance(exc, MemoryError):
-        return True
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    return isinstance(exc, RuntimeError) and any(text in str(exc).lower() for text in _OOM_TEXTS)
 
 
 def human(n: float) -> str:

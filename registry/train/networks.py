@@ -19,7 +19,7 @@ from torch import nn
 from registry.checkpoint.codec import OptimizerSettings
 from registry.config import TrainConfig
 from registry.nets.spectral import apply_spectral_norm
-from registry.plugins import Host, IsolatedHooks
+from registry.plugins import Host
 from registry.train.noise import NoiseSampler
 from registry.train.rng import seed_for, step_seed
 
@@ -47,7 +47,7 @@ class Networks:
 
 def make_sampler(config: TrainConfig, host: Host) -> Any:
     """The generator input's sampler: the first plugin's ``ganrun_latent_sampler``, else noise."""
-    return host.hook.ganrun_latent_sampler(config=config, registries=host.registries) or NoiseSampler(
+    return host.run("ganrun_latent_sampler", config=config, registries=host.registries) or NoiseSampler(
         config.noise_dim, config.noise
     )
 
@@ -91,16 +91,13 @@ def build_plugin_modules(host: Host, config: TrainConfig, models: dict[str, nn.M
     global RNG seeded from the run seed and that plugin's name, and the RNG restored after:
     a plugin's initialisation is a function of the seed and its own name alone, so adding,
     removing or reordering another plugin never shifts it."""
-    impls = list(reversed(host.pm.hook.ganrun_build_modules.get_hookimpls()))
     results = []
-    for impl in impls:
-        others = [other.plugin for other in impls if other is not impl]
-        call = IsolatedHooks.wrap(
-            host.pm.subset_hook_caller("ganrun_build_modules", remove_plugins=others), "ganrun_build_modules"
-        )
+    for impl in reversed(host.pm.hook.ganrun_build_modules.get_hookimpls()):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(step_seed(config.seed, f"build:{impl.plugin_name}", 0, 0))
-            results.extend(call(config=config, models=models, sampler=sampler))
+            results.extend(
+                host.run("ganrun_build_modules", only=impl.plugin_name, config=config, models=models, sampler=sampler)
+            )
     return results
 
 

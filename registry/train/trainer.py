@@ -1,8 +1,14 @@
 """The generic GAN trainer: builds a run from a config and the active plugins (data,
 generator input, G and D and the plugins' modules, Adam optimizers, data-parallel
-wrappers), then loops: one step (``registry.train.step``), metrics, sample pictures,
-checkpoints (``registry.checkpoint.run``) and a graceful stop on SIGINT/SIGTERM. It knows
-nothing about any particular plugin.
+wrappers), then loops: one step, metrics, sample pictures, checkpoints and a graceful stop on
+SIGINT/SIGTERM. It knows nothing about any particular plugin.
+
+``Trainer`` owns what it builds and hands the parts to its collaborators, each with a narrow
+job: ``stepper`` (``registry.train.step.TrainStep``: one D and G update), ``metrics``
+(``registry.train.metrics.MetricAccumulator``: sums and loss peaks on the device),
+``check_divergence`` (``registry.train.divergence.DivergenceCheck``), ``persistence``
+(``registry.train.persistence.RunPersistence``: the run folder's checkpoints) and ``balance``
+(``registry.train.balance.BalanceWatch``).
 
 The loop never reads a tensor back to the host on an ordinary step: metrics are summed on
 the device and read once per ``log_every`` steps.
@@ -16,20 +22,21 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from registry import runfiles
 from registry.checkpoint.atomic import atomic_write
-from registry.checkpoint.run import RunPersistence
+from registry.checkpoint import CheckpointError, read_checkpoint
+from registry.checkpoint.run import find_checkpoint, run_dir_of, saved_config
 from registry.config import TrainConfig
 from registry.cpu import allocator as perf
-from registry.data import DatasetError, ImageDataset, to_training_tensor
+from registry.data import DatasetError, ImageDataset, to_training_tensor, uint8_to_float
 from registry.plugins import Host
 from registry.report.images import save_grid
-from registry.train import distributed, memory
+from registry.train import distributed, memory, persistence
 from registry.train.balance import BalanceWatch, balance_hint
 from registry.train.networks import (
     build_networks,
@@ -38,8 +45,12 @@ from registry.train.networks import (
     make_sampler,
     model_name_for,
 )
+from registry.errors import DivergenceError  # noqa: F401 - re-exported by registry.train
 from registry.train.rng import EpochSampler, seed_for, step_seed
-from registry.train.step import DivergenceError, StepMixin
+from registry.train.divergence import DivergenceCheck
+from registry.train.metrics import MetricAccumulator
+from registry.train.persistence import RunPersistence
+from registry.train.step import Phases, TrainStep, lr_factor
 
 SAMPLE_GRID = 64  # pictures show an 8x8 grid from a fixed latent batch
 
@@ -68,7 +79,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-class Trainer(StepMixin, RunPersistence):
+class Trainer:
     """Builds everything a run needs from a config and the active plugins, then trains."""
 
     def __init__(
@@ -136,9 +147,8 @@ class Trainer(StepMixin, RunPersistence):
         self.modules: dict[str, nn.Module] = networks.modules
         self.groups: dict[str, list[str]] = networks.groups
         self.optimizers = make_optimizers(config, networks)
-        self._base_lr = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
         self.gan_loss = reg.gan_losses.get(config.gan_loss)
-        self._build_callables()
+        self.phases = self._build_phases()
 
         self.latent_gen = torch.Generator(device=self.device).manual_seed(
             seed_for(config.seed, "latent", self.dist.rank)
@@ -146,15 +156,35 @@ class Trainer(StepMixin, RunPersistence):
         fixed_gen = torch.Generator(device=self.device).manual_seed(seed_for(config.seed, "fixed"))
         self.fixed_input, _ = self.sampler.sample(SAMPLE_GRID, generator=fixed_gen, device=self.device)
 
-        self._sums: dict[str, torch.Tensor] = {}
-        self._count = 0
-        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
-        self._peaks: dict[str, torch.Tensor] = {}  # largest |loss term| since the last check
-        self._checked_step = 0
+        # the collaborators, each handed the parts it needs
+        self.metrics = MetricAccumulator(self.device)
+        self.stepper = TrainStep(
+            config=config,
+            host=host,
+            modules=self.modules,
+            groups=self.groups,
+            phases=self.phases,
+            optimizers=self.optimizers,
+            sampler=self.sampler,
+            latent_gen=self.latent_gen,
+            gan_loss=self.gan_loss,
+            metrics=self.metrics,
+            device=self.device,
+            amp=self.amp,
+        )
+        self.persistence = RunPersistence(self.run_dir, self.dist, config.keep_checkpoints)
+        self.check_divergence = DivergenceCheck(
+            config=config,
+            dist=self.dist,
+            device=self.device,
+            modules=self.modules,
+            optimizers=self.optimizers,
+            metrics=self.metrics,
+            last_good=self.persistence.last_good_checkpoint_text,
+        )
+        self.balance = BalanceWatch(hint=balance_hint(config))
         self._stop_signal: int | None = None
         self._stepping = False  # inside train_step: self.step counts the steps before this one
-        self._muted = False
-        self.balance = BalanceWatch(hint=balance_hint(config))
         self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ building
@@ -189,14 +219,9 @@ class Trainer(StepMixin, RunPersistence):
             )
         return needs
 
-    def _params(self, group: str) -> list[nn.Parameter]:
-        return [p for name in self.groups[group] for p in self.modules[name].parameters()]
-
-    def _build_callables(self) -> None:
-        """Per-phase callables: D-group modules train in the D phase (wrapped for data
-        parallelism there); in the G phase they run unwrapped and frozen, so no gradient
-        is computed or all-reduced for weights nobody updates. The G phase also holds the
-        generator as ``"G"`` and the plugins' G-group modules, which train there (wrapped)."""
+    def _build_phases(self) -> Phases:
+        """Per-phase callables (see ``Phases``), wrapped for data parallelism under torchrun and
+        compiled with ``--compile``."""
         wrap: Callable[[nn.Module], Callable] = lambda m: m
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -204,11 +229,12 @@ class Trainer(StepMixin, RunPersistence):
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrap = lambda m: DDP(m, device_ids=ids) if any(p.requires_grad for p in m.parameters()) else m
         comp: Callable[[Callable], Callable] = torch.compile if self.config.compile else (lambda m: m)
-        self.d_phase = {n: comp(wrap(self.modules[n])) for n in self.groups["D"]}
-        self.g_phase = {n: comp(self.modules[n]) for n in self.groups["D"]}
-        self.generator = comp(wrap(self.modules["G"]))
-        self.g_phase.update({n: comp(wrap(self.modules[n])) for n in self.groups["G"] if n != "G"})
-        self.g_phase["G"] = self.generator
+        d_phase = {n: comp(wrap(self.modules[n])) for n in self.groups["D"]}
+        g_phase = {n: comp(self.modules[n]) for n in self.groups["D"]}
+        generator = comp(wrap(self.modules["G"]))
+        g_phase.update({n: comp(wrap(self.modules[n])) for n in self.groups["G"] if n != "G"})
+        g_phase["G"] = generator
+        return Phases(d=d_phase, g=g_phase, generator=generator)
 
     def step_generator(self, stream: str) -> torch.Generator:
         """A fresh ``torch.Generator`` on the training device for this step's draws of one
@@ -223,9 +249,9 @@ class Trainer(StepMixin, RunPersistence):
         the group tears gloo/NCCL down at once rather than in the interpreter's final cleanup."""
         if not self.dist.enabled:
             return
-        self.d_phase = {n: self.modules[n] for n in self.groups["D"]}
-        self.g_phase = dict(self.modules)
-        self.generator = self.modules["G"]
+        self.phases.d = {n: self.modules[n] for n in self.groups["D"]}
+        self.phases.g = dict(self.modules)
+        self.phases.generator = self.modules["G"]
         gc.collect()
 
     # ------------------------------------------------------------------ the loop
@@ -251,13 +277,13 @@ class Trainer(StepMixin, RunPersistence):
             signal.signal(s, self._on_signal)
         try:
             self._t0, self._t_step = time.perf_counter(), self.step
-            self._checked_step = self.step
+            self.check_divergence.checked_step = self.step
             while self.step < cfg.steps:
                 self._stepping = True
                 self.train_step()
                 self.step += 1
                 self._stepping = False
-                self.host.hook.ganrun_step_end(trainer=self, step=self.step)
+                self.host.run("ganrun_step_end", trainer=self, step=self.step)
                 last = self.step == cfg.steps
                 if bar is not None:
                     bar.update(1)
@@ -289,72 +315,21 @@ class Trainer(StepMixin, RunPersistence):
             raise KeyboardInterrupt
         self._stop_signal = signum
 
-    def _check_finite(self) -> None:
-        """Stop a diverged run before anything of it is logged or saved: a loss that became NaN
-        or Inf, a loss term whose magnitude passed ``--max-loss`` on any step since the last
-        check, weights or buffers that hold NaN/Inf or passed the bound, optimizer state that
-        holds NaN/Inf. Runs at every log line, before every save and before every picture: one device sync (and one
-        all-reduce under torchrun, so every rank stops together)."""
-        bound = self.config.max_loss
-        names = list(self._peaks)
-        state_names, state_flags = self._state_flags(bound)
-        flags = torch.stack(
-            [(~self._finite).float(), *(self._peaks[n].to(self.device) for n in names), *state_flags]
-        ).nan_to_num(nan=math.inf)
-        flags = distributed.all_max(self.dist, flags).tolist()
-        first = self._checked_step + 1
-        when = f"at step {self.step}" if first >= self.step else f"between steps {first} and {self.step}"
-        if flags[0]:
-            raise DivergenceError(
-                f"a loss became NaN or Inf {when}; {self.last_good_checkpoint_text()}. {self._divergence_advice(False)}"
-            )
-        peaks = dict(zip(names, flags[1 : 1 + len(names)]))
-        over = {name: value for name, value in peaks.items() if bound > 0 and value > bound}
-        if over:
-            worst = max(over, key=over.__getitem__)
-            raise DivergenceError(
-                f"loss term {worst} reached {over[worst]:.3g} {when}, above --max-loss {bound:g}: the run "
-                f"diverged; {self.last_good_checkpoint_text()}. {self._divergence_advice(True)}"
-            )
-        bad = [(name, kind) for (name, kind), flag in zip(state_names, flags[1 + len(names) :]) if flag]
-        if bad:
-            non_finite = [name for name, kind in bad if kind == "non-finite"]
-            grown = [name for name, kind in bad if kind == "exploded" and name not in non_finite]
-            what = f"{', '.join(non_finite)} became NaN or Inf" if non_finite else ""
-            if grown:
-                what += ("; " if what else "") + f"{', '.join(grown)} grew past --max-loss {bound:g} in magnitude"
-            advice = self._divergence_advice(bool(grown))
-            raise DivergenceError(f"{what} at step {self.step}; {self.last_good_checkpoint_text()}. {advice}")
-        self._peaks = {}
-        self._checked_step = self.step
-
-    @staticmethod
-    def _divergence_advice(bound: bool) -> str:
-        """What to do about a diverged run, truthfully: a resume replays the same steps with
-        the same settings (learning rates, seed and loss weights cannot change on resume)."""
-        text = (
-            "Lower the learning rates (--lr-d, --lr-g) or the loss weights and train again (--overwrite or a new --out)"
-        )
-        return text + ("; --max-loss 0 turns the magnitude bound off" if bound else "")
-
     def _log(self) -> dict[str, str]:
         """Read the summed metrics back once, write a JSONL line, return progress-bar text."""
-        self._check_finite()
-        names = sorted(self._sums)
-        values = torch.stack([self._sums[n] for n in names]).div_(max(self._count, 1)).tolist() if names else []
-        metrics = dict(zip(names, values))
+        self.check_divergence(self.step)
+        metrics = self.metrics.take()
         now = time.perf_counter()
         metrics["steps_per_sec"] = (self.step - self._t_step) / max(now - self._t0, 1e-9)
         if self.config.lr_decay > 0:
             metrics["lr_factor"] = self.lr_factor(self.step - 1)  # of the last step taken
         self._t0, self._t_step = now, self.step
-        self._sums, self._count = {}, 0
         self.last_metrics = metrics
         warning = self.balance.update(self.step, metrics)
         if warning and self.dist.is_main:
             _warn(warning)
         postfix = {"D": f"{metrics.get('d/adv', math.nan):.3f}", "G": f"{metrics.get('g/adv', math.nan):.3f}"}
-        for extra in self.host.checked("ganrun_log", trainer=self, step=self.step, metrics=metrics):
+        for extra in self.host.run("ganrun_log", trainer=self, step=self.step, metrics=metrics):
             postfix.update(extra)
         if self.dist.is_main:
             row, _ = runfiles.finite_json({"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}})
@@ -363,23 +338,105 @@ class Trainer(StepMixin, RunPersistence):
                 fh.write(line + "\n")
         return postfix
 
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> None:
+        """One D and G update (``stepper``) on this step's real batch."""
+        if self.config.lr_decay > 0:
+            self.stepper.apply_lr(self.step)
+        self.stepper(self.step, self.real_batch(), self)
+
+    def real_batch(self) -> torch.Tensor:
+        """This step's real images ``(B, C, H, W)`` in [-1, 1] on the device: freshly drawn
+        for a dataset that draws its batches (a pure function of seed, rank and step, so a
+        resumed run draws the same ones), else the epoch sampler's slice of the stored set."""
+        if self.dataset.draw is not None:
+            images = self.dataset.draw(self.config.batch_size, self.step_generator("data"), self.device)
+            return uint8_to_float(images, self.device)
+        idx = self.batches.indices(self.step).to(self.device, non_blocking=True)
+        return self.data.index_select(0, idx)
+
+    def log_metric(self, name: str, value: torch.Tensor) -> None:
+        """Average ``value`` over the steps between log lines (no host sync)."""
+        self.metrics.log(name, value)
+
+    def lr_factor(self, step: int | None = None) -> float:
+        """The learning-rate multiplier for a step (default: the next one); see ``step.lr_factor``."""
+        return lr_factor(self.config, self.step if step is None else step)
+
+    # ------------------------------------------------------------------ checkpoints
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration and what was resolved from it."""
+        return persistence.describe(self)
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """Everything a checkpoint holds now: tensors and string metadata."""
+        return persistence.state_tensors(self)
+
+    def plugin_state(self) -> dict[str, torch.Tensor]:
+        """What the active plugins' ``ganrun_checkpoint_state`` returns now, merged (keys without
+        the ``plugin.`` prefix); a key two plugins both use is a ValueError."""
+        return persistence.collect_plugin_state(self.host, self)
+
+    def last_good_checkpoint_text(self) -> str:
+        """Where a stopped run can continue from, truthfully: the newest complete checkpoint of
+        this run's timeline, or that none was written."""
+        return self.persistence.last_good_checkpoint_text(self.step)
+
+    def save(self) -> Path | None:
+        """Write ``checkpoints/ckpt-<step>.safetensors`` atomically (rank 0); refuse to save
+        NaN/Inf (weights, buffers, optimizer state) or exploded values (``--max-loss``) so a
+        poisoned checkpoint never replaces a good one. A failed write (disk full) is a one-line
+        CheckpointError saying the previous checkpoint is intact."""
+        self.check_divergence(self.step)
+        tensors, meta = self.state_tensors()
+        return self.persistence.write(self.step, tensors, meta)
+
+    def restore(self, path: Path, *, loaded: tuple[dict, dict] | None = None, truncate_logs: bool = True) -> None:
+        """Continue exactly from a checkpoint: weights, optimizers, RNGs, step, plugin state.
+
+        Everything the checkpoint carries is checked before the run folder is touched: the
+        logs are set aside only once every entry has loaded."""
+        persistence.restore(self, path, loaded=loaded, truncate_logs=truncate_logs)
+
+    def restart_from_zero(self) -> None:
+        """Start a run folder's run again from step 0 (``--auto-resume`` of a run that died before
+        its first checkpoint): what the dead attempt logged and drew is set aside."""
+        self.persistence.set_aside_after(0)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, host: Host, *, device: str | None = None) -> "Trainer":
+        """A trainer restored from a checkpoint file or a run folder's newest one, for
+        evaluation and pictures (the run's logs are left untouched)."""
+        path = Path(path)
+        found = find_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path}: no complete checkpoint in this run folder")
+        path = found
+        tensors, meta = read_checkpoint(path)
+        config = saved_config(path, meta)
+        if device is not None:
+            config.device = device
+        trainer = cls(config, host, run_dir_of(path))
+        trainer.restore(path, loaded=(tensors, meta), truncate_logs=False)
+        return trainer
+
     @torch.no_grad()
     def sample(self) -> None:
         """Write the fixed-latent sample grid and let plugins add their pictures, after the
         divergence check (on every rank: it is collective) unless this step was checked already
         by its log line, so no picture is ever drawn from a diverged model."""
-        if getattr(self, "_checked_step", None) != self.step:
-            self._check_finite()
+        if self.check_divergence.checked_step != self.step:
+            self.check_divergence(self.step)
         if not self.dist.is_main:
             return
         training = {n: m.training for n, m in self.modules.items()}
         for m in self.modules.values():
             m.eval()
         try:
-            with self._autocast():
+            with self.stepper.autocast():
                 images = self.modules["G"](self.fixed_input).float()
             save_grid(images, self.run_dir / "samples" / f"step-{self.step:09d}.png", nrow=8)
-            self.host.hook.ganrun_sample(trainer=self, step=self.step, run_dir=self.run_dir)
+            self.host.run("ganrun_sample", trainer=self, step=self.step, run_dir=self.run_dir)
         finally:
             for n, m in self.modules.items():
                 m.train(training[n])
