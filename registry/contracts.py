@@ -227,10 +227,44 @@ HOOK_RESULTS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
 }
 
 
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _commands(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(part, str) for part in item)
+        for item in value
+    )
+
+
+# hook -> {key: (what its value must be, the check)}: results whose keys are fixed
+KEYED_RESULTS: dict[str, dict[str, tuple[str, Callable[[Any], bool]]]] = {
+    "ganrun_run_summary": {
+        "what": ("a string", lambda value: isinstance(value, str)),
+        "results": ("a list of strings", _texts),
+        "commands": ("a list of (arguments, purpose)", _commands),
+    },
+}
+HOOK_RESULTS["ganrun_run_summary"] = ("", lambda value: True, "a dict with 'what', 'results' or 'commands'")
+
+
 def check_hook_result(hook: str, result: Any) -> str | None:
     """What is wrong with one plugin's non-None ``result`` of ``hook`` (``None`` when it keeps
-    the contract): a dict with non-empty string keys and values of the hook's kind."""
+    the contract): a dict with non-empty string keys and values of the hook's kind (or, for a
+    hook in ``KEYED_RESULTS``, of each key's kind)."""
     what, check, form = HOOK_RESULTS[hook]
+    if hook in KEYED_RESULTS:
+        if not isinstance(result, dict):
+            return f"returned {_what(result)}, not {form}"
+        keys = KEYED_RESULTS[hook]
+        for key, value in result.items():
+            if key not in keys:
+                return f"returned the key {key!r}; keys are {', '.join(repr(k) for k in keys)}"
+            kind, fits = keys[key]
+            if not fits(value):
+                return f"returned {key!r} as {_what(value)}; {key!r} must be {kind}"
+        return None
     if not isinstance(result, dict):
         return f"returned {_what(result)}; return {form}"
     for key, value in result.items():

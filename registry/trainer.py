@@ -1,7 +1,7 @@
 """Deprecated alias of ``registry.train`` (moved in ganrun 0.2.0, removed in 0.3.0); every name
 warns with the import to use instead."""
 
-from registry._moved import alias
+from registry.deprecation import alias
 
 _MOVED = {
     name: "registry.train"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from registry.plugins import DEFAULT_PLUGINS, PluginError, results_by_plugin
+from registry.plugins import DEFAULT_PLUGINS
 
 __all__ = ["RunSummary", "ganrun_prefix", "run_summary"]
 
@@ -29,43 +29,11 @@ def ganrun_prefix(plugins: Iterable[str]) -> str:
     return " ".join(["ganrun", *flags])
 
 
-def _texts(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _commands(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(part, str) for part in item)
-        for item in value
-    )
-
-
 def run_summary(host: Any, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> RunSummary:
     """Call ``ganrun_run_summary`` on every active plugin; a result that breaks the hook's
-    contract is a ``PluginError`` naming the plugin and the key."""
+    contract (``registry.contracts.KEYED_RESULTS``) is a ``PluginError`` naming the plugin and the key."""
     summary = RunSummary()
-    for plugin, result in results_by_plugin(
-        host.pm, "ganrun_run_summary", run_dir=run_dir, config=config, metrics=metrics
-    ):
-        if not isinstance(result, dict):
-            raise PluginError(
-                f"plugin {plugin!r} broke the ganrun_run_summary contract: it returned {type(result).__name__}, "
-                f"not a dict with 'what', 'results' or 'commands'"
-            )
-        checks = {"what": lambda v: isinstance(v, str), "results": _texts, "commands": _commands}
-        for key, value in result.items():
-            check = checks.get(key)
-            if check is None or not check(value):
-                form = {
-                    "what": "a string",
-                    "results": "a list of strings",
-                    "commands": "a list of (arguments, purpose)",
-                }
-                expected = f"{key!r} must be {form[key]}" if key in form else f"keys are {', '.join(form)}"
-                raise PluginError(
-                    f"plugin {plugin!r} broke the ganrun_run_summary contract: it returned {key!r} as "
-                    f"{type(value).__name__}; {expected}"
-                )
+    for result in host.run("ganrun_run_summary", run_dir=run_dir, config=config, metrics=metrics):
         if result.get("what"):
             summary.whats.append(result["what"])
         summary.results += result.get("results", [])
