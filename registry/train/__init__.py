@@ -17,7 +17,7 @@ _EXPORTS = {
     "Pass": "registry.train.step",
     "StepContext": "registry.train.step",
     "Trainer": "registry.train.trainer",
-    "resolve_device": "registry.train.trainer",
+    "resolve_device": "registry.train.device",
     "restore_for_inference": "registry.train.inference",
     "sample_noise": "registry.train.noise",
     "seed_for": "registry.train.rng",

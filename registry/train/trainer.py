@@ -31,6 +31,7 @@ from registry.plugins import Host
 from registry.report.images import save_grid
 from registry.train import distributed, memory
 from registry.train.balance import BalanceWatch, balance_hint
+from registry.train.device import resolve_device
 from registry.train.networks import (
     build_networks,
     build_plugin_modules,
@@ -50,22 +51,6 @@ class Interrupted(RuntimeError):
     def __init__(self, signum: int, step: int, path: Path | None):
         self.signum, self.step, self.path = signum, step, path
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; ``cuda`` under torchrun means this rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    elif device.type != "cpu":
-        raise ValueError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
-    return device
 
 
 class Trainer(StepMixin, RunPersistence):
