@@ -95,10 +95,10 @@ def _args(args: list[str], tmp: Path) -> list[str]:
 
 @pytest.mark.parametrize(("command", "args"), USE_COMMANDS, ids=[c for c, _ in USE_COMMANDS])
 def test_a_checkpoint_of_another_format_version_is_named_with_both_versions(
-    ganrun: Ganrun, versioned_run: Path, tmp_path: Path, command: str, args: list[str]
+    ganrun: Ganrun, tiny: str, versioned_run: Path, tmp_path: Path, command: str, args: list[str]
 ) -> None:
     _older_only(versioned_run)
-    result = ganrun.invoke(command, versioned_run, *_args(args, tmp_path), plugins=IG)
+    result = ganrun.invoke(command, versioned_run, *_args(args, tmp_path), plugins=[*IG, tiny])
     assert result.exit_code == 1, ganrun.describe(result)
     line = ganrun.error_line(result)
     assert "no complete checkpoint" not in line, line
@@ -106,11 +106,11 @@ def test_a_checkpoint_of_another_format_version_is_named_with_both_versions(
 
 
 def test_resume_from_a_folder_of_another_format_version_names_it(
-    ganrun: Ganrun, versioned_run: Path, tmp_path: Path
+    ganrun: Ganrun, tiny: str, versioned_run: Path, tmp_path: Path
 ) -> None:
     _older_only(versioned_run)
     for args in (["--resume", versioned_run], ["--out", versioned_run, "--auto-resume"]):
-        result = ganrun.invoke("train", *args, "--steps", 300, "--no-progress", plugins=IG)
+        result = ganrun.invoke("train", *args, "--steps", 300, "--no-progress", plugins=[*IG, tiny])
         assert result.exit_code == 2, ganrun.describe(result)
         line = ganrun.error_line(result)
         assert "format version '2'" in line and "format '1'" in line, line
@@ -119,9 +119,9 @@ def test_resume_from_a_folder_of_another_format_version_names_it(
 
 @pytest.mark.parametrize(("command", "args"), USE_COMMANDS, ids=[c for c, _ in USE_COMMANDS])
 def test_falling_back_to_an_older_checkpoint_says_which_and_why(
-    ganrun: Ganrun, versioned_run: Path, tmp_path: Path, command: str, args: list[str]
+    ganrun: Ganrun, tiny: str, versioned_run: Path, tmp_path: Path, command: str, args: list[str]
 ) -> None:
-    result = ganrun.invoke(command, versioned_run, *_args(args, tmp_path), plugins=IG)
+    result = ganrun.invoke(command, versioned_run, *_args(args, tmp_path), plugins=[*IG, tiny])
     assert result.exit_code == 0, ganrun.describe(result)
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert any(
