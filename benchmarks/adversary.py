@@ -782,8 +782,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="attempts run at once (default 1)")
     parser.add_argument("--show", choices=["all", "failed", "bug"], default="failed")
     parser.add_argument("--json", type=Path, help="also write every attempt and its verdict here")
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=1.0,
+        help="multiply every attempt's time limit (on a machine shared with other jobs, where starting "
+        "a process alone takes tens of seconds, a hang is otherwise indistinguishable from a slow start)",
+    )
     args = parser.parse_args(argv)
     attempts = [a for name in (args.family or FAMILIES) for a in FAMILIES[name]()]
+    for attempt in attempts:
+        attempt.timeout *= args.timeout_scale
     with tempfile.TemporaryDirectory(prefix="ganrun-adversary-") as tmp:
         work = Path(tmp)
         base = make_base(work)
