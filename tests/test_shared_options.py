@@ -193,3 +193,16 @@ def test_help_shows_every_default_one_way(command: str) -> None:
             assert f"[default: {param.show_default}" in text, text
         if param.is_bool_flag and param.secondary_opts and "[default:" in text:
             assert "[default: on]" in text or "[default: off]" in text, text
+
+
+def test_an_output_that_exists_as_the_right_kind_is_accepted(tmp_path: Path) -> None:
+    """Replacing an existing file (encode, export, report with --overwrite) or writing into an
+    existing folder is the type's business to allow; whether to overwrite is the command's."""
+    from registry.cli.options import output_problem
+
+    existing = tmp_path / "codes.csv"
+    existing.write_text("x")
+    assert output_problem(existing, "file") == ""
+    assert output_problem(tmp_path, "folder") == ""
+    assert output_problem(Path("relative-name.csv"), "file") == ""
+    assert output_problem(tmp_path / "new" / "deeper", "folder") == ""

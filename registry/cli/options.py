@@ -100,16 +100,18 @@ def output_problem(path: Path, kind: str) -> str:
     """Why ``path`` cannot be written as a ``kind`` ("folder" or "file"), or "": it exists as
     the other kind, a part of it is a file, or its nearest existing folder is not writable."""
     other = "file" if kind == "folder" else "folder"
-    if path.exists() and path.is_dir() != (kind == "folder"):
-        return f"{path} is a {other}; name a {kind}"
-    parent = path if path.exists() else path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        return f"{path} cannot be created: {parent} is a file, not a folder"
-    target = path if path.exists() else parent
-    if not os.access(target, os.W_OK):
-        return f"{target} is not writable; choose another place"
+    if path.exists():
+        if path.is_dir() != (kind == "folder"):
+            return f"{path} is a {other}; name a {kind}"
+        folder = path if kind == "folder" else path.parent  # a file is replaced within its folder
+    else:
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder.exists() and not folder.is_dir():
+            return f"{path} cannot be created: {folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable; choose another place"
     return ""
 
 
