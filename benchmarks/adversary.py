@@ -9,7 +9,8 @@ InfoGAN run, then is judged:
   attempt damaged (the option, the file or the entry), exit code 1 or 2, no traceback, and the
   run folder it was given is byte-for-byte as it was; an attempt that should work exits 0
   without a traceback (a damaged informative file may add ``warning:`` lines);
-- ``weak``: refused cleanly, but the line does not name what was wrong;
+- ``weak``: refused cleanly, but the line does not name what was wrong (or blames something
+  else: ``avoid``), or worked without the warning that was due (``warns``);
 - ``bug``: a traceback, a crash, a hang, exit 0 where a refusal was due (or the reverse), or
   non-finite numbers left in a checkpoint or a JSON file;
 - ``lost``: a refused attempt that changed or removed files of the run it was given.
@@ -59,6 +60,8 @@ class Attempt:
     copy_run: bool = True
     timeout: float = 120.0
     check: Callable[[Path], str | None] | None = None  # extra judgement of the folder afterwards
+    avoid: tuple[str, ...] = ()  # a refusal that says one of these blames the wrong thing: weak
+    warns: tuple[str, ...] = ()  # an attempt that works must say one of these in a warning: line
     result: str = ""
     detail: str = ""
     seconds: float = 0.0
@@ -135,6 +138,9 @@ def judge(attempt: Attempt, done: subprocess.CompletedProcess, run: Path, before
     if done.returncode == 0:
         if attempt.expect == "refuse":
             return "bug", "exit 0 where a refusal was due: " + (done.stderr.strip().splitlines() or [""])[-1][:160]
+        warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+        if attempt.warns and not any(w.lower() in line.lower() for line in warned for w in attempt.warns):
+            return "weak", f"worked without saying {' / '.join(attempt.warns)}"
         return "held", ""
     # refused
     if attempt.expect == "ok":
@@ -146,6 +152,9 @@ def judge(attempt: Attempt, done: subprocess.CompletedProcess, run: Path, before
         return "lost", f"{errors[0][:160]} | changed: {[name for name, _ in changed][:4]}"
     if attempt.names and not any(name.lower() in errors[0].lower() for name in attempt.names):
         return "weak", f"does not name {' / '.join(attempt.names)}: {errors[0][:200]}"
+    blamed = [phrase for phrase in attempt.avoid if phrase.lower() in errors[0].lower()]
+    if blamed:
+        return "weak", f"blames {blamed[0]!r}: {errors[0][:200]}"
     return "held", errors[0][:200]
 
 
@@ -593,7 +602,153 @@ def family_losing() -> list[Attempt]:
     ]
 
 
+def _all_checkpoints_version(version: str) -> Callable[[Path], None]:
+    """Every checkpoint rewritten in another format version, or only the newest (``"newest:2"``)."""
+
+    def damage(run: Path) -> None:
+        from safetensors.torch import load_file, safe_open, save_file
+
+        newest_only = version.startswith("newest:")
+        paths = sorted((run / "checkpoints").glob("ckpt-*.safetensors"))
+        for path in paths[-1:] if newest_only else paths:
+            tensors = load_file(str(path))
+            with safe_open(str(path), "pt") as handle:
+                metadata = dict(handle.metadata() or {})
+            metadata["format_version"] = version.removeprefix("newest:")
+            save_file(tensors, str(path), metadata=metadata)
+
+    return damage
+
+
+def family_options() -> list[Attempt]:
+    """Shared options every command takes (issue 28, class 3), and options a run would not use
+    (class 1): a bad --device in every command, outputs that cannot be written."""
+    ig = ["--plugin", "infogan"]
+    commands = {
+        "eval": ["eval", "{run}", "--samples", "32"],
+        "traverse": ["traverse", "{run}", "--out", "{work}/t"],
+        "generate": ["generate", "{run}", "--n", "4", "--out", "{work}/g"],
+        "encode": ["encode", "{run}", "--images", "digits", "--out", "{work}/c.csv"],
+        "explore": ["explore", "{run}", "--port", "0"],
+        "select": ["select", "{work}"],
+        "train": ["train", "--out", "{work}/new", "--steps", "2", *TINY],
+        "sweep": ["sweep", "--seeds", "0", "--out", "{work}/sweep", "--steps", "2", *TINY],
+    }
+    out = []
+    for name, argv in commands.items():
+        for device in ("gpu", "cuda:7") if name != "eval" else ("gpu", "cuda:-1", "mps", "cuda:7"):
+            out.append(
+                Attempt("options", f"{name} --device {device}", [*ig, *argv, "--device", device], names=("--device",))
+            )
+    outputs = {
+        "generate --out a file": ["generate", "{run}", "--n", "4", "--out", "{run}/config.json"],
+        "traverse --out under a file": ["traverse", "{run}", "--out", "{run}/config.json/t"],
+        "encode --out a folder": ["encode", "{run}", "--images", "digits", "--out", "{work}"],
+        "export --out a folder": ["export", "{run}", "--format", "safetensors", "--out", "{run}/checkpoints"],
+        "report --out under a file": ["report", "{run}", "--out", "{run}/config.json/r.html"],
+        "sweep --out a file": ["sweep", "--seeds", "0", "--out", "{run}/config.json", "--steps", "2", *TINY],
+    }
+    for name, argv in outputs.items():
+        out.append(Attempt("options", name, [*ig, *argv], names=("--out",)))
+    out += [
+        Attempt(
+            "options",
+            "train --resume with --auto-resume",
+            [*ig, "train", "--resume", "{run}", "--auto-resume", "--out", "{run}", "--steps", "6", *TINY],
+            names=("--auto-resume",),
+        ),
+        Attempt(
+            "options",
+            "train --eval-samples without --eval-every",
+            [*ig, "train", "--out", "{work}/new", "--steps", "1", "--eval-samples", "200", *TINY],
+            expect="ok",
+            warns=("--eval-samples",),
+            copy_run=False,
+        ),
+    ]
+    return out
+
+
+def family_messages() -> list[Attempt]:
+    """Refusals that must name the real cause (issue 28, class 5)."""
+    ig = ["--plugin", "infogan"]
+    deep = ("[" * 40 + "]" * 40).encode()
+    users = {
+        "eval": (["eval", "{run}", "--samples", "32"], "either"),
+        "traverse": (["traverse", "{run}", "--out", "{work}/t"], "either"),
+        "generate": (["generate", "{run}", "--n", "4", "--out", "{work}/g"], "either"),
+        "resume": (["train", "--resume", "{run}", "--steps", "6", *TINY], "either"),
+    }
+    out = []
+    for name, (argv, expect) in users.items():
+        out.append(
+            Attempt(
+                "messages",
+                f"every checkpoint another format version / {name}",
+                [*ig, *argv],
+                names=("format version",),
+                avoid=("no complete checkpoint",),
+                damage=_all_checkpoints_version("2"),
+            )
+        )
+        if name != "resume":
+            out.append(
+                Attempt(
+                    "messages",
+                    f"newest checkpoint another format version / {name}",
+                    [*ig, *argv],
+                    expect="ok",
+                    warns=("format version",),
+                    damage=_all_checkpoints_version("newest:2"),
+                )
+            )
+    for name in ("report", "eval"):
+        argv = ["report", "{run}", "--out", "{work}/r.html"] if name == "report" else users["eval"][0]
+        out.append(
+            Attempt(
+                "messages",
+                f"metrics.jsonl nested 40 deep / {name}",
+                [*ig, *argv],
+                expect="either",
+                names=("metrics.jsonl",),
+                damage=write_file("metrics.jsonl", b'{"step": 1, "x": ' + deep + b"}\n"),
+            )
+        )
+    out.append(
+        Attempt(
+            "messages",
+            "config.json nested 40 deep / eval",
+            [*ig, *users["eval"][0]],
+            expect="either",
+            names=("config.json",),
+            avoid=("not valid JSON",),
+            damage=write_file("config.json", b'{"config": ' + deep + b"}"),
+        )
+    )
+    tomls = {
+        "code = bogus": ('code = ["bogus:3"]\n', "c.toml: code"),
+        "code = categorical:1": ('code = ["categorical:1"]\n', "c.toml: code"),
+        "steps = 0": ("steps = 0\n", "c.toml: steps"),
+        "device = gpu": ('device = "gpu"\n', "c.toml: device"),
+        "q_augment = affine,rotate=x": ('q_augment = "affine,rotate=x"\n', "c.toml: q_augment"),
+        "eval_every = 7": ("eval_every = 7\n", "c.toml: eval_every"),
+    }
+    for name, (text, named) in tomls.items():
+        out.append(
+            Attempt(
+                "messages",
+                f"--config {name}",
+                [*ig, "train", "--config", "{work}/c.toml", "--out", "{work}/new", "--steps", "2", *TINY],
+                names=(named,),
+                damage=_toml(text),
+            )
+        )
+    return out
+
+
 FAMILIES = {
+    "options": family_options,
+    "messages": family_messages,
     "losing": family_losing,
     "checkpoint": family_checkpoint,
     "config": family_config,
@@ -627,8 +782,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="attempts run at once (default 1)")
     parser.add_argument("--show", choices=["all", "failed", "bug"], default="failed")
     parser.add_argument("--json", type=Path, help="also write every attempt and its verdict here")
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=1.0,
+        help="multiply every attempt's time limit (on a machine shared with other jobs, where starting "
+        "a process alone takes tens of seconds, a hang is otherwise indistinguishable from a slow start)",
+    )
     args = parser.parse_args(argv)
     attempts = [a for name in (args.family or FAMILIES) for a in FAMILIES[name]()]
+    for attempt in attempts:
+        attempt.timeout *= args.timeout_scale
     with tempfile.TemporaryDirectory(prefix="ganrun-adversary-") as tmp:
         work = Path(tmp)
         base = make_base(work)

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from registry import DatasetError, PluginError, UnknownNameError, find_checkpoint, require_run_plugins, runfiles
+from registry import DatasetError, PluginError, UnknownNameError, choose_checkpoint, require_run_plugins, runfiles
 from registry.checkpoint import CheckpointError, atomic_write
+from registry.cli.options import OutputPath, device_option, option, run_argument
 
 # The numbers eval reports as its result: one that is not finite makes eval fail (after writing
 # eval.json with null in its place), since a NaN L_I or accuracy means the networks are broken.
@@ -34,10 +35,7 @@ def _load(ctx: click.Context, run: Path, device: str | None):
     host = ctx.obj.host()
     try:
         require_run_plugins(run, host.plugins, ctx.info_name or "eval")
-        found = find_checkpoint(run)
-        if found is None:
-            raise CheckpointError(f"{run}: no complete checkpoint in this run folder")
-        return restore_for_inference(found, host, device=device)
+        return restore_for_inference(choose_checkpoint(run), host, device=device)
     except (CheckpointError, PluginError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from None
     except (ValueError, KeyError) as exc:
@@ -83,18 +81,19 @@ def _read_dataset(state: Any, data_dir: Path | None) -> tuple[Any, str | None]:
     return dataset, None
 
 
-_run_arg = click.argument("run", type=click.Path(exists=True, path_type=Path))
-_device_opt = click.option("--device", default="cpu", show_default=True, help="Device to evaluate on.")
+_run_arg = run_argument()
+_device_opt = device_option("Device to evaluate on")
 
 
 @click.command("traverse")
 @_run_arg
 @_device_opt
-@click.option(
+@option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath("folder"),
     default=None,
-    help="Folder for the PNGs (default: RUN/traversals).",
+    show_default="RUN/traversals",
+    help="Folder for the PNGs.",
 )
 @click.pass_context
 def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | None) -> None:
@@ -117,15 +116,15 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
 @click.command("eval")
 @_run_arg
 @_device_opt
-@click.option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
-@click.option(
+@option("--samples", default=10_000, show_default=True, help="Generated samples for the L_I estimate.")
+@option(
     "--disentanglement/--no-disentanglement",
     default=True,
     show_default=True,
     help="On a run trained on a dataset with ground-truth factors (shapes), also compute MIG, the FactorVAE score, DCI "
     "disentanglement and SAP of Q's code estimates (needs pip install 'ganrun[eval]').",
 )
-@click.option(
+@option(
     "--metrics-samples",
     default=10_000,
     show_default=True,
@@ -134,13 +133,13 @@ def traverse_command(ctx: click.Context, run: Path, device: str, out: Path | Non
     "each vote encodes 64 images (about 96 x N images in all). 10000 is disentanglement_lib's "
     "setting; use a few hundred for a quick look.",
 )
-@click.option("--metrics-seed", default=0, show_default=True, help="Seed of the ground-truth samples the metrics draw.")
-@click.option(
+@option("--metrics-seed", default=0, show_default=True, help="Seed of the ground-truth samples the metrics draw.")
+@option(
     "--data-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Where the run's dataset is now, if it has moved (default: the folder recorded at training). "
-    "Only the accuracy and the disentanglement scores read it.",
+    show_default="the folder recorded at training",
+    help="Where the run's dataset is now, if it has moved. Only the accuracy and the disentanglement scores read it.",
 )
 @click.pass_context
 def eval_command(
@@ -180,6 +179,8 @@ def eval_command(
         confusion_lines,
         disentanglement_metrics,
         information_bounds,
+        label_problem,
+        label_warnings,
     )
 
     if not 1 <= samples <= MAX_EVAL_SAMPLES:
@@ -205,6 +206,13 @@ def eval_command(
         per_point = 8 * (state.sampler.input_dim + 16) * 3
         check_fits(state.device, "--metrics-samples", metrics_samples, "the metrics' codes and factors", per_point)
     scores_accuracy = with_data is not None and classifies(with_data)
+    unusable_labels = label_problem(with_data.dataset.labels) if scores_accuracy else ""
+    if unusable_labels:  # a 100% that means nothing is worse than no number: say why there is none
+        scores_accuracy = False
+        runfiles.warn(f"no accuracy: {unusable_labels}")
+    elif scores_accuracy:
+        for line in label_warnings(with_data.dataset.labels, state.sampler):
+            runfiles.warn(line)
     try:  # fail before the first stage, not minutes into the evaluation
         if scores_accuracy and any(isinstance(slot.code, Categorical) for slot in state.sampler.slots):
             require("scipy.optimize", "the unsupervised classification accuracy")
@@ -232,6 +240,8 @@ def eval_command(
         }
         if why is not None:  # recorded as not computed, which is not a failure
             result["skipped"] = {name: why for name in wanted}
+        if unusable_labels:
+            result.setdefault("skipped", {})["classification"] = unusable_labels
         if scores_disentanglement:
             labels = {"mig": "MIG", "factor_vae": "FactorVAE score (the slow one)", "dci": "DCI", "sap": "SAP"}
             result["disentanglement"] = disentanglement_metrics(

@@ -104,20 +104,23 @@ def ganrun_train_options():
             ["--cr-weight", "cr_weight"],
             type=float,
             default=None,
-            help=f"Weight of the contrastive regulariser in G's loss. [default: {DEFAULT_WEIGHT:g}]",
+            show_default=f"{DEFAULT_WEIGHT:g}",
+            help="Weight of the contrastive regulariser in G's loss.",
         ),
         click.Option(
             ["--cr-start", "cr_start"],
             type=int,
             default=None,
             help="Step at which the regulariser switches on; before it the run is plain InfoGAN "
-            "(the paper switches on late, after about 90% of training). [default: 0]",
+            "(the paper switches on late, after about 90% of training).",
+            show_default="0",
         ),
         click.Option(
             ["--cr-batch", "cr_batch"],
             type=int,
             default=None,
-            help="Image pairs per step (each costs two more generated images). [default: --batch-size]",
+            show_default="--batch-size",
+            help="Image pairs per step (each costs two more generated images).",
         ),
     ]
 
@@ -143,6 +146,16 @@ def ganrun_configure(config, registries):
     n = extra.get("cr_batch")
     if n is not None and n < 1:
         raise click.BadParameter(f"must be >= 1, got {n}", param_hint="--cr-batch")
+    # options that shape a regulariser which never runs would be silently ignored: say so
+    unused = [flag for flag, value in (("--cr-start", start), ("--cr-batch", n)) if value not in (0, None)]
+    if weight == 0 and unused:
+        click.echo(f"warning: {' and '.join(unused)} unused: --cr-weight is 0, so the regulariser is off", err=True)
+    elif weight and start >= config.steps:
+        click.echo(
+            f"warning: --cr-start {start} is at or past --steps {config.steps}: the regulariser never switches on "
+            f"in this run (a resume with a larger --steps would reach it)",
+            err=True,
+        )
 
 
 @hookimpl

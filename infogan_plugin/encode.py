@@ -19,6 +19,7 @@ from infogan_plugin.generate import (
 )
 from infogan_plugin.run import CodeEstimate, InfoGANRun
 from registry import atomic_output
+from registry.cli.options import POSITIVE, OutputPath, option
 
 PROGRESS_FROM = 2_000  # images; smaller inputs finish before a bar would tell anything
 
@@ -64,7 +65,7 @@ def csv_rows(run: InfoGANRun, names: list[str], estimates: dict[str, CodeEstimat
 
 @click.command("encode")
 @run_arg
-@click.option(
+@option(
     "--images",
     "source",
     required=True,
@@ -72,20 +73,20 @@ def csv_rows(run: InfoGANRun, names: list[str], estimates: dict[str, CodeEstimat
     help="What to encode: a folder of PNG/JPEG files (searched recursively), a folder with "
     "MNIST-style IDX files or an IDX images file, or a registered dataset name (digits, shapes).",
 )
-@click.option(
+@option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath("file"),
     required=True,
     help="The CSV file to write: one row per image.",
 )
-@click.option(
+@option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=POSITIVE,
     default=500,
     show_default=True,
     help="Images read and encoded at a time (memory stays flat for any number of images).",
 )
-@click.option(
+@option(
     "--progress/--no-progress",
     default=True,
     show_default=True,

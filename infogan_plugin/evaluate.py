@@ -35,6 +35,44 @@ def q_outputs(trainer: Any, images: torch.Tensor, *, batch_size: int = 500) -> t
     return torch.cat(outs)
 
 
+def label_problem(labels: torch.Tensor | None) -> str:
+    """Why the unsupervised accuracy cannot mean anything on these labels ("" when it can):
+    labels of a single class (any code, even a constant one, matches them all: 100%) or
+    negative ones (no class index is negative)."""
+    if labels is None or labels.numel() == 0:
+        return ""
+    classes = torch.unique(labels.cpu())
+    low, high = int(classes.min()), int(classes.max())
+    if low < 0:
+        return f"the labels range over {low}..{high}; class labels are 0 or more"
+    if len(classes) < 2:
+        return (
+            f"every label is {low}, a single class: any code, even a constant one, would match it at 100%, "
+            f"so the accuracy would say nothing; are these the labels of these images?"
+        )
+    return ""
+
+
+def label_warnings(labels: torch.Tensor | None, spec: LatentSpec) -> list[str]:
+    """Lines about labels the accuracy can use but reads differently than one expects: more
+    classes than a categorical code has values (the accuracy is capped below 100%)."""
+    if labels is None or labels.numel() == 0 or label_problem(labels):
+        return []
+    cpu = labels.cpu()
+    classes, counts = torch.unique(cpu, return_counts=True)
+    low, high = int(classes.min()), int(classes.max())
+    lines = []
+    for slot in spec.slots:
+        if isinstance(slot.code, Categorical) and len(classes) > slot.code.k:
+            best = int(counts.sort(descending=True).values[: slot.code.k].sum()) / cpu.numel()
+            lines.append(
+                f"{slot.name}: the labels hold {len(classes)} classes ({low}..{high}) and {slot.name} has "
+                f"{slot.code.k} values, so at most {slot.code.k} classes can be matched: its accuracy is at most "
+                f"{best:.2%}"
+            )
+    return lines
+
+
 def classifies(trainer: Any) -> bool:
     """Whether ``classification_accuracy`` has anything to score: labelled data and a discrete code."""
     return trainer.dataset.labels is not None and any(slot.code.discrete for slot in trainer.sampler.slots)

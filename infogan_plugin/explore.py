@@ -28,6 +28,7 @@ import click
 
 from infogan_plugin.generate import checkpoint_opt, device_opt, load_for_command, run_arg
 from infogan_plugin.run import CodeValue, InfoGANRun
+from registry.cli.options import option
 
 __all__ = ["BadRequest", "Explorer", "explore_command", "make_server"]
 
@@ -216,14 +217,14 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) -
 
 @click.command("explore")
 @run_arg
-@click.option(
+@option(
     "--port",
     type=click.IntRange(0, 65535),
     default=8765,
     show_default=True,
     help="Port to listen on (0: any free port).",
 )
-@click.option(
+@option(
     "--host",
     default="127.0.0.1",
     show_default=True,

@@ -14,16 +14,18 @@ import torch
 from infogan_plugin.run import CodeValue, InfoGANRun, load_run
 from registry import CheckpointError, PluginError, atomic_output
 from registry import save_grid
+from registry.cli.options import POSITIVE, OutputPath, device_option, option, run_argument
 
-run_arg = click.argument("run", type=click.Path(exists=True, path_type=Path))
-device_opt = click.option("--device", default="cpu", show_default=True, help="Device G, D and Q run on.")
-checkpoint_opt = click.option(
+run_arg = run_argument()
+device_opt = device_option("Device G, D and Q run on")
+checkpoint_opt = option(
     "--checkpoint",
     default=None,
     metavar="STEP|FILE",
-    help="A step number or a checkpoint file of the run (default: the newest).",
+    show_default="the newest",
+    help="A step number or a checkpoint file of the run.",
 )
-overwrite_opt = click.option("--overwrite", is_flag=True, default=False, help="Replace outputs that exist.")
+overwrite_opt = option("--overwrite", is_flag=True, default=False, help="Replace outputs that exist.")
 
 
 def load_for_command(ctx: click.Context, run: Path, checkpoint: str | None, device: str) -> InfoGANRun:
@@ -106,8 +108,8 @@ def _targets(out: Path, n: int, individual: bool, npz: bool) -> list[Path]:
 
 @click.command("generate")
 @run_arg
-@click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images.")
-@click.option(
+@option("--n", "n", type=POSITIVE, default=64, show_default=True, help="Number of images.")
+@option(
     "--code",
     "codes",
     multiple=True,
@@ -116,22 +118,23 @@ def _targets(out: Path, n: int, individual: bool, npz: bool) -> list[Path]:
     "continuous code, within its traversal range), c4=0.5,-1 (a 2-dimensional code). "
     "Codes not given are drawn from their priors.",
 )
-@click.option(
+@option(
     "--seed",
     type=click.IntRange(0, 2**63 - 1),
     default=0,
     show_default=True,
     help="Seed of the noise and of the codes not given: the same seed gives the same images.",
 )
-@click.option(
+@option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath("folder"),
     default=None,
-    help="Folder for grid.png (and images/, samples.npz) (default: RUN/generated).",
+    show_default="RUN/generated",
+    help="Folder for grid.png (and images/, samples.npz).",
 )
-@click.option("--nrow", type=click.IntRange(min=1), default=None, help="Images per grid row (default: a square grid).")
-@click.option("--individual", is_flag=True, default=False, help="Also write one PNG per image into OUT/images/.")
-@click.option(
+@option("--nrow", type=POSITIVE, default=None, show_default="a square grid", help="Images per grid row.")
+@option("--individual", is_flag=True, default=False, help="Also write one PNG per image into OUT/images/.")
+@option(
     "--npz",
     is_flag=True,
     default=False,

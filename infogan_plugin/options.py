@@ -9,6 +9,7 @@ import click
 
 from infogan_plugin.augment import AffineAugment
 from infogan_plugin.head import NORMS
+from registry.cli.options import Option
 
 # The paper's MNIST experiment (Chen et al. 2016, section 7.1 and appendix C.1).
 PAPER_MNIST_CODES = ["categorical:10", "uniform:2"]
@@ -23,26 +24,25 @@ Q_HEAD_DEFAULTS = {"q_hidden": 128, "q_norm": "batch", "q_slope": 0.1}
 def train_options() -> list[click.Option]:
     """The options the plugin adds to ``ganrun train``."""
     return [
-        click.Option(
+        Option(
             ["--code", "code"],
             multiple=True,
             default=None,
             metavar="SPEC",
             help="A latent code, repeatable: TYPE[:N][,key=value...], e.g. categorical:10, uniform:2 "
             "(two codes), gaussian:1,std=0.5,lambda=0.05,loss=gaussian_nll_fixed; name=digit names it in "
-            "metrics (L_I/digit) and commands (default c1, c2, ...). "
-            f"[default: {' '.join(PAPER_MNIST_CODES)}]",
+            "metrics (L_I/digit) and commands (unnamed codes are c1, c2, ...).",
+            show_default=" ".join(PAPER_MNIST_CODES),
         ),
-        click.Option(
+        Option(
             ["--lambda", "info_lambda"],
             type=float,
             default=None,
-            help="Weight of the information term for every code without its own lambda= "
-            "(default: each code type's default_lambda: 1 for categorical, 0.1 for uniform and "
-            "gaussian). 0 trains a plain GAN while Q "
-            "still learns to read the codes (the paper's Figure 1 baseline).",
+            show_default="each code type's default_lambda: 1 for categorical, 0.1 for uniform and gaussian",
+            help="Weight of the information term for every code without its own lambda=. 0 trains a plain "
+            "GAN while Q still learns to read the codes (the paper's Figure 1 baseline).",
         ),
-        click.Option(
+        Option(
             ["--q-augment", "q_augment"],
             default=None,
             metavar="SPEC",
@@ -50,9 +50,10 @@ def train_options() -> list[click.Option]:
             "as a slant or a position (not in the paper; costs one more D pass per phase): "
             "none | affine[,rotate=DEG][,scale=F][,shift=F][,width=F] (width: random stroke "
             "thickening/thinning). 'affine' alone means "
-            f"{AffineAugment().spec()}. [default: none]",
+            f"{AffineAugment().spec()}.",
+            show_default="none",
         ),
-        click.Option(
+        Option(
             ["--q-real", "q_real"],
             type=float,
             default=None,
@@ -62,44 +63,50 @@ def train_options() -> list[click.Option]:
             "transformed copy (the --q-augment transforms, or 'affine' when none) must agree, be "
             "confident and use every value equally often (IIC's mutual information between the two "
             "readings), which ties the code's values to partitions of the real data that the "
-            "transforms do not move. 0: off. [default: 0]",
+            "transforms do not move. 0: off.",
+            show_default="0",
         ),
-        click.Option(
+        Option(
             ["--q-hidden", "q_hidden"],
             type=int,
             default=None,
             metavar="N",
-            help="Width of the Q head's hidden layer. [default: 128]",
+            show_default=str(Q_HEAD_DEFAULTS["q_hidden"]),
+            help="Width of the Q head's hidden layer.",
         ),
-        click.Option(
+        Option(
             ["--q-norm", "q_norm"],
             type=click.Choice(NORMS),
             default=None,
-            help="Normalisation in the Q head: batch (the paper's MNIST Q) or none (InfoGAN-CR's Q). [default: batch]",
+            show_default=Q_HEAD_DEFAULTS["q_norm"],
+            help="Normalisation in the Q head: batch (the paper's MNIST Q) or none (InfoGAN-CR's Q).",
         ),
-        click.Option(
+        Option(
             ["--q-slope", "q_slope"],
             type=float,
             default=None,
             metavar="F",
-            help="Negative slope of the Q head's LeakyReLU. [default: 0.1]",
+            show_default=str(Q_HEAD_DEFAULTS["q_slope"]),
+            help="Negative slope of the Q head's LeakyReLU.",
         ),
-        click.Option(
+        Option(
             ["--eval-every", "eval_every"],
             type=int,
             default=None,
             metavar="N",
             help="On a dataset with ground-truth factors (shapes), score MIG, FactorVAE, DCI and SAP of "
             "Q's estimates every N steps (a multiple of --log-every) into metrics.jsonl as disent/*, "
-            "at --eval-samples. 0: never. [default: 0]",
+            "at --eval-samples. 0: never.",
+            show_default=str(EVAL_DEFAULTS["eval_every"]),
         ),
-        click.Option(
+        Option(
             ["--eval-samples", "eval_samples"],
             type=int,
             default=None,
             metavar="N",
             help="Sample size of --eval-every: disentanglement_lib's sizes scaled by N / 10,000 (its own "
-            "size, 10,000, takes minutes per evaluation on a CPU). [default: 1000]",
+            "size, 10,000, takes minutes per evaluation on a CPU).",
+            show_default=str(EVAL_DEFAULTS["eval_samples"]),
         ),
     ]
 

@@ -132,6 +132,12 @@ def ganrun_configure(config, registries):
             f"must be a multiple of --log-every ({config.log_every}), got {every}; the scores are written on log lines",
             param_hint="--eval-every",
         )
+    if not every and samples != EVAL_DEFAULTS["eval_samples"]:  # sizes a scoring that never runs
+        click.echo(
+            f"warning: --eval-samples {samples} is unused: it sizes --eval-every's scoring, which is off (0); "
+            f"set --eval-every N to score during training, or drop --eval-samples",
+            err=True,
+        )
     if every and not has_ground_truth(config, registries):
         raise click.BadParameter(
             f"needs a dataset with ground-truth factors (such as shapes); {config.dataset!r} declares none",

@@ -25,6 +25,7 @@ from infogan_plugin.codes import Categorical
 from infogan_plugin.generate import device_opt
 from registry import runfiles
 from registry.checkpoint import CheckpointError, atomic_write
+from registry.cli.options import option
 from registry.config import MUTABLE_ON_RESUME
 
 # Settings that may differ between the runs of one sweep: the seed, where a run lives and how
@@ -131,7 +132,7 @@ def read_run(
     """Load one run and read its categorical partitions of the real images (with the label
     metrics when asked). Raises ``CheckpointError`` / ``ValueError`` / ``KeyError`` for a run
     to skip; other errors concern the whole sweep."""
-    from infogan_plugin.evaluate import q_encoder, q_outputs
+    from infogan_plugin.evaluate import label_problem, q_encoder, q_outputs
     from infogan_plugin.run import load_run
 
     chosen: str | int | None = int(checkpoint) if checkpoint is not None and checkpoint.isdigit() else checkpoint
@@ -149,7 +150,10 @@ def read_run(
         from registry.eval.assignment import cluster_accuracy
 
         truth = trainer.dataset.labels.cpu()
-        for name, partition in loaded.partitions.items():
+        problem = label_problem(truth)
+        if problem:  # a number that would look like a result: say why there is none
+            runfiles.warn(f"{candidate.folder}: no accuracy: {problem}")
+        for name, partition in ({} if problem else loaded.partitions).items():
             loaded.accuracy[name] = cluster_accuracy(torch.from_numpy(partition), truth)[0]
     truth_factors = trainer.dataset.ground_truth
     if labels and truth_factors is not None:
@@ -322,7 +326,7 @@ def page(sweep: Path, result: dict[str, Any]) -> str:
 
 @click.command("select")
 @click.argument("sweep", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
+@option(
     "--by",
     type=click.Choice(["auto", *METHODS]),
     default="auto",
@@ -332,7 +336,7 @@ def page(sweep: Path, result: dict[str, Any]) -> str:
     "categorical code, else by continuous; naming a method computes only that one (categorical alone is "
     "fast: ModelCentrality scores every ordered pair of runs).",
 )
-@click.option(
+@option(
     "--samples",
     type=click.IntRange(min=2),
     default=500,
@@ -341,14 +345,14 @@ def page(sweep: Path, result: dict[str, Any]) -> str:
     "images a vote, so about 100 x SAMPLES images for every ordered pair of runs. 500 votes is what InfoGAN-CR "
     "used; use 100 for a quick look. The labelled check on a dataset with ground-truth factors uses it too.",
 )
-@click.option(
+@option(
     "--metrics-seed",
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Seed of the codes, noise and factor draws of the FactorVAE scores.",
 )
-@click.option(
+@option(
     "--labels/--no-labels",
     default=True,
     show_default=True,
@@ -356,12 +360,13 @@ def page(sweep: Path, result: dict[str, Any]) -> str:
     "unsupervised accuracy or FactorVAE score and where the pick ranks among the seeds on it. They never "
     "change the pick.",
 )
-@click.option(
+@option(
     "--checkpoint",
     default=None,
     metavar="STEP|FILE",
-    help="The checkpoint of every run: a step number or a file name in its checkpoints/ folder (default: each "
-    "run's newest). A run without it is skipped.",
+    show_default="each run's newest",
+    help="The checkpoint of every run: a step number or a file name in its checkpoints/ folder. A run without it "
+    "is skipped.",
 )
 @device_opt
 @click.pass_context

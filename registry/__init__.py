@@ -7,7 +7,7 @@ Public API for plugin authors and for projects that embed pieces of it. Names li
 from registry.checkpoint import CheckpointError, atomic_write, find_latest, read_checkpoint, save_checkpoint
 from registry.checkpoint import load_module_state, load_optimizer_state, module_state, optimizer_state
 from registry.checkpoint.embedding import load_training_state, save_training_state
-from registry.checkpoint.run import find_checkpoint, run_dir_of
+from registry.checkpoint.run import choose_checkpoint, find_checkpoint, run_dir_of
 from registry.config import TrainConfig
 from registry.cpu.linear import Linear, use_onednn_linear
 from registry.data import DatasetError, ImageDataset, resize_uint8, to_training_tensor, uint8_to_float
@@ -30,6 +30,7 @@ __all__ = [
     "save_checkpoint",
     # files and runs: one atomic write; a run folder's newest checkpoint and a checkpoint's run folder
     "atomic_write",
+    "choose_checkpoint",
     "find_checkpoint",
     "find_latest",
     "run_dir_of",

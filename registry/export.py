@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from registry import checkpoint as ckpt
+from registry.cli.options import OutputPath, option, run_argument
 from registry.cpu.linear import Linear
 from registry.run import Run, atomic_output
 
@@ -142,8 +143,8 @@ def _export_onnx(
 
 
 @click.command("export")
-@click.argument("run", type=click.Path(exists=True, path_type=Path))
-@click.option(
+@run_argument()
+@option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
@@ -151,14 +152,15 @@ def _export_onnx(
     help="torchscript (torch.jit.trace), onnx (needs pip install 'ganrun[export]') or "
     "safetensors (G's weights; rebuild G from the model name in the metadata).",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The file to write.")
-@click.option(
+@option("--out", type=OutputPath("file"), required=True, help="The file to write.")
+@option(
     "--checkpoint",
     default=None,
     metavar="STEP|FILE",
-    help="A step number or a checkpoint file of the run (default: the newest).",
+    show_default="the newest",
+    help="A step number or a checkpoint file of the run.",
 )
-@click.option("--overwrite", is_flag=True, default=False, help="Replace OUT if it exists.")
+@option("--overwrite", is_flag=True, default=False, help="Replace OUT if it exists.")
 @click.pass_context
 def export_command(ctx: click.Context, run: Path, fmt: str, out: Path, checkpoint: str | None, overwrite: bool) -> None:
     """Export a run's generator alone, for serving without ganrun: G plus its input layout

@@ -30,6 +30,7 @@ from einops import rearrange
 from torch import nn
 
 from registry import checkpoint as ckpt
+from registry.checkpoint.run import choose_checkpoint
 from registry.plugins import Host
 from registry.run_plugins import loadable, recorded_plugins, require_run_plugins
 
@@ -44,8 +45,9 @@ def resolve_checkpoint(path: str | os.PathLike[str], checkpoint: str | int | os.
 
     ``path`` is a checkpoint file or a run folder; in a folder, ``checkpoint`` picks one: a step
     number (``4`` -> ``checkpoints/ckpt-000000004.safetensors``), a file name in
-    ``checkpoints/``, or a path; ``None`` picks the newest complete one, as ``--resume RUN``
-    does. Raises ``CheckpointError`` (one line) when there is none.
+    ``checkpoints/``, or a path; ``None`` picks the newest usable one, as ``--resume RUN``
+    does (a ``warning:`` line on stderr names newer ones it skipped and why). Raises
+    ``CheckpointError`` (one line, saying why) when there is none.
     """
     path = Path(path)
     if not path.exists():
@@ -57,11 +59,8 @@ def resolve_checkpoint(path: str | os.PathLike[str], checkpoint: str | int | os.
             )
         return path
     folder = path / "checkpoints"
-    if checkpoint is None:
-        found = ckpt.find_latest(folder) or ckpt.find_latest(path)
-        if found is None:
-            raise ckpt.CheckpointError(f"{path}: no complete checkpoint in this run folder")
-        return found
+    if checkpoint is None:  # the newest usable one; a newer one skipped is named on stderr
+        return choose_checkpoint(path)
     if isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
         candidate = folder / ckpt.checkpoint_name(checkpoint)
     else:

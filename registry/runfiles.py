@@ -19,9 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.checkpoint.file import MAX_JSON_DEPTH, json_depth, json_type
+from registry.checkpoint.file import json_type, nesting_problem
 
 __all__ = ["RunFileError", "check_writable", "dumps", "finite_json", "read_json", "read_metrics", "warn"]
+
+
+class NestingError(ValueError):
+    """JSON text nested deeper than ganrun reads (:func:`registry.checkpoint.file.nesting_problem`)."""
 
 
 class RunFileError(ValueError):
@@ -45,8 +49,9 @@ def loads(text: str, *, non_finite: str = "refuse") -> Any:
     """Strict JSON: NaN and infinities are refused (``non_finite="null"`` reads them as ``None``,
     for logs older builds wrote), as is nesting deeper than the checkpoint metadata's limit
     (which would otherwise exhaust the parser's recursion)."""
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    too_deep = nesting_problem(text)
+    if too_deep:
+        raise NestingError(too_deep)
     return json.loads(text, parse_constant=_refuse_constant if non_finite == "refuse" else lambda name: None)
 
 
@@ -80,6 +85,8 @@ def read_json(path: str | os.PathLike[str], *, expect: type = dict, required: bo
         raise RunFileError(path, f"not UTF-8 text (byte {exc.start})", hint) from None
     try:
         value = loads(text)
+    except NestingError as exc:  # may be valid JSON: say what is wrong with it
+        raise RunFileError(path, str(exc), hint) from None
     except json.JSONDecodeError as exc:
         raise RunFileError(path, f"not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})", hint) from None
     except (ValueError, RecursionError) as exc:

@@ -284,8 +284,8 @@ def test_batch_larger_than_the_dataset(ganrun: Ganrun, tmp_path: Path, small_idx
 def test_cuda_requested_without_cuda(ganrun: Ganrun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = ganrun.train(tmp_path / "run", "--device", "cuda", "--steps", 1, expect=2)
-    line = usage_error(ganrun, result, "--device cuda")
-    assert "CUDA is not available" in line
+    line = usage_error(ganrun, result, "'--device'")
+    assert "'cuda'" in line and "CUDA is not available" in line
 
 
 def test_unknown_key_in_the_config_file(ganrun: Ganrun, tmp_path: Path) -> None:

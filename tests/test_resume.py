@@ -328,7 +328,7 @@ def test_resume_from_a_folder_without_checkpoints(ganrun: Ganrun, tiny: str, tmp
     (empty / "checkpoints").mkdir(parents=True)
     result = ganrun.invoke("train", "--resume", empty, plugins=[tiny])
     assert result.exit_code == 2
-    assert f"no complete checkpoint in {empty}" in ganrun.error_line(result)
+    assert f"{empty}: no checkpoint in this run folder" in ganrun.error_line(result)
     result = ganrun.invoke("train", "--resume", tmp_path / "nowhere", plugins=[tiny])
     assert result.exit_code == 2
     assert "does not exist" in ganrun.error_line(result)

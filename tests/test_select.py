@@ -328,7 +328,11 @@ def test_select_skips_damaged_and_missing_checkpoints_in_one_line_each(ganrun: G
     shutil.rmtree(folder / "seed-3" / "checkpoints")
 
     for chosen, damaged, missing in (
-        ((), "no complete checkpoint in this run folder", "no complete checkpoint in this run folder"),
+        (
+            (),
+            "no usable checkpoint: the newest, ckpt-000000060.safetensors, is truncated",
+            "no checkpoint in this run folder",
+        ),
         (("--checkpoint", 60), "ckpt-000000060.safetensors: truncated", "no checkpoint 60; the run has: none"),
     ):
         result = ganrun.invoke("select", folder, "--by", "categorical", "--no-labels", *chosen, plugins=IG)

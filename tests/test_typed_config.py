@@ -130,5 +130,5 @@ def test_bad_flags_are_reported_under_their_own_option(
     result = ganrun.invoke("train", "--out", tmp_path / "run", *args, plugins=["infogan"])
     assert result.exit_code == 2, ganrun.describe(result)
     line = ganrun.error_line(result)
-    assert f"for {option}:" in line and detail in line, line
+    assert (f"for {option}:" in line or f"for '{option}':" in line) and detail in line, line
     assert not (tmp_path / "run").exists()

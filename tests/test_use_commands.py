@@ -190,7 +190,7 @@ def test_export_needs_a_format_and_a_run(ganrun: Ganrun, tmp_path: Path):
     result = ganrun.invoke("export", tmp_path, "--format", "pickle", "--out", tmp_path / "g")
     assert result.exit_code == 2 and "'pickle' is not one of" in result.output
     empty = ganrun.invoke("export", tmp_path, "--format", "safetensors", "--out", tmp_path / "g")
-    assert "no complete checkpoint in this run folder" in ganrun.error_line(empty)
+    assert "no checkpoint in this run folder" in ganrun.error_line(empty)
 
 
 def test_report_links_to_the_explorer(ganrun: Ganrun, trained_infogan_run: Path, tiny: str, tmp_path: Path):

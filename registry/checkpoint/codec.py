@@ -17,12 +17,11 @@ import torch
 from torch import nn
 
 from registry.checkpoint.file import (
-    MAX_JSON_DEPTH,
     PathLike,
     checkpoint_error,
     is_int,
     listing,
-    json_depth,
+    nesting_problem,
     require_keys,
 )
 
@@ -253,9 +252,10 @@ def check_optimizer_state(
     optimizer with no state, or its ``OptimizerSettings``, serves to validate a checkpoint that
     will not be trained further."""
     _check_prefix(prefix)
+    too_deep = nesting_problem(meta_json) if isinstance(meta_json, str) else ""
+    if too_deep:
+        raise checkpoint_error(path, f"optimizer state for {prefix!r} is {too_deep}")
     try:
-        if json_depth(meta_json) > MAX_JSON_DEPTH:
-            raise ValueError("nested too deeply")
         meta = json.loads(meta_json)
     except (TypeError, ValueError, RecursionError):
         raise checkpoint_error(path, f"optimizer state for {prefix!r} is not valid JSON") from None

@@ -48,8 +48,10 @@ __all__ = [
     "read_checkpoint",
     "read_metadata",
     "find_latest",
+    "latest_checkpoint",
     "require_keys",
     "json_entry",
+    "nesting_problem",
     "MAX_JSON_DEPTH",
 ]
 
@@ -217,7 +219,8 @@ def _check_metadata(path: PathLike, header: dict[str, Any]) -> dict[str, str]:
     if version != FORMAT_VERSION:
         raise checkpoint_error(
             path,
-            f"written by an incompatible version (format_version {version!r}, this code reads {FORMAT_VERSION!r})",
+            f"written in checkpoint format version {version!r} by another version of ganrun; this build reads "
+            f"format {FORMAT_VERSION!r} only: use the ganrun version that wrote it",
         )
     return metadata
 
@@ -357,6 +360,19 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+def nesting_problem(text: str) -> str:
+    """Why JSON ``text`` is refused for its depth ("" when it is not): the one wording every
+    reader of a run's JSON (checkpoint metadata, config.json, metrics.jsonl, sweep.json) uses,
+    since such text may well be valid JSON and "not valid JSON" would blame the wrong thing."""
+    depth = json_depth(text)
+    if depth <= MAX_JSON_DEPTH:
+        return ""
+    return (
+        f"nested {depth} levels deep, deeper than the {MAX_JSON_DEPTH} levels ganrun reads (what it writes "
+        f"nests at most 6), so ganrun did not write it"
+    )
+
+
 # The top-level JSON type of each metadata entry this build writes.
 JSON_ENTRY_TYPES: dict[str, type] = {"config": dict, "run": dict}
 
@@ -373,8 +389,9 @@ def json_entry(path: PathLike, metadata: Mapping[str, str], key: str, *, require
         return None
     if not isinstance(text, str):
         raise checkpoint_error(path, f"metadata entry {key!r} is not a string")
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise checkpoint_error(path, f"metadata entry {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
+    too_deep = nesting_problem(text)
+    if too_deep:
+        raise checkpoint_error(path, f"metadata entry {key!r} is {too_deep}")
 
     def refuse_constant(name: str) -> None:
         raise ValueError(f"{name} is not a value this build writes")
@@ -431,33 +448,48 @@ def read_metadata(path: PathLike) -> dict[str, str]:
     return dict(metadata)
 
 
-def _header_ok(path: pathlib.Path) -> bool:
+def _header_problem(path: pathlib.Path) -> str:
+    """Why ``path``'s structure does not validate ("" when it does), without its file name."""
     try:
         with _open(path) as handle:
             _validate(path, handle)
-    except (CheckpointError, OSError):
-        return False
-    return True
+    except CheckpointError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return ""
 
 
 def find_latest(run_dir: PathLike) -> pathlib.Path | None:
     """Newest usable checkpoint in ``run_dir``, or None.
 
     Newest means highest step in the file name; a file whose header does not
-    validate (partial copy, corruption) is skipped in favour of an older one.
+    validate (partial copy, corruption, another format version) is skipped in favour of an
+    older one (:func:`latest_checkpoint` also says which were skipped and why).
     """
+    return latest_checkpoint(run_dir)[0]
+
+
+def latest_checkpoint(run_dir: PathLike) -> tuple[pathlib.Path | None, list[tuple[pathlib.Path, str]]]:
+    """``(newest usable checkpoint or None, [(newer file skipped, why)...])`` in ``run_dir``:
+    the skipped files, newest first, with the one-line reason :func:`read_checkpoint` would
+    give (truncated, tampered with, another format version), so a caller can say which
+    checkpoint it used instead and why, or why none can be used."""
     folder = pathlib.Path(run_dir)
     if not folder.is_dir():
-        return None
+        return None, []
     candidates: list[tuple[int, str, pathlib.Path]] = []
     for entry in folder.glob("ckpt-*.safetensors"):
         match = _NAME_RE.fullmatch(entry.name)
         if match and entry.is_file():
             candidates.append((int(match.group(1)), entry.name, entry))
+    skipped: list[tuple[pathlib.Path, str]] = []
     for _, _, entry in sorted(candidates, reverse=True):
-        if _header_ok(entry):
-            return entry
-    return None
+        problem = _header_problem(entry)
+        if not problem:
+            return entry, skipped
+        skipped.append((entry, problem))
+    return None, skipped
 
 
 def require_keys(tensors: Mapping[str, torch.Tensor], keys: Iterable[str], *, path: PathLike, what: str) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +31,35 @@ def find_checkpoint(path: Path) -> Path | None:
     if path.is_dir():
         return ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path)
     return path
+
+
+def choose_checkpoint(path: Path, *, warn: Any = runfiles.warn) -> Path:
+    """The checkpoint a command reads from ``path``: the file itself, or a run folder's newest
+    usable one (in ``checkpoints/``, else in the folder itself). When newer checkpoints cannot
+    be used, ``warn`` (one line; None: silent) says which one is used instead and why the newer
+    ones are not; when none can be used, ``CheckpointError`` says why (each file's own reason:
+    truncated, tampered with, another format version), not merely that none is complete."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found, skipped = None, []
+    for folder in (path / "checkpoints", path):
+        found, skipped = ckpt.latest_checkpoint(folder)
+        if found is not None or skipped:
+            break
+    if found is None:
+        if not skipped:
+            raise ckpt.CheckpointError(f"{path}: no checkpoint in this run folder (no checkpoints/ckpt-*.safetensors)")
+        newest, why = skipped[0]
+        others = f"; the {len(skipped) - 1} older one(s) cannot be used either" if len(skipped) > 1 else ""
+        raise ckpt.CheckpointError(f"{path}: no usable checkpoint: the newest, {newest.name}, is {why}{others}")
+    if skipped and warn is not None:
+        names = ", ".join(p.name for p, _ in skipped)
+        warn(
+            f"{path}: using {found.name} (step {ckpt.step_of(found)}), not the newer {names}: "
+            f"{skipped[0][0].name} is {skipped[0][1]}"
+        )
+    return found
 
 
 def run_dir_of(checkpoint: Path) -> Path:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from registry.cli.options import option
 from registry.plugins import (
     BUILTIN_LABELS,
     DEFAULT_PLUGINS,
@@ -24,7 +25,7 @@ from registry.plugins import (
 
 
 @click.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 def plugins_command(ctx: click.Context, as_json: bool) -> None:
     """List installed plugins, which are active, their hooks and registered names."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from registry.cli.options import OutputPath, option
 from registry.cli.session import Session
 from registry.plugins import Host, PluginError
 from registry.run_plugins import loadable, require_run_plugins
@@ -14,19 +15,20 @@ from registry.run_plugins import loadable, require_run_plugins
 
 @click.command("report")
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
+@option(
     "--baseline",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="Another run whose curves are overlaid (dashed), e.g. a --lambda 0 run.",
 )
-@click.option(
+@option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath("file"),
     default=None,
-    help="Where to write the page (default: RUN/report.html).",
+    show_default="RUN/report.html",
+    help="Where to write the page.",
 )
-@click.option(
+@option(
     "--plots",
     type=click.Choice(["auto", "png", "svg"]),
     default="auto",

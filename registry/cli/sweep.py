@@ -32,6 +32,7 @@ import click
 
 from registry import runfiles
 from registry.checkpoint.lock import LOCK_NAME, RunFolderBusy, RunLock
+from registry.cli.options import POSITIVE, Option, OutputPath
 from registry.cli.session import Session
 from registry.cli.sweep_pool import Pool, Progress, SeedRun, last_metrics, newest_step, write_sweep_json
 from registry.cli.train import (
@@ -129,7 +130,7 @@ def _refuse(name: str) -> Any:
 
 def _owned_option(param: click.Option) -> click.Option:
     """A stand-in for a train option the sweep owns: hidden, refusing any value with the reason."""
-    return click.Option(
+    return Option(
         param.opts,
         type=None if param.is_flag else param.type,
         is_flag=param.is_flag,
@@ -156,36 +157,37 @@ def make_sweep_command(session: Session) -> click.Command:
     train_params = train_parameters(options.params)
     owned = [_owned_option(p) for p in options.params if p.name in OWNED and isinstance(p, click.Option)]
     params: list[click.Parameter] = [
-        click.Option(
+        Option(
             ["--seeds"],
             type=SeedList(),
             required=True,
             help="The seeds to train: a list and ranges, e.g. 0-9, 0,2,5 or 0-3,7. May change when the "
             "sweep is rerun: new seeds start, seeds left out are left as they are.",
         ),
-        click.Option(
+        Option(
             ["--out", "sweep_dir"],
-            type=click.Path(file_okay=False, path_type=Path),
+            type=OutputPath("folder"),
             required=True,
             help="The sweep folder: SWEEP/seed-N is seed N's run folder, SWEEP/sweep.json the sweep's "
             "record. Rerun the same command to continue an interrupted sweep.",
         ),
-        click.Option(
+        Option(
             ["--parallel", "-j"],
-            type=click.IntRange(min=1),
+            type=POSITIVE,
             default=None,
-            help="Seeds trained at once (default: on CPU one per core, fewer when memory runs short; "
-            "on GPUs one per device, more where the device's memory holds them).",
+            show_default="on CPU one per core, fewer when memory runs short; on GPUs one per device, more "
+            "where the device's memory holds them",
+            help="Seeds trained at once.",
         ),
-        click.Option(
+        Option(
             ["--threads"],
-            type=click.IntRange(min=1),
+            type=POSITIVE,
             default=None,
-            help="Torch threads of each seed's process (OMP_NUM_THREADS; default: the cores shared out, "
-            "cores // --parallel, at least 1). A seed's weights are bit-identical to ganrun train's "
-            "with the same thread count.",
+            show_default="the cores shared out, cores // --parallel, at least 1",
+            help="Torch threads of each seed's process (OMP_NUM_THREADS). A seed's weights are bit-identical "
+            "to ganrun train's with the same thread count.",
         ),
-        click.Option(
+        Option(
             ["--progress/--no-progress", "show_progress"],
             default=True,
             show_default=True,
@@ -421,7 +423,7 @@ def run_sweep(ctx: click.Context, session: Session, options: Any, values: dict[s
     merged = {**values, "resume": None, "auto_resume": False}
     config, _, _ = build_config(ctx, merged, options.defaults, options.plugin_keys, mutable)
     config.seed = seeds[0]
-    configure(config, host)
+    configure(config, host, ctx)
     try:  # a live sweep is named before the folder's contents are judged or anything is built
         RunLock(sweep_dir).check_free()
     except RunFolderBusy as exc:

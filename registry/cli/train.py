@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import shlex
 import sys
 import time
@@ -21,7 +20,8 @@ import click
 
 from registry import checkpoint as ckpt
 from registry.checkpoint.lock import RunFolderBusy, RunLock
-from registry.checkpoint.run import find_checkpoint, saved_config
+from registry.checkpoint.run import choose_checkpoint, saved_config
+from registry.cli.options import DEVICE, DEVICE_FORMS, Option, OutputPath, adopt
 from registry.cli.rundir import check_run_dir, choose_run_dir, lock_run_dir, prepare_run_dir, run_entries
 from registry.cli.session import Session, plugin_failure
 from registry.config import (
@@ -39,14 +39,14 @@ from registry.errors import is_out_of_memory
 from registry.plugins import Host, PluginError, UnknownNameError
 from registry.run_plugins import require_run_plugins
 from registry.train import distributed, memory
+from registry.train.device import device_problem
 
 # Help text per core option; the default shown is the effective one for the active plugins.
 CORE_HELP = {
     "dataset": "Dataset name (registered by a plugin; built-ins: digits, shapes, mnist-idx, image-folder).",
     "data_dir": "Folder the dataset reads from (mnist-idx, image-folder, ...).",
-    "image_size": "Resize images to this square size (default: the dataset's own).",
-    "model": "Architecture name: dcgan28, dcgan64, conv64 (small, for shapes) or a plugin's "
-    "(default: dcgan28 for 28 px images, dcgan64 otherwise).",
+    "image_size": "Resize images to this square size.",
+    "model": "Architecture name: dcgan28, dcgan64, conv64 (small, for shapes) or a plugin's.",
     "gan_loss": "Adversarial loss: nonsaturating or hinge (or a plugin's).",
     "noise_dim": "Width of the incompressible noise z.",
     "noise": "Distribution of z.",
@@ -59,8 +59,8 @@ CORE_HELP = {
     "beta1": "Adam beta1.",
     "beta2": "Adam beta2.",
     "seed": "Seed for initialisation, data order and latent sampling.",
-    "device": "auto (CUDA when present), cpu, cuda or cuda:N.",
-    "out": "Run folder for checkpoints, metrics and pictures (default: runs/<dataset>-<time>).",
+    "device": f"Device to train on: {DEVICE_FORMS}.",
+    "out": "Run folder for checkpoints, metrics and pictures.",
     "save_every": "Checkpoint every N steps (and at the end).",
     "sample_every": "Write sample pictures every N steps (and at the end).",
     "log_every": "Write metrics every N steps.",
@@ -79,24 +79,41 @@ CORE_HELP = {
 }
 
 
+# What a core option's default is when it is computed at run time, as --help shows it.
+RUNTIME_DEFAULTS = {
+    "image_size": "the dataset's own",
+    "model": "dcgan28 for 28 px images, dcgan64 otherwise",
+    "out": "runs/<dataset>-<time>",
+}
+
+
 def _core_option(field: dataclasses.Field, default: Any) -> click.Option:
+    """The flag of a ``TrainConfig`` field. Its click default is None, so a value the user did
+    not give comes from a plugin's defaults, the --config file or the saved run; --help shows
+    the effective default."""
     name = field.name
     flag = "--" + name.replace("_", "-")
     help_text = CORE_HELP.get(name, "")
     kind = {"int": int, "float": float, "str": str, "bool": bool}
     annotation = str(field.type)
+    if default is None:
+        shown: str | bool = RUNTIME_DEFAULTS.get(name, False)
+    elif isinstance(default, bool):
+        shown = "on" if default else "off"
+    else:
+        shown = str(default)
     if "bool" in annotation:
-        return click.Option(
-            [f"{flag}/--no-{name.replace('_', '-')}"], default=None, help=help_text, show_default=str(default).lower()
-        )
+        return Option([f"{flag}/--no-{name.replace('_', '-')}"], default=None, help=help_text, show_default=shown)
     if name == "noise":
-        return click.Option(
-            [flag], type=click.Choice(["normal", "uniform"]), default=None, help=help_text, show_default=str(default)
+        return Option(
+            [flag], type=click.Choice(["normal", "uniform"]), default=None, help=help_text, show_default=shown
         )
+    if name == "device":  # checked where it is typed; a --config or saved value by _validate
+        return Option([flag], type=DEVICE, default=None, help=help_text, show_default=shown)
+    if name == "out":
+        return Option([flag], type=OutputPath("folder", text=True), default=None, help=help_text, show_default=shown)
     typ = next((t for key, t in kind.items() if annotation.startswith(key)), str)
-    return click.Option(
-        [flag], type=typ, default=None, help=help_text, show_default=str(default) if default is not None else False
-    )
+    return Option([flag], type=typ, default=None, help=help_text, show_default=shown)
 
 
 def _require_run_plugins(run: Path, active: Any, command: str) -> None:
@@ -130,7 +147,7 @@ def train_options(session: Session) -> TrainOptions:
     ``click.ClickException`` naming it."""
     try:
         host = session.host()
-        plugin_options = [opt for opts in host.run("ganrun_train_options") for opt in (opts or [])]
+        plugin_options = [adopt(opt) for opts in host.run("ganrun_train_options") for opt in (opts or [])]
         defaults = _plugin_defaults(host)
     except (click.ClickException, PluginError) as exc:
         raise exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc)) from None
@@ -141,26 +158,26 @@ def train_options(session: Session) -> TrainOptions:
     ]
     params += plugin_options
     params += [
-        click.Option(
+        Option(
             ["--config"],
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
             help="TOML file setting any of these options by name (flags override it).",
         ),
-        click.Option(
+        Option(
             ["--resume"],
             type=click.Path(path_type=Path),
             default=None,
             help="Continue from a checkpoint file, or a run folder's newest complete checkpoint.",
         ),
-        click.Option(
+        Option(
             ["--auto-resume"],
             is_flag=True,
             default=False,
             help="Resume from the newest complete checkpoint in --out if there is one, else start "
             "fresh: one command line for first start and restarts (torchrun --max-restarts).",
         ),
-        click.Option(
+        Option(
             ["--overwrite"],
             is_flag=True,
             default=False,
@@ -219,13 +236,28 @@ def _explicit(ctx: click.Context, values: dict[str, Any], names: set[str]) -> di
 
 
 def _resolve_resume(path: Path) -> Path:
-    found = find_checkpoint(path)
-    if found is None:
-        raise click.BadParameter(f"no complete checkpoint in {path}", param_hint="--resume")
-    path = found
     if not path.exists():
         raise click.BadParameter(f"{path} does not exist", param_hint="--resume")
-    return path
+    try:  # a newer checkpoint skipped is named on stderr, with why
+        return choose_checkpoint(path)
+    except ckpt.CheckpointError as exc:
+        raise click.BadParameter(str(exc), param_hint="--resume") from None
+
+
+def _auto_resume_checkpoint(out: Path) -> Path | None:
+    """--auto-resume's checkpoint: the newest usable one in ``out/checkpoints`` (newer ones
+    skipped are named on stderr), None when there is none at all; checkpoints none of which
+    can be used are refused rather than trained over from step 0."""
+    found, skipped = ckpt.latest_checkpoint(out / "checkpoints")
+    if found is None and not skipped:
+        return None
+    try:
+        return choose_checkpoint(out)
+    except ckpt.CheckpointError as exc:
+        raise click.BadParameter(
+            f"{exc}; move them away to start {out} again, or resume with the ganrun that wrote them",
+            param_hint="--auto-resume",
+        ) from None
 
 
 # The options that size a training run's allocations, for an out-of-memory message.
@@ -313,14 +345,21 @@ def build_config(
         problems = type_errors(file_values) + _plugin_type_errors(ctx, file_values, plugin_keys)
         if problems:
             raise click.BadParameter(f"{values['config']}: " + "; ".join(problems), param_hint="--config")
+    # the keys whose value is the file's, so that configure() names the file for a bad one
+    ctx.meta[CONFIG_FILE_KEYS] = (values.get("config"), set(file_values) - set(cli_values))
     explicit = {**file_values, **cli_values}
 
+    if values.get("resume") is not None and values.get("auto_resume"):
+        raise click.UsageError(
+            "--resume and --auto-resume both say where to continue from; use --resume PATH for one checkpoint "
+            "or run folder, or --auto-resume with --out for restarts, not both"
+        )
     resume_path = _resolve_resume(values["resume"]) if values.get("resume") is not None else None
     if values.get("auto_resume") and resume_path is None:
         out = explicit.get("out")
         if out is None:
             raise click.BadParameter("needs --out (the run folder to continue)", param_hint="--auto-resume")
-        resume_path = ckpt.find_latest(Path(out) / "checkpoints")
+        resume_path = _auto_resume_checkpoint(Path(out))
     saved = None
     if resume_path is not None:
         try:
@@ -353,8 +392,9 @@ def _validate(config: TrainConfig, host: Host) -> None:
     for key in ("beta1", "beta2"):
         if not 0.0 <= getattr(config, key) < 1.0:
             raise click.BadParameter(f"must be in [0, 1), got {getattr(config, key)!r}", param_hint=f"--{key}")
-    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", config.device):
-        raise click.BadParameter(f"expected auto, cpu, cuda or cuda:N, got {config.device!r}", param_hint="--device")
+    problem = device_problem(config.device)  # the check --device has, for a --config or saved value
+    if problem:
+        raise click.BadParameter(problem, param_hint="--device")
     positive = ("steps", "batch_size", "noise_dim", "save_every", "sample_every", "log_every", "g_steps")
     for key in positive:
         value = getattr(config, key)
@@ -408,17 +448,38 @@ def resume_mutable(host: Host) -> frozenset[str]:
     return frozenset(MUTABLE_ON_RESUME.union(*(names or () for names in host.run("ganrun_resume_mutable_options"))))
 
 
-def configure(config: TrainConfig, host: Host) -> None:
+CONFIG_FILE_KEYS = "ganrun.config_file_keys"  # ctx.meta: (--config file, keys whose value is the file's)
+
+
+def _from_config_file(ctx: click.Context | None, exc: click.BadParameter) -> click.BadParameter:
+    """A bad value refused under its option (``--code``) that came from the --config file, not
+    the command line, named where the user must fix it: the file and the key."""
+    source, keys = ctx.meta.get(CONFIG_FILE_KEYS, (None, set())) if ctx is not None else (None, set())
+    hint = exc.param_hint if isinstance(exc.param_hint, str) else None
+    if source is None or hint is None or ctx is None:
+        return exc
+    names = {opt: p.name for p in ctx.command.params for opt in getattr(p, "opts", ())}
+    key = names.get(hint)
+    if key not in keys:
+        return exc
+    return click.BadParameter(f"{source}: {key}: {exc.message} (option {hint})", ctx=ctx, param_hint="--config")
+
+
+def configure(config: TrainConfig, host: Host, ctx: click.Context | None = None) -> None:
     """Check a merged configuration and let the plugins complete it (``ganrun_configure``);
-    a bad value is one line naming its option."""
-    _validate(config, host)  # first: a bad core value is named under its own option, never a plugin's
+    a bad value is one line naming its option, or, when ``ctx``'s --config file set it, the
+    file and the key."""
     try:
-        host.run("ganrun_configure", config=config, registries=host.registries)
-    except click.ClickException:
-        raise
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    _validate(config, host)
+        _validate(config, host)  # first: a bad core value is named under its own option, never a plugin's
+        try:
+            host.run("ganrun_configure", config=config, registries=host.registries)
+        except click.ClickException:
+            raise
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        _validate(config, host)
+    except click.BadParameter as exc:
+        raise _from_config_file(ctx, exc) from None
 
 
 def build_trainer(
@@ -515,7 +576,7 @@ def run_train(
     config, resume_path, _ = build_config(ctx, values, defaults, plugin_keys, mutable)
     if resume_path is not None:
         _require_run_plugins(Path(values.get("resume") or resume_path), host.plugins, "train --resume")
-    configure(config, host)
+    configure(config, host, ctx)
     info = distributed.from_environment()
     overwrite = values.get("overwrite", False)
     run_dir = choose_run_dir(config, resume_path)

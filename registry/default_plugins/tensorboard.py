@@ -42,7 +42,8 @@ def ganrun_train_options():
             [f"--{OPTION}/--no-{OPTION}", OPTION],
             default=None,
             help=f"Also log metrics and sample pictures for TensorBoard, in RUN/{FOLDER}/ "
-            f"(needs {EXTRA_HINT}). May be switched on or off on resume. [default: off]",
+            f"(needs {EXTRA_HINT}). May be switched on or off on resume.",
+            show_default="off",
         ),
     ]
 

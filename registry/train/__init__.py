@@ -9,7 +9,8 @@ from registry.train.inference import InferenceState, restore_for_inference
 from registry.train.noise import NoiseSampler, sample_noise
 from registry.train.rng import EpochSampler, seed_for, step_seed
 from registry.train.step import Pass, StepContext
-from registry.train.trainer import Interrupted, Trainer, resolve_device
+from registry.train.device import resolve_device
+from registry.train.trainer import Interrupted, Trainer
 
 __all__ = [
     "DivergenceError",

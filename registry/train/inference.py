@@ -138,7 +138,7 @@ def restore_for_inference(path: Path, host: Host, *, device: str | None = None) 
     tampered with or from another configuration, ``ValueError`` for a bad device, and
     ``DatasetError`` only for a checkpoint that records no image shape and whose dataset cannot
     be read. Torch's global random state is left as it was."""
-    from registry.train.trainer import resolve_device
+    from registry.train.device import resolve_device
 
     path = Path(path)
     tensors, meta = ckpt.read_checkpoint(path)

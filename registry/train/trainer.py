@@ -29,8 +29,8 @@ from torch import nn
 
 from registry import runfiles
 from registry.checkpoint.atomic import atomic_write
-from registry.checkpoint import CheckpointError, read_checkpoint
-from registry.checkpoint.run import find_checkpoint, run_dir_of, saved_config
+from registry.checkpoint import read_checkpoint
+from registry.checkpoint.run import choose_checkpoint, run_dir_of, saved_config
 from registry.config import TrainConfig
 from registry.cpu import allocator as perf
 from registry.data import DatasetError, ImageDataset, to_training_tensor, uint8_to_float
@@ -38,6 +38,7 @@ from registry.plugins import Host
 from registry.report.images import save_grid
 from registry.train import distributed, memory, persistence
 from registry.train.balance import BalanceWatch, balance_hint
+from registry.train.device import resolve_device
 from registry.train.networks import (
     build_networks,
     build_plugin_modules,
@@ -61,22 +62,6 @@ class Interrupted(RuntimeError):
     def __init__(self, signum: int, step: int, path: Path | None):
         self.signum, self.step, self.path = signum, step, path
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; ``cuda`` under torchrun means this rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    elif device.type != "cpu":
-        raise ValueError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
-    return device
 
 
 class Trainer:
@@ -407,11 +392,7 @@ class Trainer:
     def from_checkpoint(cls, path: Path, host: Host, *, device: str | None = None) -> "Trainer":
         """A trainer restored from a checkpoint file or a run folder's newest one, for
         evaluation and pictures (the run's logs are left untouched)."""
-        path = Path(path)
-        found = find_checkpoint(path)
-        if found is None:
-            raise CheckpointError(f"{path}: no complete checkpoint in this run folder")
-        path = found
+        path = choose_checkpoint(Path(path))
         tensors, meta = read_checkpoint(path)
         config = saved_config(path, meta)
         if device is not None:
