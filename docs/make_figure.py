@@ -1,6 +1,7 @@
-"""Make the README's picture from a run of the main job (``ganrun --plugin infogan``).
+"""Make the README's picture from a run on the digits (the README's is the digits recipe,
+``--config examples/configs/mnist_digits.toml``, seed 3; any run with a categorical code works).
 
-    python docs/make_figure.py RUN [--out docs/images/main-job.png] [--rows 8] [--sample-columns 4]
+    python docs/make_figure.py RUN [--out docs/images/digits-recipe.png] [--rows 8] [--sample-columns 4]
                                    [--scale 2] [--seed 0]
 
 Left: the categorical code's traversal, one column per code value. Each row is one draw of the
@@ -30,7 +31,7 @@ from infogan_plugin import Categorical, InfoGANRun, load_run
 from registry import atomic_write, make_grid
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "docs" / "images" / "main-job.png"
+DEFAULT_OUT = ROOT / "docs" / "images" / "digits-recipe.png"
 GAP = 8  # pixels between the traversal and the samples, before upscaling
 
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> Path:
     ordered = "ordered by the digit Q reads most often for each" if run.config.dataset == "digits" else "in code order"
     size = f"{figure.width}x{figure.height}, {args.out.stat().st_size / 1024:.0f} KiB"
     print(f"wrote {args.out} ({size})", file=sys.stderr)
-    print(f"![The main job after {run.step} steps: code {code}, one column per value, beside samples]({where})")
+    print(f"![{run.run_dir.name} after {run.step} steps: code {code}, one column per value, beside samples]({where})")
     print()
     print(
         f"*Left: the categorical code `{code}` after {run.step} steps (seed {run.config.seed}); each column is one "
