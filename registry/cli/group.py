@@ -55,6 +55,18 @@ class GanrunGroup(click.Group):
             return host.registries.commands.get(name)
         return None
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands, then those that installed plugins provide and how to enable them (a
+        newcomer's next commands, ``eval`` or ``traverse``, come from the InfoGAN plugin)."""
+        super().format_commands(ctx, formatter)
+        shown = set(self.list_commands(ctx))
+        rows = []
+        for plugin, commands in plugin_commands(exclude=shown).items():
+            rows.append((f"--plugin {plugin}", ", ".join(commands)))
+        if rows:
+            with formatter.section("Commands of installed plugins (enable with --plugin NAME)"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context):
         """Run the command; a plugin's failure or an allocator failure anywhere in it is one line
         (naming the plugin, or the command and its size options), never a traceback."""
@@ -86,6 +98,22 @@ class GanrunGroup(click.Group):
                 if hint:
                     raise click.UsageError(f"{exc.message} {hint}", ctx) from None
             raise
+
+
+def plugin_commands(exclude: set[str] = frozenset()) -> dict[str, list[str]]:
+    """``{entry point: [command, ...]}``: the commands each installed plugin registers, less
+    ``exclude`` (those already available); a plugin that fails to load is left out here (``ganrun
+    plugins`` and the commands that need it name it with its error)."""
+    found: dict[str, list[str]] = {}
+    for ep_name in sorted(installed_plugins()):
+        try:
+            host = Host.create([ep_name])
+        except (PluginError, click.ClickException):
+            continue
+        names = [name for name in host.registries.commands.names() if name not in exclude]
+        if names:
+            found[ep_name] = names
+    return found
 
 
 def _command_hint(name: str) -> str:
