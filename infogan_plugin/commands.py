@@ -210,9 +210,9 @@ def eval_command(
     if unusable_labels:  # a 100% that means nothing is worse than no number: say why there is none
         scores_accuracy = False
         runfiles.warn(f"no accuracy: {unusable_labels}")
-    elif scores_accuracy:
-        for line in label_warnings(with_data.dataset.labels, state.sampler):
-            runfiles.warn(line)
+    # labels with more classes than a categorical code has values cap its accuracy: said next to
+    # the accuracy (a reading of the figure, not a problem with the run)
+    caps = label_warnings(with_data.dataset.labels, state.sampler) if scores_accuracy and not unusable_labels else []
     try:  # fail before the first stage, not minutes into the evaluation
         if scores_accuracy and any(isinstance(slot.code, Categorical) for slot in state.sampler.slots):
             require("scipy.optimize", "the unsupervised classification accuracy")
@@ -260,6 +260,9 @@ def eval_command(
         click.echo(f"{name}: {bound_text(info['L_I'], info['H'], info['L_I_max'])}")
     for name, acc in result["classification"].items():
         click.echo(f"{name}: unsupervised accuracy {acc['accuracy']:.2%}")
+        for line in caps:
+            if line.startswith(f"{name}: "):
+                click.echo(f"  ({line.removeprefix(f'{name}: ')})")
         for line in confusion_lines(acc):
             click.echo(f"  {line}")
     if "disentanglement" in result:

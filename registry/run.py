@@ -11,7 +11,7 @@ in the checkpoint) are activated first, so a plugin's modules and latent sampler
 with it.
 
 This is the one module of the use-a-run features that reaches into the host's insides
-(restoring, dataset helpers); ``registry.export`` and the InfoGAN plugin's ``generate``,
+(restoring, dataset helpers); ``registry.cli.export`` and the InfoGAN plugin's ``generate``,
 ``encode`` and ``explore`` go through ``Run`` and the helpers here.
 """
 

@@ -323,9 +323,9 @@ def test_unwritable_run_folder(ganrun: Ganrun, tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     result = ganrun.train(blocker / "run", "--steps", 1, expect=2)
     line = usage_error(ganrun, result, "--out")
-    assert "cannot write" in line
+    assert "cannot be created" in line and f"{blocker} is a file, not a folder" in line, line
     result = ganrun.train(blocker, "--steps", 1, expect=2)
-    assert "is not a folder" in usage_error(ganrun, result, "--out")
+    assert f"{blocker} is a file; name a folder" in usage_error(ganrun, result, "--out")
     assert blocker.read_text() == "not a folder"
 
 

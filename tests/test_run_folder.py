@@ -126,7 +126,8 @@ def test_auto_resume_does_not_start_over_beside_damaged_checkpoints(ganrun: Ganr
     path.write_bytes(path.read_bytes()[:100])  # truncated: find_latest skips it
     before = snapshot(run)
     result = ganrun.train(run, "--auto-resume", "--steps", 4, *TINY, plugins=[tiny], expect=2)
-    assert "none is complete" in ganrun.error_line(result)
+    line = ganrun.error_line(result)
+    assert "--auto-resume" in line and "no usable checkpoint" in line and checkpoint_name(2) in line, line
     assert snapshot(run) == before
 
 

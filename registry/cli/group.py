@@ -3,7 +3,7 @@
 ``ganrun [--plugin NAME]... [COMMAND]``: plugins are loaded only when a command needs
 them, so a broken plugin never takes down ``--help`` or ``ganrun plugins``. With no
 command, ``train`` runs with its defaults. Each command lives in its own module:
-``plugins.py``, ``report.py``, ``train.py``, ``sweep.py`` (and ``registry.export``);
+``plugins.py``, ``report.py``, ``train.py``, ``sweep.py``, ``export.py``;
 plugin commands come from the active plugins' registries.
 """
 
@@ -40,7 +40,7 @@ class GanrunGroup(click.Group):
         if name == "report":
             return report_command
         if name == "export":
-            from registry.export import export_command
+            from registry.cli.export import export_command
 
             return export_command
         if name == "train":
