@@ -60,6 +60,21 @@ def _check_values(kind: str, values: Mapping[str, object], cls: type) -> None:
             raise TypeError(f"{kind}s: {name!r} is a {type(value).__name__}, not a {cls.__module__}.{cls.__name__}")
 
 
+def _checked_arguments(modules, optimizers, generators, tensors):
+    """The optional groups as dicts, each name and value checked for its kind (save and load
+    take the same arguments)."""
+    optimizers, generators, tensors = optimizers or {}, generators or {}, tensors or {}
+    for kind, named, cls in (
+        ("module", modules, nn.Module),
+        ("optimizer", optimizers, torch.optim.Optimizer),
+        ("generator", generators, torch.Generator),
+        ("tensor", tensors, torch.Tensor),
+    ):
+        _check_names(kind, named)
+        _check_values(kind, named, cls)
+    return optimizers, generators, tensors
+
+
 def save_training_state(
     path: PathLike,
     *,
@@ -79,15 +94,7 @@ def save_training_state(
     your own ``torch.Generator`` objects. Each tensor is stored as a CPU copy ``tensor.<name>``.
     Metadata keys starting with ``model.`` or ``optim.``, and ``format_version``, are reserved.
     """
-    optimizers, generators, tensors = optimizers or {}, generators or {}, tensors or {}
-    for kind, named, cls in (
-        ("module", modules, nn.Module),
-        ("optimizer", optimizers, torch.optim.Optimizer),
-        ("generator", generators, torch.Generator),
-        ("tensor", tensors, torch.Tensor),
-    ):
-        _check_names(kind, named)
-        _check_values(kind, named, cls)
+    optimizers, generators, tensors = _checked_arguments(modules, optimizers, generators, tensors)
     meta: dict[str, str] = {}
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or key == "format_version" or key.startswith(_RESERVED_PREFIXES):
@@ -126,15 +133,7 @@ def load_training_state(
     missing, extra, mis-shaped or mis-typed tensor (a CPU generator's state where a CUDA one's
     is due), a missing optimizer entry, or a file with state that was not asked for.
     """
-    optimizers, generators, tensors = optimizers or {}, generators or {}, tensors or {}
-    for kind, named, cls in (
-        ("module", modules, nn.Module),
-        ("optimizer", optimizers, torch.optim.Optimizer),
-        ("generator", generators, torch.Generator),
-        ("tensor", tensors, torch.Tensor),
-    ):
-        _check_names(kind, named)
-        _check_values(kind, named, cls)
+    optimizers, generators, tensors = _checked_arguments(modules, optimizers, generators, tensors)
     stored, meta = read_checkpoint(path)
     # everything is checked before anything is restored, so a refused file changes nothing
     prefixes = tuple(f"model.{name}." for name in modules) + tuple(f"optim.{name}." for name in optimizers)
